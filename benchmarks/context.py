@@ -1,0 +1,90 @@
+"""What every benchmark shares: sizes, device, the measured ceiling, the cached inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.workloads import FULL_SIZE_CONFIG, load_speeches, random_jina_checkpoint
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Workload sizes. `FULL` is the issue's; `QUICK` exercises the same code in seconds."""
+
+    jina_config: dict[str, Any]
+    # Mixed workload: `mixed_count` inputs, lengths log-uniform in [mixed_low, mixed_high].
+    mixed_count: int
+    mixed_low: int
+    mixed_high: int
+    baseline_batch_size: int
+    long_lengths: tuple[int, int]  # (short, long): memory must grow at most linearly
+    minilm_paragraphs: int
+    late_document_tokens: int
+    late_chunk_tokens: int
+    ingest_speeches: int
+    ingest_max_chars: int | None  # per speech; None: whole speeches
+    repeats: int  # timed runs of the cheap benchmarks (best is kept)
+
+
+FULL = Sizes(
+    jina_config=FULL_SIZE_CONFIG,
+    mixed_count=48,
+    mixed_low=16,
+    mixed_high=1024,
+    baseline_batch_size=32,
+    long_lengths=(2048, 8192),
+    minilm_paragraphs=1200,
+    late_document_tokens=8192,
+    late_chunk_tokens=256,
+    ingest_speeches=12,
+    ingest_max_chars=None,
+    repeats=2,
+)
+
+QUICK = Sizes(
+    # The tiny default architecture with 1024 usable tokens, so long inputs are testable.
+    jina_config={"max_position_embeddings": 1026},
+    mixed_count=12,
+    mixed_low=8,
+    mixed_high=256,
+    baseline_batch_size=4,
+    long_lengths=(128, 512),
+    minilm_paragraphs=24,
+    late_document_tokens=512,
+    late_chunk_tokens=32,
+    ingest_speeches=2,
+    ingest_max_chars=2000,
+    repeats=1,
+)
+
+TASK = "retrieval.passage"  # one adapter throughout: the task documents are indexed with
+SEED = 0
+
+
+@dataclass
+class Context:
+    sizes: Sizes
+    device: torch.device
+    dtype: torch.dtype
+    ceiling_flops: float
+    cache_dir: Path
+    speeches_path: Path
+    _speeches: list[dict[str, Any]] | None = field(default=None, repr=False)
+
+    def jina_checkpoint(self) -> Path:
+        """The random jina-v3-format checkpoint of `sizes.jina_config` (cached on disk)."""
+        return random_jina_checkpoint(self.cache_dir, self.sizes.jina_config, seed=SEED)
+
+    def speeches(self) -> list[dict[str, Any]]:
+        if self._speeches is None:
+            self._speeches = load_speeches(self.speeches_path)
+        return self._speeches
+
+    def load_embedder(self, model_dir: Path) -> Any:
+        from embedder_core import Embedder
+
+        return Embedder.from_pretrained(str(model_dir), device=self.device, dtype=self.dtype)

@@ -1,0 +1,24 @@
+"""Typed errors of the embedder core. All are raised before any model work is done."""
+
+from __future__ import annotations
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The model is neither a local directory nor available from the Hugging Face cache/Hub."""
+
+
+class UnsafeCheckpointError(ValueError):
+    """The checkpoint only has pickle weights (``*.bin``/``*.pt``), which we refuse to load."""
+
+
+class TokenLimitError(ValueError):
+    """An input is longer than the model's token limit and truncation is off."""
+
+    def __init__(self, index: int, token_count: int, max_tokens: int) -> None:
+        super().__init__(
+            f"input {index} has {token_count} tokens, over the model's limit of {max_tokens}; "
+            "pass truncate=True to cut it, or split it (late_chunking handles any length)"
+        )
+        self.index = index
+        self.token_count = token_count
+        self.max_tokens = max_tokens

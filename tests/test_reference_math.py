@@ -1,0 +1,263 @@
+"""An independent reference for the jina-embeddings-v3 math, checked against `Embedder`.
+
+The reference below is written from ../shared/jina-embeddings-v3-facts.md only: it reads
+model.safetensors with `safetensors.torch.load_file`, merges each task's LoRA weights
+explicitly, and runs a plain per-sequence post-norm BERT forward in float64 (rotary
+angles in float32, as the facts say). It imports nothing from embedder_core's model code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from tokenizers import Tokenizer
+
+from embedder_core import Embedder
+
+COSINE_MATCH = 0.99999
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Everyone has the right to life, liberty and security of person.",
+    "人人生而自由，在尊严和权利上一律平等。",
+    "Alle Menschen sind frei und gleich an Würde und Rechten geboren.",
+    "Все люди рождаются свободными.",
+    "A",
+]
+
+
+class ReferenceJina:
+    """Plain float64 jina-embeddings-v3 forward, one sequence at a time."""
+
+    EMBEDDINGS = ("roberta.embeddings.word_embeddings", "roberta.embeddings.token_type_embeddings")
+
+    def __init__(self, model_dir: Path) -> None:
+        self.config = json.loads((model_dir / "config.json").read_text())
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.raw = {
+            name: tensor.to(torch.float64)
+            for name, tensor in load_file(model_dir / "model.safetensors").items()
+        }
+        self.tasks: list[str] = self.config["lora_adaptations"]
+        self.max_tokens = self.config["max_position_embeddings"] - 2
+        self._merged: dict[str | None, dict[str, torch.Tensor]] = {}
+
+    def weights(self, task: str | None) -> dict[str, torch.Tensor]:
+        """Plain weights for `task`: W + s*B[t]@A[t] (Linear), W + s*A[t]@B[t] (Embedding)."""
+        if task in self._merged:
+            return self._merged[task]
+        scale = self.config["lora_alpha"] / self.config["lora_rank"]
+        suffix = ".parametrizations.weight.original"
+        merged: dict[str, torch.Tensor] = {}
+        for name, tensor in self.raw.items():
+            if name.endswith(suffix):
+                module = name[: -len(suffix)]
+                lora_a = self.raw[f"{module}.parametrizations.weight.0.lora_A"]
+                lora_b = self.raw[f"{module}.parametrizations.weight.0.lora_B"]
+                weight = tensor.clone()
+                if task is not None:
+                    t = self.tasks.index(task)
+                    if module in self.EMBEDDINGS:
+                        weight += scale * (lora_a[t] @ lora_b[t])
+                    else:
+                        weight += scale * (lora_b[t] @ lora_a[t])
+                merged[f"{module}.weight"] = weight
+            elif ".parametrizations." not in name:
+                merged[name] = tensor
+        self._merged[task] = merged
+        return merged
+
+    def instruction(self, task: str | None) -> str:
+        return "" if task is None else self.config["task_instructions"][task]
+
+    def content_ids(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def token_ids(self, text: str, task: str | None, *, with_instruction: bool = True) -> list[int]:
+        """`<s> instruction+text </s>`, content truncated so the whole fits max_tokens."""
+        prefixed = (self.instruction(task) if with_instruction else "") + text
+        ids = self.tokenizer.encode(prefixed, add_special_tokens=True).ids
+        if len(ids) > self.max_tokens:
+            ids = [*ids[: self.max_tokens - 1], ids[-1]]
+        return ids
+
+    def token_states(self, ids: list[int], task: str | None) -> torch.Tensor:
+        cfg, w = self.config, self.weights(task)
+        eps = cfg["layer_norm_eps"]
+        hidden, heads = cfg["hidden_size"], cfg["num_attention_heads"]
+        head_dim = hidden // heads
+        length = len(ids)
+
+        def layer_norm(x: torch.Tensor, module: str) -> torch.Tensor:
+            return F.layer_norm(x, (hidden,), w[f"{module}.weight"], w[f"{module}.bias"], eps)
+
+        def linear(x: torch.Tensor, module: str) -> torch.Tensor:
+            return x @ w[f"{module}.weight"].T + w[f"{module}.bias"]
+
+        x = w["roberta.embeddings.word_embeddings.weight"][torch.tensor(ids)]
+        x = x + w["roberta.embeddings.token_type_embeddings.weight"][0]
+        x = layer_norm(x, "roberta.emb_ln")
+
+        exponents = torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim
+        inv_freq = 1.0 / (float(cfg["rotary_emb_base"]) ** exponents)
+        angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
+        angles = torch.cat([angles, angles], dim=-1).to(torch.float64)  # (L, head_dim)
+        cos, sin = angles.cos()[:, None, :], angles.sin()[:, None, :]
+
+        def rotate(x: torch.Tensor) -> torch.Tensor:  # (L, heads, head_dim), rotate-half
+            first, second = x[..., : head_dim // 2], x[..., head_dim // 2 :]
+            return x * cos + torch.cat([-second, first], dim=-1) * sin
+
+        for i in range(cfg["num_hidden_layers"]):
+            layer = f"roberta.encoder.layers.{i}"
+            qkv = linear(x, f"{layer}.mixer.Wqkv").view(length, 3, heads, head_dim)
+            q, k, v = rotate(qkv[:, 0]), rotate(qkv[:, 1]), qkv[:, 2]
+            scores = torch.einsum("qhd,khd->hqk", q, k) / math.sqrt(head_dim)
+            attended = torch.einsum("hqk,khd->qhd", scores.softmax(dim=-1), v)
+            attn = linear(attended.reshape(length, hidden), f"{layer}.mixer.out_proj")
+            x = layer_norm(x + attn, f"{layer}.norm1")
+            inner = F.gelu(linear(x, f"{layer}.mlp.fc1"), approximate="none")
+            x = layer_norm(x + linear(inner, f"{layer}.mlp.fc2"), f"{layer}.norm2")
+        return x
+
+    def encode(self, text: str, task: str | None, *, with_instruction: bool = True) -> np.ndarray:
+        ids = self.token_ids(text, task, with_instruction=with_instruction)
+        return _unit(self.token_states(ids, task).mean(dim=0).numpy())
+
+    def late_chunks(self, pieces: list[str], task: str | None) -> np.ndarray:
+        """`<s> instruction pieces </s>`, each piece tokenized alone without specials; each
+        row is the mean of the states of that piece's own tokens."""
+        bos, eos = self.config["bos_token_id"], self.config["eos_token_id"]
+        instruction = self.instruction(task)
+        ids = [bos, *(self.content_ids(instruction) if instruction else [])]
+        spans = []
+        for piece in pieces:
+            piece_ids = self.content_ids(piece)
+            spans.append((len(ids), len(ids) + len(piece_ids)))
+            ids += piece_ids
+        ids.append(eos)
+        assert len(ids) <= self.max_tokens, "reference late chunking is single-window only"
+        states = self.token_states(ids, task)
+        return np.stack([_unit(states[start:end].mean(dim=0).numpy()) for start, end in spans])
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    return (a * b).sum(axis=-1)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_jina_dir: Path) -> ReferenceJina:
+    return ReferenceJina(tiny_jina_dir)
+
+
+@pytest.fixture(scope="module")
+def embedder(tiny_jina_embedder: Embedder) -> Embedder:
+    return tiny_jina_embedder
+
+
+ALL_TASKS = [
+    None,
+    "retrieval.query",
+    "retrieval.passage",
+    "separation",
+    "classification",
+    "text-matching",
+]
+
+
+def test_reference_tasks_are_the_released_ones(reference: ReferenceJina, embedder: Embedder):
+    assert tuple(reference.tasks) == tuple(t for t in ALL_TASKS if t)
+    assert tuple(embedder.tasks) == tuple(reference.tasks)
+    assert embedder.has_adapters
+    assert embedder.dimension == reference.config["hidden_size"]
+    assert embedder.max_tokens == reference.max_tokens
+
+
+@pytest.mark.parametrize("task", ALL_TASKS)
+def test_encode_matches_reference(reference: ReferenceJina, embedder: Embedder, task):
+    got = embedder.encode(TEXTS, task=task)
+    assert got.dtype == np.float32
+    assert got.shape == (len(TEXTS), reference.config["hidden_size"])
+    expected = np.stack([reference.encode(text, task) for text in TEXTS])
+    np.testing.assert_array_less(COSINE_MATCH, _cosines(got, expected))
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("task", ["retrieval.passage", "text-matching"])
+def test_truncation_matches_reference(reference: ReferenceJina, embedder: Embedder, task):
+    """Over-limit input keeps its first tokens and still ends with `</s>`."""
+    long_text = " ".join(TEXTS * 20)
+    ids = reference.token_ids(long_text, task)
+    assert len(ids) == reference.max_tokens  # the text really was cut
+    assert embedder.count_tokens([long_text], task=task)[0] > reference.max_tokens
+    got = embedder.encode(long_text, task=task)
+    expected = reference.encode(long_text, task)
+    assert _cosines(got[0], expected) > COSINE_MATCH
+
+
+def test_tasks_give_different_embeddings(reference: ReferenceJina, embedder: Embedder):
+    """Each adapter moves the embedding: this fails if adapters are ignored."""
+    by_task = {task: embedder.encode(TEXTS, task=task) for task in ALL_TASKS}
+    for i, first in enumerate(ALL_TASKS):
+        for second in ALL_TASKS[i + 1 :]:
+            cosines = _cosines(by_task[first], by_task[second])
+            assert cosines.max() < 0.999, (first, second, cosines)
+    # Same contrast in the reference: the fixture's LoRA weights are large enough.
+    separation = reference.encode(TEXTS[0], "separation")
+    classification = reference.encode(TEXTS[0], "classification")
+    assert _cosines(separation, classification) < 0.999
+
+
+@pytest.mark.parametrize("task", ["retrieval.query", "retrieval.passage"])
+def test_instruction_is_prepended(reference: ReferenceJina, embedder: Embedder, task):
+    instruction = reference.instruction(task)
+    assert instruction
+    got = embedder.encode(TEXTS, task=task)
+    with_instruction = np.stack([reference.encode(t, task) for t in TEXTS])
+    without = np.stack([reference.encode(t, task, with_instruction=False) for t in TEXTS])
+    np.testing.assert_array_less(COSINE_MATCH, _cosines(got, with_instruction))
+    assert _cosines(got, without).max() < 0.9999
+    counts = embedder.count_tokens(TEXTS, task=task)
+    assert counts == [len(reference.token_ids(t, task)) for t in TEXTS]
+    assert counts != embedder.count_tokens(TEXTS, task="separation")
+
+
+def test_mixed_task_batch_matches_reference(reference: ReferenceJina, embedder: Embedder):
+    tasks = [ALL_TASKS[i % len(ALL_TASKS)] for i in range(len(TEXTS))]
+    got = embedder.encode(TEXTS, task=tasks)
+    expected = np.stack([reference.encode(t, task) for t, task in zip(TEXTS, tasks)])
+    np.testing.assert_array_less(COSINE_MATCH, _cosines(got, expected))
+
+
+PIECES = [
+    "The President spoke to Congress about the economy.",
+    "Taxes, schools and health care were the main themes.",
+    "人人生而自由。",
+    "He ended with the armed forces.",
+]
+
+
+@pytest.mark.parametrize("task", ["retrieval.passage", "text-matching", None])
+def test_late_chunking_matches_reference(reference: ReferenceJina, embedder: Embedder, task):
+    got = embedder.encode(PIECES, task=task, late_chunking=True)
+    assert got.shape == (len(PIECES), reference.config["hidden_size"])
+    expected = reference.late_chunks(PIECES, task)
+    np.testing.assert_array_less(COSINE_MATCH, _cosines(got, expected))
+    # Context matters: each piece differs from encoding it on its own.
+    alone = embedder.encode(PIECES, task=task)
+    assert _cosines(got, alone).max() < 0.9999
