@@ -61,7 +61,10 @@ QUICK = Sizes(
     repeats=1,
 )
 
-TASK = "retrieval.passage"  # one adapter throughout: the task documents are indexed with
+# One LoRA adapter. Synthetic inputs use one without an instruction, so every token of an
+# exact-length input is content; documents use the task they are indexed with.
+ADAPTER_TASK = "text-matching"
+PASSAGE_TASK = "retrieval.passage"
 SEED = 0
 
 

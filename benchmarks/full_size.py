@@ -6,7 +6,7 @@ import gc
 import time
 
 from benchmarks.baseline import PaddedBaseline
-from benchmarks.context import SEED, TASK, Context
+from benchmarks.context import ADAPTER_TASK, SEED, Context
 from benchmarks.measure import (
     best_time,
     min_row_cosine,
@@ -35,29 +35,29 @@ def run(ctx: Context) -> CaseResult:
     start = time.perf_counter()
     embedder = ctx.load_embedder(model_dir)
     load_seconds = time.perf_counter() - start
-    texts = exact_length_texts(embedder, model_dir, lengths, task=TASK, seed=SEED)
+    texts = exact_length_texts(embedder, model_dir, lengths, task=ADAPTER_TASK, seed=SEED)
     warmup = exact_length_texts(
-        embedder, model_dir, _warmup_lengths(lengths), task=TASK, seed=SEED + 1
+        embedder, model_dir, _warmup_lengths(lengths), task=ADAPTER_TASK, seed=SEED + 1
     )
     start = time.perf_counter()
-    embedder.encode(warmup, task=TASK)
+    embedder.encode(warmup, task=ADAPTER_TASK)
     ours_warmup_seconds = time.perf_counter() - start
     # One timed run: at full size it is ~a minute, and the baseline's several.
-    ours_seconds, ours = best_time(lambda: embedder.encode(texts, task=TASK), ctx.device, 1)
+    ours_seconds, ours = best_time(lambda: embedder.encode(texts, task=ADAPTER_TASK), ctx.device, 1)
     del embedder
     gc.collect()
 
     baseline = PaddedBaseline(
         model_dir, device=ctx.device, dtype=ctx.dtype, batch_size=sizes.baseline_batch_size
     )
-    baseline_lengths = [len(ids) for ids in baseline.tokenize(texts, TASK)]
+    baseline_lengths = [len(ids) for ids in baseline.tokenize(texts, ADAPTER_TASK)]
     if baseline_lengths != lengths:
         raise RuntimeError("the baseline tokenizes the workload differently from Embedder")
     start = time.perf_counter()
-    baseline.encode(warmup, task=TASK)
+    baseline.encode(warmup, task=ADAPTER_TASK)
     baseline_warmup_seconds = time.perf_counter() - start
     baseline_seconds, reference = best_time(
-        lambda: baseline.encode(texts, task=TASK), ctx.device, 1
+        lambda: baseline.encode(texts, task=ADAPTER_TASK), ctx.device, 1
     )
     padded_tokens = sum(
         len(batch) * max(lengths[i] for i in batch)
@@ -83,7 +83,7 @@ def run(ctx: Context) -> CaseResult:
             "lengths": lengths,
             "tokens": tokens,
             "baseline_padded_tokens": padded_tokens,
-            "task": TASK,
+            "task": ADAPTER_TASK,
             "non_embedding_parameters": parameters,
             "load_seconds": load_seconds,
             "ours_warmup_seconds": ours_warmup_seconds,

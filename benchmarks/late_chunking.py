@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 import json
 
-from benchmarks.context import TASK, Context
+from benchmarks.context import PASSAGE_TASK, Context
 from benchmarks.measure import best_time, non_embedding_parameters
 from benchmarks.report import CaseResult, Figure, Target
 from benchmarks.workloads import document_prefix
@@ -28,22 +28,22 @@ def run(ctx: Context) -> CaseResult:
     embedder = ctx.load_embedder(model_dir)
     longest = max(ctx.speeches(), key=lambda speech: len(speech["text"]))
     document = document_prefix(
-        embedder, longest["text"], ctx.sizes.late_document_tokens, task=TASK
+        embedder, longest["text"], ctx.sizes.late_document_tokens, task=PASSAGE_TASK
     )
     chunk_size = ctx.sizes.late_chunk_tokens
 
     def late():
-        return embedder.embed_document(document, task=TASK, chunker="sentences", chunk_size=chunk_size)
+        return embedder.embed_document(document, task=PASSAGE_TASK, chunker="sentences", chunk_size=chunk_size)
 
-    warmup = document_prefix(embedder, document, 4 * chunk_size, task=TASK)
-    embedder.embed_document(warmup, task=TASK, chunker="sentences", chunk_size=chunk_size)
+    warmup = document_prefix(embedder, document, 4 * chunk_size, task=PASSAGE_TASK)
+    embedder.embed_document(warmup, task=PASSAGE_TASK, chunker="sentences", chunk_size=chunk_size)
     late_seconds, chunks = best_time(late, ctx.device, 1)
     chunk_texts = [chunk.text for chunk in chunks]
     independent_seconds, _ = best_time(
-        lambda: embedder.encode(chunk_texts, task=TASK), ctx.device, 1
+        lambda: embedder.encode(chunk_texts, task=PASSAGE_TASK), ctx.device, 1
     )
-    late_tokens = embedder.count_tokens([document], task=TASK)[0]
-    chunk_tokens = embedder.count_tokens(chunk_texts, task=TASK)
+    late_tokens = embedder.count_tokens([document], task=PASSAGE_TASK)[0]
+    chunk_tokens = embedder.count_tokens(chunk_texts, task=PASSAGE_TASK)
     del embedder
     gc.collect()
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.context import SEED, TASK, Context
+from benchmarks.context import ADAPTER_TASK, SEED, Context
 from benchmarks.measure import PeakMemory, synchronize
 from benchmarks.report import CaseResult, Figure, Target
 from benchmarks.workloads import exact_length_texts
@@ -64,7 +64,7 @@ def run(ctx: Context) -> CaseResult:
     for length in (short, long):
         with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
             dtype = str(ctx.dtype).removeprefix("torch.")
-            future = pool.submit(measure_one, str(model_dir), length, str(ctx.device), dtype, TASK)
+            future = pool.submit(measure_one, str(model_dir), length, str(ctx.device), dtype, ADAPTER_TASK)
             results[length] = future.result()
 
     peak_short = results[short]["peak_above_model_bytes"]
@@ -79,5 +79,5 @@ def run(ctx: Context) -> CaseResult:
             Figure(NAME, f"peak memory growth {long}/{short}", peak_long / max(peak_short, 1),
                    None, Target("<=", MAX_GROWTH)),
         ],
-        details={"task": TASK, "runs": list(results.values())},
+        details={"task": ADAPTER_TASK, "runs": list(results.values())},
     )

@@ -426,7 +426,7 @@ class Embedder:
                     batch = [jobs[i] for i in queue.popleft()]
                     try:
                         self._forward(batch, sums)
-                    except torch.OutOfMemoryError:
+                    except torch.cuda.OutOfMemoryError:
                         if len(batch) == 1:
                             raise
                         # Halve the budget for this and every later batch, and retry.

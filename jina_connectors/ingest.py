@@ -65,6 +65,7 @@ PAYLOAD_KEYS = (
     "embedding_type",
 )
 MAX_DOC_ID_CHARS = 1024
+DEFAULT_COLLECTION = "documents"
 
 
 # --------------------------------------------------------------------------------------
@@ -228,7 +229,11 @@ class VectorSink(Protocol):
     """The contract of a database sink (``QdrantSink``, ``MilvusSink``, ``PineconeSink``).
 
     A sink is bound to one collection/index. Transient database errors are retried with
-    backoff inside each method (see :func:`retrying`).
+    backoff inside each method (see :func:`with_retries`).
+
+    Optional hook: ``check_metadata(metadata: Mapping[str, Any]) -> None`` raising
+    ``ValueError`` for user metadata the database cannot store. The pipeline calls it for
+    every document before embedding and reports a failing document as a bad record.
     """
 
     collection: str
@@ -706,7 +711,7 @@ def ingest(
             bar.set_postfix(points=report.points_written, refresh=False)
 
         with _BackgroundWriter(sink, write_batch_size, max_pending_batches, done) as writer:
-            for batch in _document_batches(documents, batch_size, report, on_error):
+            for batch in _document_batches(documents, batch_size, report, on_error, sink):
                 report.documents += len(batch)
                 hashes = [settings.content_hash(doc) for doc in batch]
                 changed = _changed_documents(sink, batch, hashes)
@@ -734,9 +739,16 @@ def _document_batches(
     batch_size: int,
     report: IngestReport,
     on_error: str,
+    sink: VectorSink,
 ) -> Iterator[list[Document]]:
+    check_metadata = getattr(sink, "check_metadata", None)
     batch: list[Document] = []
     for item in iter_documents(documents):
+        if isinstance(item, Document) and check_metadata is not None:
+            try:
+                check_metadata(item.metadata)
+            except ValueError as exc:
+                item = InvalidDocumentError(item.record or item.id, str(exc))
         if isinstance(item, InvalidDocumentError):
             _bad_record(item, report, on_error)
             continue
@@ -869,10 +881,7 @@ def _embed_texts(
                 )
             )
         return out
-    spans = [
-        embedder.chunk(text, chunker=settings.chunker, chunk_size=settings.chunk_size)
-        for text in texts
-    ]
+    spans = _chunk_spans(embedder, texts, settings.chunker, settings.chunk_size)
     chunk_lists = [
         [_Chunk(text[start:end], start, end) for start, end in doc_spans]
         for text, doc_spans in zip(texts, spans, strict=True)
@@ -891,6 +900,24 @@ def _embed_texts(
         out.append((chunks, vectors[start : start + len(chunks)]))
         start += len(chunks)
     return out
+
+
+def _chunk_spans(
+    embedder: Embedder, texts: list[str], chunker: str | Chunker, chunk_size: int
+) -> list[list[tuple[int, int]]]:
+    """Character spans of each text's chunks, by the core's chunkers (sizes in model tokens)."""
+    public = getattr(embedder, "chunk", None)
+    if public is not None:
+        return [list(spans) for spans in public(texts, chunker=chunker, chunk_size=chunk_size)]
+    # TODO(lead): embedder_core has no public chunking entry point yet; this reaches into
+    # the tokenizer the way Embedder.embed_documents does.
+    from embedder_core.chunking import chunk_spans
+
+    encoded = embedder._tokenizer.encode_with_offsets(texts)
+    return [
+        chunk_spans(text, offsets, chunker, chunk_size)  # type: ignore[arg-type]
+        for text, (_, offsets) in zip(texts, encoded, strict=True)
+    ]
 
 
 class _BackgroundWriter:

@@ -144,7 +144,9 @@ class PineconeTestServer:
         return f"{self.url}/data/{name}"
 
     def start(self) -> PineconeTestServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -198,9 +200,7 @@ class PineconeTestServer:
         status, payload, extra_headers, body, count, namespace = 500, None, {}, None, 0, None
         try:
             if headers.get("Api-Key") != self.api_key:
-                raise _control_error(
-                    HTTPStatus.UNAUTHORIZED, "UNAUTHENTICATED", "Invalid API Key"
-                )
+                raise _control_error(HTTPStatus.UNAUTHORIZED, "UNAUTHENTICATED", "Invalid API Key")
             if not headers.get("X-Pinecone-Api-Version"):
                 raise _control_error(
                     HTTPStatus.BAD_REQUEST, "INVALID_ARGUMENT", "Missing X-Pinecone-Api-Version"
@@ -220,6 +220,12 @@ class PineconeTestServer:
                 status, payload, count = self._route(method, parts, body, len(raw))
         except ApiFailure as failure:
             status, payload, extra_headers = failure.status, failure.body, failure.headers
+        if isinstance(body, dict) and isinstance(body.get("vectors"), list):
+            # Keep the log small: an upsert is recorded by its ids, not its values.
+            body = {
+                "namespace": body.get("namespace"),
+                "ids": [v.get("id") for v in body["vectors"] if isinstance(v, dict)],
+            }
         with self._lock:
             self.requests.append(
                 RecordedRequest(method, path, index_name, status, len(raw), count, namespace, body)
@@ -246,9 +252,7 @@ class PineconeTestServer:
                     error.headers["Retry-After"] = "0"
                     raise error
 
-    def _route(
-        self, method: str, parts: list[str], body: Any, size: int
-    ) -> tuple[int, Any, int]:
+    def _route(self, method: str, parts: list[str], body: Any, size: int) -> tuple[int, Any, int]:
         if parts[:1] == ["indexes"]:
             if len(parts) == 1 and method == "GET":
                 return 200, {"indexes": [self._index_json(i) for i in self._indexes.values()]}, 0
@@ -286,7 +290,9 @@ class PineconeTestServer:
                 return 200, self._list(index, body), 0
             if (method, op) == ("POST", "describe_index_stats"):
                 return 200, self._stats(index, body), 0
-        raise _control_error(HTTPStatus.NOT_FOUND, "NOT_FOUND", f"No route for {method} /{'/'.join(parts)}")
+        raise _control_error(
+            HTTPStatus.NOT_FOUND, "NOT_FOUND", f"No route for {method} /{'/'.join(parts)}"
+        )
 
     # -- control plane --------------------------------------------------------------------
 
@@ -304,7 +310,10 @@ class PineconeTestServer:
         out: dict[str, Any] = {
             "name": index.name,
             "host": self.index_host(index.name),
-            "status": {"ready": index.described, "state": "Ready" if index.described else "Initializing"},
+            "status": {
+                "ready": index.described,
+                "state": "Ready" if index.described else "Initializing",
+            },
             "schema": {
                 "fields": {
                     DENSE_FIELD: {
@@ -337,19 +346,31 @@ class PineconeTestServer:
         if not all(c.islower() or c.isdigit() or c == "-" for c in name) or not name.isascii():
             raise bad("Index name must consist of lowercase alphanumeric characters or '-'")
         if name in self._indexes:
-            raise _control_error(HTTPStatus.CONFLICT, "ALREADY_EXISTS", f"Resource {name} already exists")
+            raise _control_error(
+                HTTPStatus.CONFLICT, "ALREADY_EXISTS", f"Resource {name} already exists"
+            )
         fields = (body.get("schema") or {}).get("fields")
         if not isinstance(fields, dict) or set(fields) != {DENSE_FIELD}:
-            raise bad(f"This test server only creates dense vector indexes (schema field {DENSE_FIELD!r})")
+            raise bad(
+                f"This test server only creates dense vector indexes (schema field {DENSE_FIELD!r})"
+            )
         dense = fields[DENSE_FIELD]
         dimension, metric = dense.get("dimension"), dense.get("metric", "cosine")
         if dense.get("type") != "dense_vector":
             raise bad("Field '_values' must have type 'dense_vector'")
-        if not isinstance(dimension, int) or isinstance(dimension, bool) or not 1 <= dimension <= MAX_DIMENSION:
+        if (
+            not isinstance(dimension, int)
+            or isinstance(dimension, bool)
+            or not 1 <= dimension <= MAX_DIMENSION
+        ):
             raise bad(f"Dimension must be an integer in [1, {MAX_DIMENSION}], got {dimension!r}")
         if metric not in METRICS:
             raise bad(f"Metric must be one of {list(METRICS)}, got {metric!r}")
-        deployment = body.get("deployment") or {"deployment_type": "managed", "cloud": "aws", "region": "us-east-1"}
+        deployment = body.get("deployment") or {
+            "deployment_type": "managed",
+            "cloud": "aws",
+            "region": "us-east-1",
+        }
         if deployment.get("deployment_type") != "managed":
             raise bad("This test server only creates managed (serverless) indexes")
         index = _Index(
@@ -384,13 +405,17 @@ class PineconeTestServer:
             )
         staged: dict[str, _Record] = {}
         for position, vector in enumerate(vectors):
-            if not isinstance(vector, dict) or not isinstance(vector.get("id"), str) or not vector["id"]:
+            if (
+                not isinstance(vector, dict)
+                or not isinstance(vector.get("id"), str)
+                or not vector["id"]
+            ):
                 raise _invalid(f"vectors[{position}]: id must be a non-empty string")
             values = _dense_values(vector.get("values"), index.dimension, f"vectors[{position}]")
             metadata = vector.get("metadata")
             if metadata is not None:
                 _check_metadata(metadata, vector["id"])
-            staged[vector["id"]] = _Record(values, metadata)
+            staged[vector["id"]] = _Record(values, _stored_metadata(metadata))
         namespace = _namespace(body)
         index.namespaces.setdefault(namespace, {}).update(staged)
         return {"upsertedCount": len(vectors)}, len(vectors)
@@ -412,7 +437,9 @@ class PineconeTestServer:
         flt = body.get("filter")
         if flt is not None:
             _validate_filter(flt)
-        candidates = [(i, r) for i, r in stored.items() if flt is None or _matches(r.metadata or {}, flt)]
+        candidates = [
+            (i, r) for i, r in stored.items() if flt is None or _matches(r.metadata or {}, flt)
+        ]
         matches: list[dict[str, Any]] = []
         if candidates:
             ids = [i for i, _ in candidates]
@@ -427,7 +454,11 @@ class PineconeTestServer:
                 if body.get("includeMetadata") and record.metadata is not None:
                     match["metadata"] = record.metadata
                 matches.append(match)
-        return {"matches": matches, "namespace": namespace, "usage": {"readUnits": 1 + len(matches) // 10}}
+        return {
+            "matches": matches,
+            "namespace": namespace,
+            "usage": {"readUnits": 1 + len(matches) // 10},
+        }
 
     def _fetch(self, index: _Index, params: dict[str, Any]) -> tuple[dict[str, Any], int]:
         ids = params.get("ids") or []
@@ -458,7 +489,9 @@ class PineconeTestServer:
             if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
                 raise _invalid("ids must be a list of strings")
             if len(ids) > MAX_IDS_PER_REQUEST:
-                raise _invalid(f"Too many ids: {len(ids)} > {MAX_IDS_PER_REQUEST} per delete request")
+                raise _invalid(
+                    f"Too many ids: {len(ids)} > {MAX_IDS_PER_REQUEST} per delete request"
+                )
             for i in ids:
                 stored.pop(i, None)
             return {}, len(ids)
@@ -557,6 +590,16 @@ def _check_metadata(metadata: Any, record_id: str) -> None:
         )
 
 
+def _stored_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    # Pinecone keeps every number as a 64-bit float, and returns it as one (3 -> 3.0).
+    if metadata is None:
+        return None
+    return {
+        k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+        for k, v in metadata.items()
+    }
+
+
 def _scores(matrix: np.ndarray, query: np.ndarray, metric: str) -> np.ndarray:
     if metric == "dotproduct":
         return matrix @ query
@@ -604,7 +647,9 @@ def _matches(metadata: Mapping[str, Any], flt: Mapping[str, Any]) -> bool:
                 return False
         else:
             ops = condition if isinstance(condition, dict) else {"$eq": condition}
-            if not all(_compare(key in metadata, metadata.get(key), op, v) for op, v in ops.items()):
+            if not all(
+                _compare(key in metadata, metadata.get(key), op, v) for op, v in ops.items()
+            ):
                 return False
     return True
 
@@ -641,6 +686,10 @@ def _equal(a: Any, b: Any) -> bool:
 def _make_handler(server: PineconeTestServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's pooled httpx client expects
+        # One send per response, without Nagle: headers and body in separate small segments
+        # would each wait for a delayed ACK (~40 ms a request).
+        wbufsize = 1 << 16
+        disable_nagle_algorithm = True
 
         def _serve(self, method: str) -> None:
             split = urlsplit(self.path)

@@ -1,0 +1,102 @@
+"""`python -m benchmarks`: run the suite, print one table, write benchmarks/results.json."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from benchmarks import full_size, ingestion, late_chunking, long_inputs, minilm
+from benchmarks.context import FULL, QUICK, Context
+from benchmarks.measure import CEILING_SHAPE, gemm_ceiling_flops
+from benchmarks.report import CaseResult, Figure, machine_info, render_table, write_results
+from benchmarks.workloads import DEFAULT_CACHE_DIR, DEFAULT_SPEECHES
+
+BENCHMARKS: dict[str, Callable[[Context], CaseResult]] = {
+    full_size.NAME: full_size.run,
+    long_inputs.NAME: long_inputs.run,
+    minilm.NAME: minilm.run,
+    late_chunking.NAME: late_chunking.run,
+    ingestion.NAME: ingestion.run,
+}
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Throughput, MFU and memory of embedder_core against baselines "
+        "measured in the same run.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes: checks the suite runs, in seconds"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(BENCHMARKS),
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON path")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(os.environ.get("JINA_BENCH_CACHE", DEFAULT_CACHE_DIR)),
+        help="where the generated random checkpoints are kept between runs",
+    )
+    parser.add_argument(
+        "--speeches", type=Path, default=DEFAULT_SPEECHES, help="sotu_speeches.jsonl"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    # The dtype Embedder picks by default on this device; the ceiling is measured in it.
+    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    selected = args.only or list(BENCHMARKS)
+    sizes = QUICK if args.quick else FULL
+
+    ceiling = gemm_ceiling_flops(device, dtype, repeats=3 if args.quick else 10)
+    ctx = Context(sizes, device, dtype, ceiling, args.cache_dir, args.speeches)
+    m, k, n = CEILING_SHAPE
+    dtype_name = str(dtype).removeprefix("torch.")
+    figures = [Figure("hardware", f"GEMM {m}x{k}x{n} GFLOP/s ({dtype_name})", ceiling / 1e9)]
+    details: dict[str, object] = {}
+    errors: dict[str, str] = {}
+    for name in selected:
+        print(f"[benchmarks] {name} ...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        try:
+            result = BENCHMARKS[name](ctx)
+        except Exception as error:  # report it, go on: one failure must not void the run
+            traceback.print_exc()
+            errors[name] = f"{type(error).__name__}: {error}"
+            continue
+        seconds = time.perf_counter() - start
+        print(f"[benchmarks] {name} done in {seconds:.1f} s", file=sys.stderr, flush=True)
+        figures += result.figures
+        details[name] = {**result.details, "wall_seconds": seconds}
+
+    meta = machine_info(device, dtype)
+    meta.update({"mode": "quick" if args.quick else "full", "ceiling_flops": ceiling})
+    write_results(args.output, meta, figures, details, errors)
+    print(render_table(figures))
+    for name, message in errors.items():
+        print(f"{name}: FAILED: {message}")
+    print(f"results: {args.output}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

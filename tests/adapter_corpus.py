@@ -1,0 +1,50 @@
+"""Real multi-paragraph documents and questions with known answers, for the adapter tests.
+
+The Universal Declaration of Human Rights (English) in three documents of ten articles each,
+one paragraph per article, plus two State of the Union addresses as unrelated documents.
+Each question names a phrase that only the article answering it contains.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SourceText:
+    doc_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    answer_phrase: str  # appears in the answering article only
+
+
+QUESTIONS = (
+    Question("Can someone fleeing persecution find refuge in another country?", "asylum"),
+    Question("Is it allowed to hold people as slaves?", "slavery"),
+    Question("Do workers have a right to rest and paid time off?", "periodic holidays with pay"),
+    Question("Who is free to marry and start a family?", "marry and to found a family"),
+)
+
+SOTU_IDS = ("1932_herbert_hoover_r", "1800_john_adams_f")
+
+
+def load_corpus(data_dir: Path) -> list[SourceText]:
+    """Five documents: UDHR articles 1-10, 11-20, 21-30, and two SOTU addresses."""
+    udhr = json.loads((data_dir / "udhr_parallel_10lang.json").read_text(encoding="utf-8"))
+    articles = udhr["eng"]
+    documents = []
+    for first in (1, 11, 21):
+        paragraphs = [
+            f"Article {n}. " + " ".join(articles[str(n)]) for n in range(first, first + 10)
+        ]
+        documents.append(SourceText(f"udhr-{first}-{first + 9}", "\n\n".join(paragraphs)))
+    with (data_dir / "sotu_speeches.jsonl").open(encoding="utf-8") as lines:
+        speeches = {row["id"]: row["text"] for row in map(json.loads, lines)}
+    documents += [SourceText(sotu_id, speeches[sotu_id]) for sotu_id in SOTU_IDS]
+    return documents

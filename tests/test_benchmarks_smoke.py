@@ -1,0 +1,157 @@
+"""The benchmark suite at tiny sizes, so its code cannot rot.
+
+`python -m benchmarks --quick` must run every benchmark end to end and report sane figures;
+the baseline it compares against must compute the same embeddings as `Embedder`; and its
+measuring tools (exact-length inputs, peak memory, parameter counts) must measure what
+they claim.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+
+if TYPE_CHECKING:
+    from embedder_core import Embedder
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SPEECHES = REPO_ROOT.parent / "shared" / "data" / "sotu_speeches.jsonl"
+ALL_BENCHMARKS = ("full_size", "long_inputs", "minilm", "late_chunking", "ingestion")
+
+
+@pytest.fixture(autouse=True)
+def _importable_benchmarks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `benchmarks/` sits at the repository root and is not an installed package.
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+
+
+def test_quick_run_reports_every_benchmark(tmp_path: Path) -> None:
+    selected = ALL_BENCHMARKS if SPEECHES.is_file() else ("full_size", "long_inputs")
+    output = tmp_path / "results.json"
+    command = [sys.executable, "-m", "benchmarks", "--quick", "--output", str(output)]
+    command += ["--cache-dir", str(tmp_path / "cache"), "--speeches", str(SPEECHES)]
+    command += [arg for name in selected for arg in ("--only", name)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+
+    results = json.loads(output.read_text())
+    assert results["errors"] == {}
+    assert results["meta"]["mode"] == "quick"
+    assert results["meta"]["torch_threads"] >= 1
+    assert results["meta"]["ceiling_flops"] > 1e9  # any CPU does more than 1 GFLOP/s
+    assert set(results["details"]) == set(selected)
+    figures = results["figures"]
+    assert {figure["benchmark"] for figure in figures} == {"hardware", *selected}
+    for figure in figures:
+        assert math.isfinite(figure["ours"]) and figure["ours"] > 0, figure
+        if figure["baseline"] is not None:
+            assert figure["ratio"] == pytest.approx(figure["ours"] / figure["baseline"])
+        assert figure["benchmark"] in run.stdout and figure["metric"] in run.stdout
+
+    # Correctness holds at any size: our outputs equal the baseline's and
+    # sentence-transformers'. Speed and memory targets only mean something at full size.
+    cosines = {f["benchmark"]: f for f in figures if "cosine" in f["metric"]}
+    assert cosines["full_size"]["met"] is True, cosines["full_size"]
+    if "minilm" in selected:
+        assert cosines["minilm"]["met"] is True, cosines["minilm"]
+    full_size = results["details"]["full_size"]
+    assert full_size["tokens"] == sum(full_size["lengths"])
+    assert full_size["baseline_padded_tokens"] >= full_size["tokens"]
+    for run_details in results["details"]["long_inputs"]["runs"]:
+        assert run_details["peak_bytes"] >= run_details["footprint_before_bytes"] > 0
+
+
+def _mixed_texts() -> list[str]:
+    words = "the state of the union is strong and our people are free".split()
+    rng = np.random.default_rng(3)
+    return [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(1, 40, size=11)]
+
+
+@pytest.mark.parametrize("task", [None, "retrieval.query", "text-matching"])
+def test_baseline_equals_embedder_whatever_its_batch_size(
+    tiny_jina_dir: Path, tiny_jina_embedder: Embedder, task: str | None
+) -> None:
+    from benchmarks.baseline import PaddedBaseline
+    from benchmarks.measure import min_row_cosine
+
+    texts = _mixed_texts()
+    ours = tiny_jina_embedder.encode(texts, task=task)
+    for batch_size in (1, 4, 32):
+        baseline = PaddedBaseline(tiny_jina_dir, batch_size=batch_size)
+        assert min_row_cosine(baseline.encode(texts, task=task), ours) >= 0.99999
+
+
+def test_baseline_task_adapters_change_the_embeddings(tiny_jina_dir: Path) -> None:
+    # Guards the check above against a baseline that silently ignores LoRA.
+    from benchmarks.baseline import PaddedBaseline
+    from benchmarks.measure import min_row_cosine
+
+    baseline = PaddedBaseline(tiny_jina_dir)
+    texts = _mixed_texts()
+    assert (
+        min_row_cosine(
+            baseline.encode(texts, task="separation"), baseline.encode(texts, task="text-matching")
+        )
+        < 0.999
+    )
+
+
+def test_exact_length_texts_have_the_requested_token_counts(
+    tiny_jina_dir: Path, tiny_jina_embedder: Embedder
+) -> None:
+    from benchmarks.baseline import PaddedBaseline
+    from benchmarks.workloads import exact_length_texts, log_uniform_lengths
+
+    lengths = log_uniform_lengths(20, 3, 128, seed=7)
+    assert min(lengths) >= 3 and max(lengths) <= 128 and len(set(lengths)) > 5
+    for task in ("text-matching", "retrieval.query"):
+        overhead = tiny_jina_embedder.count_tokens(["x"], task=task)[0]
+        wanted = [max(n, overhead + 1) for n in lengths]
+        texts = exact_length_texts(tiny_jina_embedder, tiny_jina_dir, wanted, task=task, seed=1)
+        assert tiny_jina_embedder.count_tokens(texts, task=task) == wanted
+        assert [len(ids) for ids in PaddedBaseline(tiny_jina_dir).tokenize(texts, task)] == wanted
+
+
+def test_peak_memory_sees_a_freed_allocation() -> None:
+    import torch
+
+    from benchmarks.measure import PeakMemory
+
+    size = 256 * 1024**2
+    with PeakMemory(torch.device("cpu")) as memory:
+        block = torch.ones(size // 4, dtype=torch.float32)
+        del block
+    assert memory.peak_above_start >= 0.9 * size
+    with PeakMemory(torch.device("cpu")) as idle:
+        pass
+    assert idle.peak_above_start < 0.1 * size
+
+
+def test_non_embedding_parameters_count_the_encoder_stack(tiny_jina_dir: Path) -> None:
+    from benchmarks.measure import non_embedding_parameters
+
+    config = json.loads((tiny_jina_dir / "config.json").read_text())
+    hidden, inner = config["hidden_size"], config["intermediate_size"]
+    per_layer = (
+        3 * hidden * hidden
+        + 3 * hidden  # Wqkv
+        + hidden * hidden
+        + hidden  # out_proj
+        + 2 * hidden * inner
+        + inner
+        + hidden  # fc1, fc2
+        + 4 * hidden  # norm1, norm2
+    )
+    expected = config["num_hidden_layers"] * per_layer + 2 * hidden  # + emb_ln
+    assert non_embedding_parameters(tiny_jina_dir) == expected

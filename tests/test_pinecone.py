@@ -1,0 +1,721 @@
+"""PineconeSink driven through the real ``pinecone`` SDK against the local REST server in
+``tests/pinecone_server.py`` (which enforces Pinecone's request limits)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pinecone_server import (
+    MAX_METADATA_BYTES,
+    MAX_REQUEST_BYTES,
+    MAX_UPSERT_RECORDS,
+    PineconeTestServer,
+    running_server,
+)
+
+pytest.importorskip("pinecone")
+
+from pinecone import Pinecone
+from pinecone.errors.exceptions import ApiError, PayloadTooLargeError
+
+from jina_connectors.ingest import (
+    CHUNK_NAMESPACE,
+    ChunkRecord,
+    CollectionMismatchError,
+    CollectionSpec,
+    InvalidDocumentError,
+    chunk_id,
+    ingest,
+)
+from jina_connectors.pinecone import PineconeSink
+
+API_KEY = "test-key"
+SinkFactory = Callable[..., PineconeSink]
+
+CORPUS = [
+    {
+        "id": "france",
+        "text": "Paris is the capital and largest city of France. The Seine flows through it.",
+        "metadata": {"topic": "geography", "year": 2001, "reviewed": True},
+    },
+    {
+        "id": "plants",
+        "text": "Photosynthesis lets green plants turn sunlight, water and carbon dioxide into "
+        "sugar and oxygen.",
+        "metadata": {"topic": "biology", "year": 2002, "reviewed": False},
+    },
+    {
+        "id": "python",
+        "text": "Python is a programming language created by Guido van Rossum. Its design "
+        "emphasises readable code.",
+        "metadata": {"topic": "computing", "year": 2003, "tags": ["language", "software"]},
+    },
+    {
+        "id": "everest",
+        "text": "Mount Everest, in the Himalayas, is the highest mountain on Earth above the sea.",
+        "metadata": {"topic": "geography", "year": 2004},
+    },
+]
+
+
+@pytest.fixture
+def server() -> Iterator[PineconeTestServer]:
+    with running_server(API_KEY) as running:
+        yield running
+
+
+@pytest.fixture
+def make_sink(server: PineconeTestServer) -> Iterator[SinkFactory]:
+    sinks: list[PineconeSink] = []
+
+    def make(index: str = "docs", namespace: str | None = None, **options: Any) -> PineconeSink:
+        sink = PineconeSink(index, api_key=API_KEY, host=server.url, namespace=namespace, **options)
+        sinks.append(sink)
+        return sink
+
+    yield make
+    for sink in sinks:
+        sink.close()
+
+
+@pytest.fixture
+def sdk(server: PineconeTestServer) -> Iterator[Pinecone]:
+    client = Pinecone(api_key=API_KEY, host=server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def minilm(minilm_dir: Path) -> str:
+    return str(minilm_dir)
+
+
+def spec(dimensions: int = 8, model: str = "test-model") -> CollectionSpec:
+    return CollectionSpec(model=model, dimensions=dimensions)
+
+
+def records(
+    doc_id: str,
+    n: int,
+    *,
+    dimensions: int = 8,
+    text: str | Callable[[int], str] = "chunk",
+    metadata: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> list[ChunkRecord]:
+    """``n`` chunks of one document with random unit vectors, as the pipeline builds them."""
+    vectors = np.random.default_rng(seed).standard_normal((n, dimensions)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    out = []
+    for i in range(n):
+        chunk_text = text(i) if callable(text) else f"{text} {i}"
+        out.append(
+            ChunkRecord(
+                id=chunk_id(doc_id, i),
+                vector=vectors[i],
+                text=chunk_text,
+                doc_id=doc_id,
+                chunk_index=i,
+                chunk_count=n,
+                start=10 * i,
+                end=10 * i + len(chunk_text),
+                content_hash="hash-" + doc_id,
+                metadata=metadata or {},
+                model="test-model",
+                task="retrieval.passage",
+                dimensions=dimensions,
+                embedding_type="float",
+            )
+        )
+    return out
+
+
+def create_index(sdk: Pinecone, name: str, dimension: int, metric: str = "cosine") -> Any:
+    return sdk.indexes.create(
+        name=name,
+        schema={
+            "fields": {
+                "_values": {"type": "dense_vector", "dimension": dimension, "metric": metric}
+            }
+        },
+        deployment={"deployment_type": "managed", "cloud": "aws", "region": "us-east-1"},
+    )
+
+
+def writes(server: PineconeTestServer) -> list[Any]:
+    """Requests that changed something: index creation/deletion, upserts and deletes."""
+    return [
+        r
+        for r in server.requests
+        if (r.method, r.path) == ("POST", "/indexes")
+        or r.method == "DELETE"
+        or r.path.endswith(("/vectors/upsert", "/vectors/delete"))
+    ]
+
+
+# -- index creation and checks -------------------------------------------------------------
+
+
+def test_ensure_collection_creates_a_serverless_cosine_index_once(
+    server: PineconeTestServer, make_sink: SinkFactory, sdk: Pinecone
+) -> None:
+    sink = make_sink("docs", cloud="gcp", region="us-central1")
+    sink.ensure_collection(spec(dimensions=384))
+    sink.ensure_collection(spec(dimensions=384))
+
+    description = sdk.indexes.describe("docs")
+    field = description.schema.fields["_values"]
+    assert (field.dimension, field.metric) == (384, "cosine")
+    assert (description.deployment.cloud, description.deployment.region) == ("gcp", "us-central1")
+    assert description.status.ready
+    (create,) = server.requests_to("/indexes", method="POST")
+    assert create.body["deployment"]["deployment_type"] == "managed"  # serverless
+
+
+@pytest.mark.parametrize(
+    ("dimension", "metric"), [(128, "cosine"), (384, "dotproduct"), (384, "euclidean")]
+)
+def test_existing_index_with_other_dimension_or_metric_is_refused_untouched(
+    server: PineconeTestServer, make_sink: SinkFactory, sdk: Pinecone, dimension: int, metric: str
+) -> None:
+    create_index(sdk, "docs", dimension, metric)
+    sdk.index(name="docs").upsert(vectors=[("keep-me", [0.5] * dimension, {"k": "v"})])
+    before = server.records("docs")
+    server.clear_log()
+
+    sink = make_sink("docs")
+    with pytest.raises(CollectionMismatchError, match=rf"size {dimension} and metric {metric}"):
+        sink.ensure_collection(spec(dimensions=384))
+
+    assert writes(server) == []
+    assert server.records("docs") == before
+    description = sdk.indexes.describe("docs")
+    assert description.schema.fields["_values"].dimension == dimension
+
+
+def test_existing_index_of_another_model_is_refused(
+    server: PineconeTestServer, make_sink: SinkFactory
+) -> None:
+    first = make_sink("docs")
+    first.ensure_collection(spec(model="model-a"))
+    first.upsert(records("doc", 2))  # records() says model "test-model"
+    server.clear_log()
+
+    with pytest.raises(CollectionMismatchError, match="test-model"):
+        make_sink("docs").ensure_collection(spec(model="model-b"))
+    assert writes(server) == []
+
+
+def test_binary_vectors_are_refused_before_any_request(
+    server: PineconeTestServer, make_sink: SinkFactory
+) -> None:
+    sink = make_sink("docs")
+    with pytest.raises(ValueError, match="float vectors only"):
+        sink.ensure_collection(CollectionSpec("m", 64, embedding_type="ubinary"))
+    assert server.requests == []
+
+
+def test_constructor_rejects_bad_index_names_and_missing_api_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("Docs", "my_docs", "-docs", "x" * 46, ""):
+        with pytest.raises(ValueError, match="invalid Pinecone index name"):
+            PineconeSink(name, api_key=API_KEY)
+    monkeypatch.delenv("PINECONE_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="PINECONE_API_KEY"):
+        PineconeSink("docs")
+
+
+def test_absent_index_reads_as_empty(server: PineconeTestServer, make_sink: SinkFactory) -> None:
+    sink = make_sink("nothing-here")
+    assert sink.count() == 0
+    assert sink.stored_spec() is None
+    assert sink.fetch_states([chunk_id("a", 0)]) == {}
+    assert sink.search("anything", k=3) == []
+    assert writes(server) == []
+
+
+# -- records, ids and metadata --------------------------------------------------------------
+
+
+def test_records_are_stored_under_uuid5_ids_with_the_full_payload(
+    server: PineconeTestServer, make_sink: SinkFactory
+) -> None:
+    sink = make_sink("docs")
+    sink.ensure_collection(spec())
+    written = records("report.md", 3, metadata={"author": "Ada", "pages": 12, "tags": ["a", "b"]})
+    sink.upsert(written)
+
+    stored = server.records("docs")
+    assert set(stored) == {str(uuid.uuid5(CHUNK_NAMESPACE, f"report.md\x1f{i}")) for i in range(3)}
+    for record in written:
+        values, metadata = stored[record.id]
+        np.testing.assert_allclose(values, record.vector, rtol=1e-6)
+        assert metadata == {
+            "text": record.text,
+            "doc_id": "report.md",
+            "chunk_index": record.chunk_index,
+            "chunk_count": 3,
+            "start": record.start,
+            "end": record.end,
+            "content_hash": "hash-report.md",
+            "model": "test-model",
+            "task": "retrieval.passage",
+            "dimensions": 8,
+            "embedding_type": "float",
+            "metadata.author": "Ada",
+            "metadata.pages": 12,
+            "metadata.tags": ["a", "b"],
+        }
+    states = sink.fetch_states([r.id for r in written] + [chunk_id("report.md", 3)])
+    assert {i: (s.content_hash, s.chunk_count) for i, s in states.items()} == {
+        r.id: ("hash-report.md", 3) for r in written
+    }
+
+
+def test_unstorable_user_metadata_is_refused_naming_the_document_before_any_write(
+    server: PineconeTestServer, make_sink: SinkFactory
+) -> None:
+    sink = make_sink("docs")
+    sink.ensure_collection(spec())
+    server.clear_log()
+    for bad in ({"scores": [1, 2]}, {"author": {"name": "Ada"}}, {"big": 2**60}):
+        good = records("good", 2)
+        with pytest.raises(InvalidDocumentError, match=r"document 'bad' chunk 0"):
+            sink.upsert([*good, *records("bad", 1, metadata=bad)])
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            sink.check_metadata(bad)
+    assert writes(server) == []
+
+    sink.upsert(records("nulls", 1, metadata={"keep": "yes", "gone": None}))
+    ((_, metadata),) = server.records("docs").values()
+    assert metadata["metadata.keep"] == "yes"
+    assert "metadata.gone" not in metadata
+
+
+def test_over_long_text_is_truncated_at_a_character_boundary_and_flagged(
+    server: PineconeTestServer, make_sink: SinkFactory
+) -> None:
+    sink = make_sink("docs")
+    sink.ensure_collection(spec())
+    # Multi-byte characters (2, 3 and 4 bytes in UTF-8) and JSON escapes, ~120 KB encoded.
+    long_text = 'é€😀"\\ plain ' * 5000
+    written = records("long", 3, text=lambda i: long_text if i == 1 else f"short {i}")
+
+    assert sink.upsert(written) == 1
+    assert sink.truncated == 1
+
+    stored = server.records("docs")
+    kept = stored[written[1].id][1]
+    assert kept["text_truncated"] is True
+    assert long_text.startswith(kept["text"])
+    size = len(json.dumps(kept, separators=(",", ":"), ensure_ascii=False).encode())
+    assert 0.9 * MAX_METADATA_BYTES < size <= MAX_METADATA_BYTES
+    assert (kept["start"], kept["end"]) == (written[1].start, written[1].end)  # the full span
+    for i in (0, 2):
+        assert stored[written[i].id][1]["text"] == f"short {i}"
+        assert "text_truncated" not in stored[written[i].id][1]
+
+
+def test_metadata_too_large_without_text_is_refused(make_sink: SinkFactory) -> None:
+    sink = make_sink("docs")
+    sink.ensure_collection(spec())
+    with pytest.raises(InvalidDocumentError, match="without the chunk text"):
+        sink.upsert(records("huge", 1, metadata={"blob": "x" * MAX_METADATA_BYTES}))
+    with pytest.raises(ValueError, match="keep user metadata under"):
+        sink.check_metadata({"blob": "x" * MAX_METADATA_BYTES})
+
+
+# -- request limits -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "dimensions", "text_chars"),
+    [
+        (2500, 8, 20),  # the 1,000-record cap binds: 1000 + 1000 + 500
+        (300, 1024, 2000),  # the 2 MB cap binds: ~25 KB per record, ~80 per request
+    ],
+)
+def test_upserts_stay_within_pinecone_request_limits(
+    server: PineconeTestServer, make_sink: SinkFactory, n: int, dimensions: int, text_chars: int
+) -> None:
+    sink = make_sink("docs")
+    sink.ensure_collection(spec(dimensions))
+    written = records(
+        "big", n, dimensions=dimensions, text=lambda i: f"{i:05d}" * (text_chars // 5)
+    )
+    sink.upsert(written)
+
+    upserts = server.requests_to("/vectors/upsert")
+    assert all(r.status == 200 for r in upserts)
+    assert len(upserts) >= 3
+    assert max(r.record_count for r in upserts) <= MAX_UPSERT_RECORDS
+    assert max(r.body_bytes for r in upserts) <= MAX_REQUEST_BYTES
+    # Batches are full, not needlessly small: all but the last hit one of the two caps.
+    for r in upserts[:-1]:
+        assert r.record_count == MAX_UPSERT_RECORDS or r.body_bytes > 0.9 * MAX_REQUEST_BYTES
+    assert [i for r in upserts for i in r.body["ids"]] == [r.id for r in written]  # in order
+    assert set(server.records("docs")) == {r.id for r in written}
+    assert sink.count() == n
+
+
+def test_state_lookups_and_deletes_are_batched(
+    server: PineconeTestServer, make_sink: SinkFactory
+) -> None:
+    sink = make_sink("docs")
+    sink.ensure_collection(spec())
+    # 1,100 documents keep one chunk (more than one filter's $in takes), a few keep more.
+    docs = {f"doc-{d}": 1 if d < 1100 else 2 + d % 3 for d in range(1106)}
+    # Each document has two chunks more than will be kept.
+    sink.upsert([r for doc_id, n in docs.items() for r in records(doc_id, n + 2)])
+    ids = [chunk_id(doc_id, i) for doc_id, n in docs.items() for i in range(n + 2)]
+
+    states = sink.fetch_states(ids)
+    assert len(states) == len(ids)
+    fetches = server.requests_to("/vectors/fetch")
+    assert all(r.status == 200 and r.record_count <= 100 for r in fetches)
+    assert sum(r.record_count for r in fetches) == len(ids)
+
+    server.clear_log()
+    sink.delete_stale(docs)
+    deletes = server.requests_to("/vectors/delete")
+    assert all(r.status == 200 for r in deletes)
+    in_lists = [r.body["filter"]["doc_id"]["$in"] for r in deletes]
+    assert max(len(values) for values in in_lists) <= 1000
+    assert sorted(doc_id for values in in_lists for doc_id in values) == sorted(docs)
+    expected = {chunk_id(doc_id, i) for doc_id, n in docs.items() for i in range(n)}
+    assert set(server.records("docs")) == expected
+
+
+def test_test_server_enforces_the_limits(server: PineconeTestServer, sdk: Pinecone) -> None:
+    """The limit tests above mean something only because the server refuses what Pinecone
+    refuses."""
+    create_index(sdk, "limits", 4)
+    index = sdk.index(name="limits")
+    with pytest.raises(ApiError, match="exceeds the maximum of 1000"):
+        index.upsert(vectors=[(f"v{i}", [1.0, 0, 0, 0]) for i in range(1001)])
+    with pytest.raises(PayloadTooLargeError):
+        index.upsert(vectors=[(f"v{i}", [1.0, 0, 0, 0], {"t": "x" * 30_000}) for i in range(80)])
+    with pytest.raises(ApiError, match="exceeds the limit of 40960 bytes"):
+        index.upsert(vectors=[("v", [1.0, 0, 0, 0], {"t": "x" * MAX_METADATA_BYTES})])
+    with pytest.raises(ApiError, match="does not match the dimension of the index 4"):
+        index.upsert(vectors=[("v", [1.0, 0, 0])])
+    with pytest.raises(ApiError, match="Too many ids"):
+        index.fetch(ids=[f"v{i}" for i in range(1001)])
+    assert index.describe_index_stats().total_vector_count == 0
+
+
+def test_test_server_filters_like_pinecone(server: PineconeTestServer, sdk: Pinecone) -> None:
+    create_index(sdk, "filters", 2)
+    index = sdk.index(name="filters")
+    index.upsert(
+        vectors=[
+            ("a", [1.0, 0.0], {"genre": ["comedy", "drama"], "year": 2001, "ok": True}),
+            ("b", [0.8, 0.6], {"genre": "comedy", "year": 2005}),
+            ("c", [0.0, 1.0], {"genre": ["documentary"], "year": 2010, "ok": False}),
+        ]
+    )
+
+    def ids(flt: dict[str, Any]) -> set[str]:
+        response = index.query(vector=[1.0, 0.0], top_k=10, filter=flt)
+        return {m.id for m in response.matches}
+
+    assert ids({"genre": {"$eq": "drama"}}) == {"a"}
+    assert ids({"genre": "comedy"}) == {"a", "b"}
+    assert ids({"genre": {"$ne": "comedy"}}) == {"c"}
+    assert ids({"genre": {"$in": ["drama", "documentary"]}}) == {"a", "c"}
+    assert ids({"genre": {"$nin": ["drama", "documentary"]}}) == {"b"}
+    assert ids({"year": {"$gte": 2005, "$lt": 2010}}) == {"b"}
+    assert ids({"ok": {"$eq": True}}) == {"a"}
+    assert ids({"ok": {"$ne": True}}) == {"b", "c"}  # absent counts as "not equal"
+    assert ids({"ok": {"$exists": False}}) == {"b"}
+    assert ids({"$or": [{"year": {"$lte": 2001}}, {"year": {"$gt": 2007}}]}) == {"a", "c"}
+    assert ids({"$and": [{"genre": "comedy"}, {"year": {"$gt": 2001}}]}) == {"b"}
+    # Cosine scores, best first.
+    scores = [(m.id, m.score) for m in index.query(vector=[1.0, 0.0], top_k=3).matches]
+    assert [i for i, _ in scores] == ["a", "b", "c"]
+    np.testing.assert_allclose([s for _, s in scores], [1.0, 0.8, 0.0], atol=1e-6)
+
+
+# -- retries ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_transient_errors_are_retried_until_the_write_lands(
+    server: PineconeTestServer, make_sink: SinkFactory, status: int
+) -> None:
+    sink = make_sink("docs")
+    sink.ensure_collection(spec())
+    # Six failures: more than the SDK's own 3 retries per request, so our backoff must retry.
+    server.fail_next(6, status=status, path_suffix="/vectors/upsert")
+    written = records("doc", 4)
+    sink.upsert(written)
+
+    statuses = [r.status for r in server.requests_to("/vectors/upsert")]
+    assert statuses == [status] * 6 + [200]
+    assert set(server.records("docs")) == {r.id for r in written}
+
+    server.fail_next(5, status=status, path_suffix="/query")
+    assert sink.stored_spec() == spec()
+
+
+def test_permanent_errors_are_not_retried(
+    server: PineconeTestServer, make_sink: SinkFactory
+) -> None:
+    sink = make_sink("docs")
+    sink.ensure_collection(spec())
+    server.fail_next(1, status=400, path_suffix="/vectors/upsert")
+    with pytest.raises(ApiError) as raised:
+        sink.upsert(records("doc", 2))
+    assert raised.value.status_code == 400
+    assert len(server.requests_to("/vectors/upsert")) == 1
+    assert server.records("docs") == {}
+
+
+# -- the pipeline through the sink ---------------------------------------------------------
+
+
+def test_ingest_then_search_returns_the_answering_passage(
+    make_sink: SinkFactory, minilm: str
+) -> None:
+    sink = make_sink("docs")
+    report = ingest(CORPUS, sink, model=minilm, progress=False)
+    assert (report.documents, report.skipped, report.errors) == (4, 0, [])
+    assert sink.count() == report.chunks == report.points_written
+
+    questions = {
+        "What is the capital of France?": "france",
+        "How do plants make sugar from light?": "plants",
+        "Who designed the Python programming language?": "python",
+        "Which is the tallest mountain in the world?": "everest",
+    }
+    texts = {doc["id"]: doc["text"] for doc in CORPUS}
+    for question, answer in questions.items():
+        hits = sink.search(question, k=3)
+        assert hits[0].doc_id == answer, (question, hits)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        top = hits[0]
+        assert top.text == texts[answer][top.start : top.end]
+        assert top.metadata == next(d["metadata"] for d in CORPUS if d["id"] == answer)
+
+
+def test_search_filters_on_doc_id_and_user_metadata(make_sink: SinkFactory, minilm: str) -> None:
+    sink = make_sink("docs")
+    ingest(CORPUS, sink, model=minilm, progress=False)
+    question = "What is the capital of France?"
+
+    def docs(flt: Any) -> set[str]:
+        return {h.doc_id for h in sink.search(question, k=20, filter=flt)}
+
+    assert docs({"topic": "geography"}) == {"france", "everest"}
+    assert docs({"doc_id": "python"}) == {"python"}
+    assert docs({"doc_id": ["python", "plants"]}) == {"python", "plants"}
+    assert docs({"year": [2002, 2004]}) == {"plants", "everest"}
+    assert docs({"reviewed": False}) == {"plants"}
+    assert docs({"reviewed": [True, False]}) == {"france", "plants"}
+    assert docs({"tags": "software", "topic": "computing"}) == {"python"}
+    assert docs({"topic": "geography", "year": 2001}) == {"france"}
+    assert docs({"metadata.year": {"$gt": 2002}}) == {"python", "everest"}  # native filter
+    with pytest.raises(ValueError, match="must be an integer"):
+        sink.search(question, k=0)
+
+
+def test_rerunning_unchanged_documents_writes_nothing(
+    server: PineconeTestServer, make_sink: SinkFactory, minilm: str
+) -> None:
+    sink = make_sink("docs")
+    first = ingest(CORPUS, sink, model=minilm, progress=False)
+    stored = server.records("docs")
+    server.clear_log()
+
+    again = ingest(CORPUS, make_sink("docs"), model=minilm, progress=False)
+    assert (again.skipped, again.chunks, again.points_written) == (4, 0, 0)
+    assert writes(server) == []
+    assert server.records("docs") == stored
+    assert len(stored) == first.points_written
+
+
+def test_changed_and_shrunk_documents_leave_no_stale_chunks(
+    server: PineconeTestServer, make_sink: SinkFactory, minilm: str
+) -> None:
+    sentences = [f"Sentence number {i} talks about topic {i}." for i in range(12)]
+    long_doc = {"id": "doc", "text": " ".join(sentences)}
+    other = {"id": "other", "text": "An unrelated document about rivers and lakes."}
+    sink = make_sink("docs")
+    ingest([long_doc, other], sink, model=minilm, chunk_size=16, progress=False)
+    before = server.records("docs")
+    n_before = sum(m["doc_id"] == "doc" for _, m in before.values())
+    assert n_before >= 6
+
+    short_doc = {"id": "doc", "text": " ".join(sentences[:3]) + " Now it changed."}
+    report = ingest([short_doc, other], sink, model=minilm, chunk_size=16, progress=False)
+    assert report.skipped == 1  # "other" is unchanged
+
+    after = server.records("docs")
+    doc_chunks = {i: m for i, (_, m) in after.items() if m["doc_id"] == "doc"}
+    n_after = len(doc_chunks)
+    assert 1 <= n_after < n_before
+    assert set(doc_chunks) == {chunk_id("doc", i) for i in range(n_after)}
+    assert {m["content_hash"] for m in doc_chunks.values()} == {
+        next(iter(doc_chunks.values()))["content_hash"]
+    }
+    assert all(m["chunk_count"] == n_after for m in doc_chunks.values())
+    assert all(
+        short_doc["text"][int(m["start"]) : int(m["end"])] == m["text"] for m in doc_chunks.values()
+    )
+    assert {i: m for i, (_, m) in after.items() if m["doc_id"] == "other"} == {
+        i: m for i, (_, m) in before.items() if m["doc_id"] == "other"
+    }
+
+
+def test_an_interrupted_write_is_completed_by_the_next_run(
+    server: PineconeTestServer, make_sink: SinkFactory, minilm: str
+) -> None:
+    text = " ".join(f"Fact {i} is about the number {i}." for i in range(10))
+    sink = make_sink("docs")
+    ingest([{"id": "doc", "text": text * 2}], sink, model=minilm, chunk_size=16, progress=False)
+    # The new version's upsert lands, then its stale-chunk delete fails for good.
+    server.fail_next(1, status=400, path_suffix="/vectors/delete")
+    with pytest.raises(ApiError):
+        ingest([{"id": "doc", "text": text}], sink, model=minilm, chunk_size=16, progress=False)
+
+    report = ingest(
+        [{"id": "doc", "text": text}], sink, model=minilm, chunk_size=16, progress=False
+    )
+    assert report.skipped == 0  # left incomplete (stale chunks remained), so re-done
+    stored = server.records("docs")
+    n = len(stored)
+    assert set(stored) == {chunk_id("doc", i) for i in range(n)}
+    assert all(m["chunk_count"] == n for _, m in stored.values())
+    assert (
+        ingest(
+            [{"id": "doc", "text": text}], sink, model=minilm, chunk_size=16, progress=False
+        ).skipped
+        == 1
+    )
+
+
+def test_ingest_reports_unstorable_metadata_as_a_bad_record(
+    server: PineconeTestServer, make_sink: SinkFactory, minilm: str
+) -> None:
+    sink = make_sink("docs")
+    bad = {"id": "bad", "text": "Some text.", "metadata": {"scores": [1, 2]}}
+    report = ingest([CORPUS[0], bad], sink, model=minilm, progress=False)
+
+    assert [error.record for error in report.errors] == ["documents[1]"]
+    assert "scores" in report.errors[0].reason
+    assert {m["doc_id"] for _, m in server.records("docs").values()} == {"france"}
+
+
+def test_ingest_flags_a_chunk_too_long_for_pinecone_metadata(
+    server: PineconeTestServer, make_sink: SinkFactory, minilm: str
+) -> None:
+    text = "".join(f"word{i} " for i in range(6000))  # ~52 KB, one chunk
+    sink = make_sink("docs")
+    report = ingest(
+        [{"id": "long", "text": text}],
+        sink,
+        model=minilm,
+        chunker=lambda t: [(0, len(t))],
+        late_chunking=False,
+        progress=False,
+    )
+
+    ((_, metadata),) = server.records("docs").values()
+    assert metadata["text_truncated"] is True
+    assert text.startswith(metadata["text"]) and len(metadata["text"]) < len(text)
+    assert (metadata["start"], metadata["end"]) == (0, len(text))
+    assert sink.truncated == 1
+    if hasattr(report, "truncated"):
+        assert report.truncated == 1
+
+
+def test_namespaces_are_isolated(
+    server: PineconeTestServer, make_sink: SinkFactory, minilm: str
+) -> None:
+    left = make_sink("docs", namespace="left")
+    right = make_sink("docs", namespace="right")
+    ingest(CORPUS[:2], left, model=minilm, progress=False)
+    ingest(
+        [{"id": "france", "text": "Lyon is a city in France known for its food."}, CORPUS[3]],
+        right,
+        model=minilm,
+        progress=False,
+    )
+
+    assert {h.doc_id for h in left.search("mountains and cities", k=10)} == {"france", "plants"}
+    assert {h.doc_id for h in right.search("mountains and cities", k=10)} == {"france", "everest"}
+    assert "Lyon" in right.search("French city food", k=1)[0].text
+    assert "Paris" in left.search("French city food", k=1)[0].text
+    assert left.count() == len(server.records("docs", "left"))
+    assert right.count() == len(server.records("docs", "right"))
+    assert server.records("docs", "") == {}
+
+    right_before = server.records("docs", "right")
+    left.delete_stale({"france": 0})  # empties "france" in left only
+    assert all(m["doc_id"] != "france" for _, m in server.records("docs", "left").values())
+    assert server.records("docs", "right") == right_before
+
+
+def test_describe_collections_lists_indexes_with_count_and_spec(
+    make_sink: SinkFactory, sdk: Pinecone, minilm: str
+) -> None:
+    sink = make_sink("docs", namespace="ns")
+    report = ingest(CORPUS, sink, model=minilm, progress=False)
+    create_index(sdk, "empty", 16, "dotproduct")
+
+    infos = {info.name: info for info in sink.describe_collections()}
+    assert set(infos) == {"docs", "empty"}
+    assert infos["docs"].count == report.points_written
+    assert infos["docs"].spec == CollectionSpec(model=minilm, dimensions=384)
+    assert (infos["empty"].count, infos["empty"].spec) == (0, None)
+
+
+# -- the real service ---------------------------------------------------------------------
+
+
+@pytest.mark.pinecone_live
+def test_live_pinecone_roundtrip(minilm: str) -> None:
+    """Against the real service (needs PINECONE_API_KEY): a fresh serverless index, cleaned up
+    afterwards, whatever happens."""
+    if not os.environ.get("PINECONE_API_KEY"):
+        pytest.skip("PINECONE_API_KEY is not set")
+    name = f"jc-test-{uuid.uuid4().hex[:12]}"
+    admin = Pinecone()
+    sink = PineconeSink(name, namespace="live")
+    try:
+        report = ingest(CORPUS, sink, model=minilm, progress=False)
+        assert (report.documents, report.errors) == (4, [])
+        _wait_for(lambda: sink.count() == report.points_written)  # eventually consistent
+
+        hits = sink.search("What is the capital of France?", k=2)
+        assert hits[0].doc_id == "france"
+        assert {h.doc_id for h in sink.search("mountain", k=10, filter={"topic": "geography"})} == {
+            "france",
+            "everest",
+        }
+        again = ingest(CORPUS, sink, model=minilm, progress=False)
+        assert (again.skipped, again.points_written) == (4, 0)
+        with pytest.raises(CollectionMismatchError):
+            PineconeSink(name).ensure_collection(CollectionSpec(minilm, 128))
+    finally:
+        sink.close()
+        if admin.indexes.exists(name):
+            admin.indexes.delete(name, timeout=120)
+        admin.close()
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {seconds} s")
+        time.sleep(2.0)
