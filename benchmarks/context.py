@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,10 @@ class Context:
     cache_dir: Path
     speeches_path: Path
     _speeches: list[dict[str, Any]] | None = field(default=None, repr=False)
+
+    def log(self, message: str) -> None:
+        """Progress on stderr: the full suite runs for many minutes."""
+        print(f"[benchmarks]   {message}", file=sys.stderr, flush=True)
 
     def jina_checkpoint(self) -> Path:
         """The random jina-v3-format checkpoint of `sizes.jina_config` (cached on disk)."""

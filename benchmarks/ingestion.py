@@ -64,7 +64,7 @@ def run(ctx: Context) -> CaseResult:
             chunks = embed_only()
             embed_seconds.append(time.perf_counter() - start)
 
-            sink = QdrantSink(collection=f"speeches_{repeat}", path=str(Path(scratch) / "db"))
+            sink = QdrantSink("speeches", location=Path(scratch) / f"run{repeat}")
             start = time.perf_counter()
             report = ingest(
                 documents, sink, model=embedder, chunk_size=CHUNK_SIZE, batch_size=BATCH_SIZE,

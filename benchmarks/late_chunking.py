@@ -42,6 +42,7 @@ def run(ctx: Context) -> CaseResult:
     independent_seconds, _ = best_time(
         lambda: embedder.encode(chunk_texts, task=PASSAGE_TASK), ctx.device, 1
     )
+    ctx.log(f"late {late_seconds:.1f} s, independent {independent_seconds:.1f} s")
     late_tokens = embedder.count_tokens([document], task=PASSAGE_TASK)[0]
     chunk_tokens = embedder.count_tokens(chunk_texts, task=PASSAGE_TASK)
     del embedder

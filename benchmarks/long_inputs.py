@@ -66,6 +66,7 @@ def run(ctx: Context) -> CaseResult:
             dtype = str(ctx.dtype).removeprefix("torch.")
             future = pool.submit(measure_one, str(model_dir), length, str(ctx.device), dtype, ADAPTER_TASK)
             results[length] = future.result()
+        ctx.log(f"{length} tokens: {results[length]['seconds']:.1f} s")
 
     peak_short = results[short]["peak_above_model_bytes"]
     peak_long = results[long]["peak_above_model_bytes"]

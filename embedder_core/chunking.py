@@ -7,11 +7,11 @@ sizes are in model tokens and no text is ever re-assembled.
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from typing import Literal, Union
 
-Span = tuple[int, int]
+from .tokenization import Span, TokenOffsets
+
 SpanChunker = Callable[[str], Sequence[Span]]
 Chunker = Union[Literal["sentences", "tokens"], SpanChunker]  # noqa: UP007 - runtime alias on 3.10
 
@@ -44,26 +44,14 @@ def _append_trimmed(text: str, start: int, end: int, spans: list[Span]) -> None:
         spans.append((start, end))
 
 
-def token_range(offsets: Sequence[Span], span: Span) -> tuple[int, int]:
-    """Indices [first, last) of the tokens whose characters overlap ``span``.
-
-    Offsets are non-decreasing, so the overlapping tokens form one contiguous run.
-    """
-    ends = [end for _, end in offsets]
-    starts = [start for start, _ in offsets]
-    return bisect_right(ends, span[0]), bisect_left(starts, span[1])
-
-
-def chunk_spans(
-    text: str, offsets: Sequence[Span], chunker: Chunker, chunk_size: int
-) -> list[Span]:
+def chunk_spans(text: str, offsets: TokenOffsets, chunker: Chunker, chunk_size: int) -> list[Span]:
     """Character spans of the chunks of ``text`` (its token ``offsets`` give chunk sizes)."""
     if callable(chunker):
         return check_spans(text, chunker(text))
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     if chunker == "tokens":
-        return _token_chunks(offsets, 0, len(offsets), chunk_size)
+        return _token_chunks(text, offsets, 0, len(offsets), chunk_size)
     if chunker == "sentences":
         return _sentence_chunks(text, offsets, chunk_size)
     raise ValueError(f"unknown chunker {chunker!r}; expected 'sentences', 'tokens' or a callable")
@@ -84,23 +72,26 @@ def check_spans(text: str, spans: Sequence[Span]) -> list[Span]:
     return checked
 
 
-def _token_chunks(offsets: Sequence[Span], first: int, last: int, size: int) -> list[Span]:
-    return [(offsets[i][0], offsets[min(i + size, last) - 1][1]) for i in range(first, last, size)]
+def _token_chunks(text: str, offsets: TokenOffsets, first: int, last: int, size: int) -> list[Span]:
+    spans: list[Span] = []
+    for i in range(first, last, size):
+        # A token's offsets may include the space before its word ("▁The"): trim it.
+        _append_trimmed(text, offsets.starts[i], offsets.ends[min(i + size, last) - 1], spans)
+    return spans
 
 
-def _sentence_chunks(text: str, offsets: Sequence[Span], chunk_size: int) -> list[Span]:
-    starts = [start for start, _ in offsets]
+def _sentence_chunks(text: str, offsets: TokenOffsets, chunk_size: int) -> list[Span]:
     chunks: list[Span] = []
     current: Span | None = None
     current_tokens = 0
     for sentence in sentence_spans(text):
-        first, last = bisect_left(starts, sentence[0]), bisect_left(starts, sentence[1])
+        first, last = offsets.token_range(sentence)
         tokens = last - first
         if tokens > chunk_size:  # a sentence too long for one chunk is cut by tokens
             if current:
                 chunks.append(current)
                 current, current_tokens = None, 0
-            chunks.extend(_token_chunks(offsets, first, last, chunk_size))
+            chunks.extend(_token_chunks(text, offsets, first, last, chunk_size))
             continue
         if current and current_tokens + tokens <= chunk_size:
             current = (current[0], sentence[1])

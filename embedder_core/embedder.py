@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .batching import plan_batches
-from .chunking import Chunker, Span, check_spans, chunk_spans, token_range
+from .chunking import Chunker, Span, check_spans, chunk_spans
 from .errors import TokenLimitError
 from .late_chunking import SequenceJob, document_jobs
 from .loading import default_model, read_config, resolve_model_dir
@@ -30,7 +30,7 @@ from .models.base import PackedBatch, TokenEncoder
 from .models.hf_encoder import HFEncoder, hf_max_tokens, sentence_transformers_settings
 from .models.jina_v3 import JinaV3Config, JinaV3Model, is_jina_v3_config
 from .output import check_embedding_type, convert_embeddings, truncate_and_normalize
-from .tokenization import TextTokenizer
+from .tokenization import TextTokenizer, TokenOffsets
 
 # The five jina-embeddings-v3 task names. Encoders without adapters accept them too, as
 # prompt-only tasks, so that every adapter can always say which side of retrieval it is.
@@ -72,6 +72,10 @@ class Embedder:
     #: Tokens of left context every token keeps when a late-chunked document is longer
     #: than ``max_tokens`` and is encoded in overlapping windows.
     late_chunking_overlap: int = 512
+    #: Largest window of a late-chunked document, in tokens (specials and instruction
+    #: included); None means ``max_tokens``, the hosted API's semantics. Attention cost per
+    #: token grows with the window, so a smaller window is faster and gives less context.
+    late_chunking_window: int | None = None
 
     def __init__(
         self,
@@ -330,6 +334,9 @@ class Embedder:
         instruction = self._tokenizer.encode([task.instruction])[0] if task.instruction else []
         return [*self._tokenizer.prefix_ids, *instruction]
 
+    def _window_tokens(self) -> int:
+        return min(self.late_chunking_window or self.max_tokens, self.max_tokens)
+
     def _sequence_jobs(
         self, texts: list[str], tasks: list[_Task], truncate: bool
     ) -> list[SequenceJob]:
@@ -368,13 +375,13 @@ class Embedder:
             head=self._head(tasks[0]),
             tail=self._tokenizer.suffix_ids,
             task=tasks[0].adapter,
-            max_tokens=self.max_tokens,
+            max_tokens=self._window_tokens(),
             overlap=self.late_chunking_overlap,
         )
 
     def _late_chunk(
         self,
-        encoded: list[tuple[list[int], list[tuple[int, int]]]],
+        encoded: list[tuple[list[int], TokenOffsets]],
         spans: list[list[Span]],
         task: _Task,
         width: int,
@@ -387,7 +394,7 @@ class Embedder:
         for doc, ((ids, offsets), doc_spans) in enumerate(zip(encoded, spans)):
             token_spans = []
             for j, span in enumerate(doc_spans):
-                first, last = token_range(offsets, span)
+                first, last = offsets.token_range(span)
                 if first >= last:
                     raise ValueError(f"document {doc}: span {j} {span} covers no token")
                 token_spans.append((first, last))
@@ -398,7 +405,7 @@ class Embedder:
                 head=head,
                 tail=self._tokenizer.suffix_ids,
                 task=task.adapter,
-                max_tokens=self.max_tokens,
+                max_tokens=self._window_tokens(),
                 overlap=self.late_chunking_overlap,
             )
             first_rows.append(first_rows[-1] + len(doc_spans))

@@ -7,12 +7,15 @@ each piece starts, and truncation must keep the specials.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer
 
 _PROBE = "hello"
+
+Span = tuple[int, int]  # character offsets [start, end)
 
 
 class TextTokenizer:
@@ -58,14 +61,30 @@ class TextTokenizer:
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         return [e.ids for e in encodings]
 
-    def encode_with_offsets(
-        self, texts: Sequence[str]
-    ) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    def encode_with_offsets(self, texts: Sequence[str]) -> list[tuple[list[int], TokenOffsets]]:
         """Token ids and character offsets of each text, without special tokens."""
         if not texts:
             return []
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [(e.ids, e.offsets) for e in encodings]
+        return [(e.ids, TokenOffsets(e.offsets)) for e in encodings]
+
+
+class TokenOffsets:
+    """Character offsets of a document's tokens, for mapping character spans to tokens."""
+
+    def __init__(self, offsets: Sequence[Span]) -> None:
+        self.starts = [start for start, _ in offsets]
+        self.ends = [end for _, end in offsets]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def token_range(self, span: Span) -> tuple[int, int]:
+        """Indices [first, last) of the tokens whose characters overlap ``span``.
+
+        Offsets are non-decreasing, so the overlapping tokens form one contiguous run.
+        """
+        return bisect_right(self.ends, span[0]), bisect_left(self.starts, span[1])
 
 
 def _template_specials(tokenizer: Tokenizer) -> tuple[list[int], list[int]]:

@@ -131,11 +131,6 @@ def _check_documents(documents: Any, name: str) -> None:
         raise TypeError(
             f"{name} expects a list of Documents as input. To embed a string, use JinaTextEmbedder."
         )
-    for i, doc in enumerate(documents):
-        if doc.content is not None and not isinstance(doc.content, str):
-            raise TypeError(
-                f"document {i} ({doc.id}) has content of type {type(doc.content).__name__}, not str"
-            )
 
 
 def _is_chunk(doc: Document) -> bool:

@@ -321,7 +321,8 @@ def check_layout(collection: str, spec: CollectionSpec, *, size: int, metric: st
     metric (lower-case: "cosine", "hamming", ...) are the ones ``spec`` needs. ``size`` is in
     dimensions for float vectors, in bits for binary ones."""
     expected_size = spec.vector_bits if spec.embedding_type == "ubinary" else spec.dimensions
-    if size != expected_size or metric.lower() != spec.metric:
+    metric = metric.lower()
+    if size != expected_size or metric != spec.metric:
         raise CollectionMismatchError(
             f"collection {collection!r} exists with vectors of size {size} and metric {metric}, "
             f"but {spec.model} at dimensions={spec.dimensions} ({spec.embedding_type}) needs "

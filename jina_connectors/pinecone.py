@@ -44,6 +44,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+try:
+    from pinecone import Index, Pinecone
+    from pinecone.errors.exceptions import (
+        ConflictError,
+        NotFoundError,
+        PineconeConnectionError,
+        PineconeTimeoutError,
+        RateLimitError,
+        ServiceError,
+    )
+except ImportError as error:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "the Pinecone sink needs the pinecone SDK: pip install 'jina-connectors[pinecone]'"
+    ) from error
+
 from jina_connectors.ingest import (
     ChunkRecord,
     ChunkState,
@@ -61,8 +76,6 @@ from jina_connectors.ingest import (
 )
 
 if TYPE_CHECKING:
-    from pinecone import Index, Pinecone
-
     from embedder_core import Embedder
 
 __all__ = ["PineconeSink"]
@@ -94,13 +107,7 @@ T = TypeVar("T")
 
 
 def _is_transient(error: BaseException) -> bool:
-    from pinecone.errors.exceptions import (
-        PineconeConnectionError,
-        PineconeTimeoutError,
-        RateLimitError,
-        ServiceError,
-    )
-
+    """Throttling (429), server errors (5xx), dropped connections and timeouts."""
     return isinstance(
         error, (RateLimitError, ServiceError, PineconeConnectionError, PineconeTimeoutError)
     )
@@ -146,9 +153,6 @@ class PineconeSink:
         api_key = api_key or os.environ.get("PINECONE_API_KEY")
         if not api_key:
             raise ValueError("no Pinecone API key: pass api_key=... or set PINECONE_API_KEY")
-
-        from pinecone import Pinecone
-
         self.collection = index_name
         self.namespace = namespace or ""
         self.cloud = cloud
@@ -179,8 +183,6 @@ class PineconeSink:
                 f"Pinecone stores float vectors only; embedding_type={spec.embedding_type!r} "
                 "is not supported (Pinecone has no binary vectors or Hamming metric)"
             )
-        from pinecone.errors.exceptions import ConflictError
-
         layout = self._layout()
         if layout is None:
             try:
@@ -223,9 +225,10 @@ class PineconeSink:
     def stored_spec(self) -> CollectionSpec | None:
         """The spec recorded in this namespace's records; None if the index or namespace is
         absent or empty."""
-        if self._data_plane() is None:
+        index = self._data_plane()
+        if index is None or self._dimension is None:
             return None
-        match = self._any_record(self.namespace)
+        match = self._any_record(index, self.namespace, self._dimension)
         self._spec = None if match is None else CollectionSpec.from_payload(match)
         return self._spec
 
@@ -242,7 +245,8 @@ class PineconeSink:
         this sink's namespace for its own index, else from the index's largest namespace)."""
         infos = []
         for description in self._call(lambda: list(self._pc.indexes.list())):
-            if _dense_layout(description) is None or not description.host:
+            layout = _dense_layout(description)
+            if layout is None or not description.host:
                 infos.append(CollectionInfo(description.name, 0, None))
                 continue
             index = self._pc.index(host=description.host)
@@ -251,12 +255,11 @@ class PineconeSink:
                 namespace = self.namespace if description.name == self.collection else ""
                 if counts and counts.get(namespace, 0) == 0:
                     namespace = max(counts, key=lambda ns: counts[ns])
-                match = self._any_record(namespace, index, _dense_layout(description))
+                match = self._any_record(index, namespace, layout[0])
                 spec = None if match is None else CollectionSpec.from_payload(match)
                 infos.append(CollectionInfo(description.name, sum(counts.values()), spec))
             finally:
-                if index is not self._index:
-                    index.close()
+                index.close()
         return infos
 
     # -- writing --------------------------------------------------------------------------
@@ -345,7 +348,7 @@ class PineconeSink:
         """
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_TOP_K:
             raise ValueError(f"k must be an integer in [1, {MAX_TOP_K}], got {k!r}")
-        native = None if filter is None else _native_filter(filter)
+        native = _native_filter(filter) if filter else None
         spec = self._spec or self.stored_spec()  # a namespace's spec changes only if emptied
         if spec is None:
             return []
@@ -379,8 +382,6 @@ class PineconeSink:
 
     def _layout(self) -> tuple[int, str] | None:
         """(dimension, metric) of the index, opening its data plane; None if it is absent."""
-        from pinecone.errors.exceptions import NotFoundError
-
         try:
             description = self._call(lambda: self._pc.indexes.describe(self.collection))
         except NotFoundError:
@@ -412,15 +413,8 @@ class PineconeSink:
             )
         return index
 
-    def _any_record(
-        self,
-        namespace: str,
-        index: Index | None = None,
-        layout: tuple[int, str] | None = None,
-    ) -> dict[str, Any] | None:
-        """The payload of some record of ``namespace``, or None if it holds none."""
-        index = index or self._require_data_plane()
-        dimension = (layout or (self._dimension or 0, ""))[0]
+    def _any_record(self, index: Index, namespace: str, dimension: int) -> dict[str, Any] | None:
+        """The payload of some pipeline-written record of ``namespace``; None if it has none."""
         # Any non-zero probe vector returns some record when the namespace is not empty.
         probe = [1.0] * dimension
         response = self._call(

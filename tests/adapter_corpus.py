@@ -1,7 +1,7 @@
 """Real multi-paragraph documents and questions with known answers, for the adapter tests.
 
 The Universal Declaration of Human Rights (English) in three documents of ten articles each,
-one paragraph per article, plus two State of the Union addresses as unrelated documents.
+one paragraph per article, plus a State of the Union address as an unrelated document.
 Each question names a phrase that only the article answering it contains.
 """
 
@@ -31,11 +31,11 @@ QUESTIONS = (
     Question("Who is free to marry and start a family?", "marry and to found a family"),
 )
 
-SOTU_IDS = ("1932_herbert_hoover_r", "1800_john_adams_f")
+SOTU_ID = "1932_herbert_hoover_r"  # the shortest address, 980 words
 
 
 def load_corpus(data_dir: Path) -> list[SourceText]:
-    """Five documents: UDHR articles 1-10, 11-20, 21-30, and two SOTU addresses."""
+    """Four documents: UDHR articles 1-10, 11-20, 21-30, and a SOTU address."""
     udhr = json.loads((data_dir / "udhr_parallel_10lang.json").read_text(encoding="utf-8"))
     articles = udhr["eng"]
     documents = []
@@ -45,6 +45,6 @@ def load_corpus(data_dir: Path) -> list[SourceText]:
         ]
         documents.append(SourceText(f"udhr-{first}-{first + 9}", "\n\n".join(paragraphs)))
     with (data_dir / "sotu_speeches.jsonl").open(encoding="utf-8") as lines:
-        speeches = {row["id"]: row["text"] for row in map(json.loads, lines)}
-    documents += [SourceText(sotu_id, speeches[sotu_id]) for sotu_id in SOTU_IDS]
+        speech = next(row for row in map(json.loads, lines) if row["id"] == SOTU_ID)
+    documents.append(SourceText(SOTU_ID, speech["text"]))
     return documents

@@ -20,10 +20,9 @@ Endpoints:
     GET    /indexes/{name}                   describe
     DELETE /indexes/{name}                   delete
     POST   /data/{name}/vectors/upsert       upsert (namespaces)
-    POST   /data/{name}/query                query by vector or id; filter, include_* flags
+    POST   /data/{name}/query                query by vector; filter, include_* flags
     GET    /data/{name}/vectors/fetch        fetch by ids
     POST   /data/{name}/vectors/delete       delete by ids, deleteAll or filter
-    GET    /data/{name}/vectors/list         list ids by prefix, paginated
     POST   /data/{name}/describe_index_stats per-namespace counts
 """
 
@@ -48,7 +47,6 @@ MAX_METADATA_BYTES = 40 * 1024
 MAX_IDS_PER_REQUEST = 1000
 MAX_TOP_K = 10_000
 MAX_DIMENSION = 20_000
-LIST_PAGE_DEFAULT = 100
 DENSE_FIELD = "_values"
 DEFAULT_NAMESPACE_LABEL = "__default__"  # how describe_index_stats names the "" namespace
 METRICS = ("cosine", "dotproduct", "euclidean")
@@ -63,11 +61,11 @@ _UNAVAILABLE = 14
 class ApiFailure(Exception):
     """An error response: HTTP status plus the JSON body Pinecone would send."""
 
-    def __init__(self, status: int, body: dict[str, Any], headers: Mapping[str, str] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(body)
-        self.status = status
+        self.status = int(status)
         self.body = body
-        self.headers = dict(headers)
+        self.headers: dict[str, str] = {}
 
 
 def _control_error(status: HTTPStatus, code: str, message: str) -> ApiFailure:
@@ -166,7 +164,8 @@ class PineconeTestServer:
 
     def fail_next(self, count: int, *, status: int = 503, path_suffix: str = "") -> None:
         """Answer the next ``count`` requests whose path ends with ``path_suffix`` with
-        ``status`` (429 or 5xx), as a throttled or briefly unavailable service would."""
+        ``status``: 429 or 5xx as a throttled or briefly unavailable service would (with
+        ``Retry-After: 0``), or a 4xx as a permanent rejection."""
         with self._lock:
             self._failures.append(_Failure(count, status, path_suffix))
 
@@ -237,20 +236,7 @@ class PineconeTestServer:
             for failure in self._failures:
                 if failure.remaining > 0 and path.endswith(failure.path_suffix):
                     failure.remaining -= 1
-                    if failure.status == 429:
-                        error = _data_error(
-                            HTTPStatus.TOO_MANY_REQUESTS,
-                            _RESOURCE_EXHAUSTED,
-                            "Request rate limit exceeded (injected by the test server)",
-                        )
-                    else:
-                        error = _data_error(
-                            HTTPStatus(failure.status),
-                            _UNAVAILABLE,
-                            "Service briefly unavailable (injected by the test server)",
-                        )
-                    error.headers["Retry-After"] = "0"
-                    raise error
+                    raise _injected_failure(HTTPStatus(failure.status))
 
     def _route(self, method: str, parts: list[str], body: Any, size: int) -> tuple[int, Any, int]:
         if parts[:1] == ["indexes"]:
@@ -286,8 +272,6 @@ class PineconeTestServer:
                 return 200, *self._fetch(index, body)
             if (method, op) == ("POST", "vectors/delete"):
                 return 200, *self._delete(index, body)
-            if (method, op) == ("GET", "vectors/list"):
-                return 200, self._list(index, body), 0
             if (method, op) == ("POST", "describe_index_stats"):
                 return 200, self._stats(index, body), 0
         raise _control_error(
@@ -426,14 +410,9 @@ class PineconeTestServer:
             raise _invalid(f"topK must be an integer in [1, {MAX_TOP_K}], got {top_k!r}")
         namespace = _namespace(body)
         stored = index.namespaces.get(namespace, {})
-        if body.get("vector") is not None:
-            query = _dense_values(body["vector"], index.dimension, "vector")
-        elif isinstance(body.get("id"), str):
-            if body["id"] not in stored:
-                return {"matches": [], "namespace": namespace, "usage": {"readUnits": 1}}
-            query = stored[body["id"]].values
-        else:
-            raise _invalid("Exactly one of vector or id must be provided")
+        if body.get("vector") is None:
+            raise _invalid("This test server queries by vector only")
+        query = _dense_values(body["vector"], index.dimension, "vector")
         flt = body.get("filter")
         if flt is not None:
             _validate_filter(flt)
@@ -506,26 +485,6 @@ class PineconeTestServer:
             del stored[i]
         return {}, len(doomed)
 
-    def _list(self, index: _Index, params: dict[str, Any]) -> dict[str, Any]:
-        namespace = _namespace(params)
-        prefix = params.get("prefix", "")
-        limit = int(params.get("limit", LIST_PAGE_DEFAULT))
-        if not 1 <= limit <= 100:
-            raise _invalid("limit must be in [1, 100]")
-        ids = sorted(i for i in index.namespaces.get(namespace, {}) if i.startswith(prefix))
-        token = params.get("paginationToken")
-        if token:
-            ids = [i for i in ids if i > token]
-        page = ids[:limit]
-        out: dict[str, Any] = {
-            "vectors": [{"id": i} for i in page],
-            "namespace": namespace,
-            "usage": {"readUnits": 1},
-        }
-        if len(ids) > limit:
-            out["pagination"] = {"next": page[-1]}
-        return out
-
     def _stats(self, index: _Index, body: dict[str, Any]) -> dict[str, Any]:
         if body.get("filter"):
             raise _invalid("describe_index_stats does not support a filter on serverless indexes")
@@ -542,6 +501,19 @@ class PineconeTestServer:
             "metric": index.metric,
             "vectorType": "dense",
         }
+
+
+def _injected_failure(status: HTTPStatus) -> ApiFailure:
+    if status == HTTPStatus.TOO_MANY_REQUESTS:
+        code, message = _RESOURCE_EXHAUSTED, "Request rate limit exceeded"
+    elif status >= 500:
+        code, message = _UNAVAILABLE, "Service briefly unavailable"
+    else:
+        code, message = _INVALID_ARGUMENT, "Request rejected"
+    error = _data_error(status, code, f"{message} (injected by the test server)")
+    if status == HTTPStatus.TOO_MANY_REQUESTS or status >= 500:
+        error.headers["Retry-After"] = "0"  # keeps the SDK's own retries instant in tests
+    return error
 
 
 def _namespace(body: Mapping[str, Any]) -> str:
@@ -715,9 +687,6 @@ def _make_handler(server: PineconeTestServer) -> type[BaseHTTPRequestHandler]:
 
         def do_DELETE(self) -> None:
             self._serve("DELETE")
-
-        def do_PATCH(self) -> None:
-            self._serve("PATCH")
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet test output
             pass

@@ -340,14 +340,15 @@ def test_vector_store_index_on_qdrant_answers_questions(
 
     store = QdrantVectorStore(client=qdrant_client.QdrantClient(":memory:"), collection_name="udhr")
     index = VectorStoreIndex(
-        corpus_nodes, storage_context=StorageContext.from_defaults(vector_store=store)
+        [node.model_copy() for node in corpus_nodes],
+        storage_context=StorageContext.from_defaults(vector_store=store),
     )
     assert index._embed_model is jina_settings  # queries go through Settings.embed_model
     _assert_answers(index)
 
 
 def test_vector_store_index_on_milvus_lite_answers_questions(
-    shared_data_dir: Path, minilm: str, jina_settings: JinaEmbedding, tmp_path: Path
+    corpus_nodes: list[BaseNode], jina_settings: JinaEmbedding, tmp_path: Path
 ) -> None:
     pytest.importorskip("pymilvus")
     from llama_index.vector_stores.milvus import MilvusVectorStore
@@ -355,16 +356,32 @@ def test_vector_store_index_on_milvus_lite_answers_questions(
     store = MilvusVectorStore(
         uri=str(tmp_path / "llama.db"), dim=384, overwrite=True, use_async_client=False
     )
-    documents = [Document(text=d.text, id_=d.doc_id) for d in load_corpus(shared_data_dir)]
-    index = VectorStoreIndex.from_documents(
-        documents,
+    index = VectorStoreIndex(
+        [node.model_copy() for node in corpus_nodes],
         storage_context=StorageContext.from_defaults(vector_store=store),
-        transformations=[
-            SentenceSplitter(chunk_size=96, chunk_overlap=24),
-            JinaLateChunking(model=minilm),
-        ],
     )
     _assert_answers(index)
+
+
+def test_vector_store_index_transformations(minilm: str, jina_settings: JinaEmbedding) -> None:
+    splitter = SentenceSplitter(chunk_size=40, chunk_overlap=20)
+    index = VectorStoreIndex.from_documents(
+        [Document(text=SENTENCES, id_="harbour")],
+        transformations=[splitter, JinaLateChunking(model=minilm)],
+    )
+    expected = JinaLateChunking(model=minilm)(_split(SENTENCES, "harbour"))
+    stored = index.vector_store.to_dict()["embedding_dict"]
+    by_span = {
+        (node.start_char_idx, node.end_char_idx): stored[node.node_id]
+        for node in index.docstore.docs.values()
+    }
+    assert len(by_span) == len(expected)
+    for node in expected:
+        np.testing.assert_array_equal(
+            by_span[node.start_char_idx, node.end_char_idx], node.embedding
+        )
+    top = index.as_retriever(similarity_top_k=1).retrieve("Who offered to teach evening classes?")
+    assert "retired chemists" in top[0].node.get_content()
 
 
 def test_dimensions_that_do_not_fit_the_store_write_nothing(
@@ -381,6 +398,6 @@ def test_dimensions_that_do_not_fit_the_store_write_nothing(
     )
     stored = client.count("fit").count
     narrow = JinaLateChunking(model=minilm, dimensions=64)(_split(SENTENCES, "other"))
-    with pytest.raises(Exception, match=r"(?i)dim"):
+    with pytest.raises(ValueError, match="expected dim: 384, got 64"):
         index.insert_nodes(list(narrow))
     assert client.count("fit").count == stored

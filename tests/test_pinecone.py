@@ -413,6 +413,20 @@ def test_test_server_enforces_the_limits(server: PineconeTestServer, sdk: Pineco
     assert index.describe_index_stats().total_vector_count == 0
 
 
+def test_test_server_index_lifecycle(server: PineconeTestServer, sdk: Pinecone) -> None:
+    create_index(sdk, "one", 3)
+    create_index(sdk, "two", 5, "euclidean")
+    assert {(i.name, i.host) for i in sdk.indexes.list()} == {
+        ("one", server.index_host("one")),
+        ("two", server.index_host("two")),
+    }
+    with pytest.raises(ApiError, match="already exists"):
+        create_index(sdk, "one", 3)
+    sdk.indexes.delete("one")
+    assert not sdk.indexes.exists("one")
+    assert sdk.indexes.exists("two")
+
+
 def test_test_server_filters_like_pinecone(server: PineconeTestServer, sdk: Pinecone) -> None:
     create_index(sdk, "filters", 2)
     index = sdk.index(name="filters")
@@ -439,10 +453,26 @@ def test_test_server_filters_like_pinecone(server: PineconeTestServer, sdk: Pine
     assert ids({"ok": {"$exists": False}}) == {"b"}
     assert ids({"$or": [{"year": {"$lte": 2001}}, {"year": {"$gt": 2007}}]}) == {"a", "c"}
     assert ids({"$and": [{"genre": "comedy"}, {"year": {"$gt": 2001}}]}) == {"b"}
-    # Cosine scores, best first.
-    scores = [(m.id, m.score) for m in index.query(vector=[1.0, 0.0], top_k=3).matches]
-    assert [i for i, _ in scores] == ["a", "b", "c"]
-    np.testing.assert_allclose([s for _, s in scores], [1.0, 0.8, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("metric", "order", "scores"),
+    [
+        ("cosine", ["a", "b", "c"], [1.0, 0.8, 0.0]),
+        ("dotproduct", ["b", "a", "c"], [3.2, 2.0, 0.0]),
+        ("euclidean", ["a", "b", "c"], [1.0, 1.6, 8.0]),  # squared distance, nearest first
+    ],
+)
+def test_test_server_scores_like_pinecone(
+    server: PineconeTestServer, sdk: Pinecone, metric: str, order: list[str], scores: list[float]
+) -> None:
+    create_index(sdk, "scores", 2, metric)
+    index = sdk.index(name="scores")
+    index.upsert(vectors=[("a", [1.0, 0.0]), ("b", [1.6, 1.2]), ("c", [0.0, 2.0])])
+    matches = index.query(vector=[2.0, 0.0], top_k=3, include_values=True).matches
+    assert [m.id for m in matches] == order
+    np.testing.assert_allclose([m.score for m in matches], scores, atol=1e-6)
+    np.testing.assert_allclose(matches[0].values, {"a": [1.0, 0.0], "b": [1.6, 1.2]}[order[0]])
 
 
 # -- retries ------------------------------------------------------------------------------

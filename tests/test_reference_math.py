@@ -134,36 +134,65 @@ class ReferenceJina:
         ids = self.token_ids(text, task, with_instruction=with_instruction)
         return _unit(self.token_states(ids, task).mean(dim=0).numpy())
 
-    def late_chunks(self, pieces: list[str], task: str | None) -> np.ndarray:
-        """`<s> instruction pieces </s>`, each piece tokenized alone without specials; each
-        row is the mean of the states of that piece's own tokens."""
-        bos, eos = self.config["bos_token_id"], self.config["eos_token_id"]
-        instruction = self.instruction(task)
-        ids = [bos, *(self.content_ids(instruction) if instruction else [])]
-        spans = []
-        for piece in pieces:
-            piece_ids = self.content_ids(piece)
-            spans.append((len(ids), len(ids) + len(piece_ids)))
-            ids += piece_ids
-        ids.append(eos)
-        assert len(ids) <= self.max_tokens, "reference late chunking is single-window only"
-        states = self.token_states(ids, task)
-        return np.stack([_unit(states[start:end].mean(dim=0).numpy()) for start, end in spans])
+    # --- late chunking: one document, states of its content tokens ---------------------
 
-    def late_spans(self, document: str, spans: list[tuple[int, int]], task: str | None):
-        """One encoding of `<s> instruction document </s>`; each span pools the tokens
-        whose characters overlap it."""
+    def content_states(
+        self, content: list[int], task: str | None, windows: list[tuple[int, int]]
+    ) -> torch.Tensor:
+        """State of each content token, from the one window [start, end) that holds it;
+        each window is encoded as `<s> instruction content[start:end] </s>`. Tokens in no
+        window are NaN, so pooling them shows up."""
         bos, eos = self.config["bos_token_id"], self.config["eos_token_id"]
         instruction = self.instruction(task)
         head = [bos, *(self.content_ids(instruction) if instruction else [])]
+        states = torch.full((len(content), self.config["hidden_size"]), math.nan)
+        for start, end in windows:
+            ids = [*head, *content[start:end], eos]
+            assert len(ids) <= self.max_tokens, (start, end)
+            states[start:end] = self.token_states(ids, task)[len(head) : len(head) + end - start]
+        return states
+
+    def piece_tokens(self, pieces: list[str]) -> tuple[list[int], list[tuple[int, int]]]:
+        """Pieces tokenized one by one without specials, joined; each piece's token span."""
+        content: list[int] = []
+        spans = []
+        for piece in pieces:
+            piece_ids = self.content_ids(piece)
+            spans.append((len(content), len(content) + len(piece_ids)))
+            content += piece_ids
+        return content, spans
+
+    def late_chunks(
+        self, pieces: list[str], task: str | None, windows: list[tuple[int, int]] | None = None
+    ) -> dict[int, np.ndarray]:
+        """Each piece's row: the mean of the states of its own tokens (no `<s>`, `</s>`).
+        By default one window holds the whole document; with `windows`, only the pieces
+        that lie wholly inside them get a row."""
+        content, spans = self.piece_tokens(pieces)
+        windows = windows or [(0, len(content))]
+        states = self.content_states(content, task, windows)
+        return {
+            i: _unit(states[a:b].mean(dim=0).numpy())
+            for i, (a, b) in enumerate(spans)
+            if any(start <= a and b <= end for start, end in windows)
+        }
+
+    def late_spans(
+        self,
+        document: str,
+        spans: list[tuple[int, int]],
+        task: str | None,
+        windows: list[tuple[int, int]] | None = None,
+    ) -> np.ndarray:
+        """The document tokenized once; each character span pools the tokens whose
+        characters overlap it."""
         encoding = self.tokenizer.encode(document, add_special_tokens=False)
-        ids = [*head, *encoding.ids, eos]
-        assert len(ids) <= self.max_tokens, "reference late chunking is single-window only"
-        states = self.token_states(ids, task)
+        windows = windows or [(0, len(encoding.ids))]
+        states = self.content_states(encoding.ids, task, windows)
         rows = []
         for start, end in spans:
             inside = [
-                len(head) + i
+                i
                 for i, (token_start, token_end) in enumerate(encoding.offsets)
                 if token_start < end and token_end > start
             ]
@@ -215,6 +244,16 @@ def test_reference_tasks_are_the_released_ones(reference: ReferenceJina, embedde
     assert embedder.has_adapters
     assert embedder.dimension == reference.config["hidden_size"]
     assert embedder.max_tokens == reference.max_tokens
+    assert embedder.device == torch.device("cpu") and embedder.dtype == torch.float32
+
+
+def test_bfloat16_stays_close_to_reference(reference: ReferenceJina, tiny_jina_dir: Path):
+    embedder = Embedder.from_pretrained(str(tiny_jina_dir), device="cpu", dtype=torch.bfloat16)
+    assert embedder.dtype == torch.bfloat16
+    got = embedder.encode(TEXTS, task="retrieval.query")
+    assert got.dtype == np.float32
+    expected = np.stack([reference.encode(text, "retrieval.query") for text in TEXTS])
+    np.testing.assert_array_less(0.99, _cosines(got, expected))
 
 
 @pytest.mark.parametrize("task", ALL_TASKS)
@@ -284,7 +323,8 @@ PIECES = [
 def test_late_chunking_matches_reference(reference: ReferenceJina, embedder: Embedder, task):
     got = embedder.encode(PIECES, task=task, late_chunking=True)
     assert got.shape == (len(PIECES), reference.config["hidden_size"])
-    assert_matches(got, reference.late_chunks(PIECES, task))
+    expected = reference.late_chunks(PIECES, task)
+    assert_matches(got, np.stack([expected[i] for i in range(len(PIECES))]))
     # Context matters: each piece differs from encoding it on its own.
     alone = embedder.encode(PIECES, task=task)
     assert _cosines(got, alone).max() < 0.9999
@@ -310,3 +350,44 @@ def test_embed_spans_matches_reference(reference: ReferenceJina, embedder: Embed
     (got,) = embedder.embed_spans([(DOCUMENT, spans)], task=task)
     assert got.shape == (len(spans), reference.config["hidden_size"])
     assert_matches(got, reference.late_spans(DOCUMENT, spans, task))
+
+
+def _numbered_pieces(count: int) -> list[str]:
+    sentences = [*PIECES, *TEXTS[:4]]
+    return [f"{sentences[i % len(sentences)]} ({i})" for i in range(count)]
+
+
+def test_long_late_chunking_first_window(reference: ReferenceJina, embedder: Embedder):
+    """Past max_tokens, the first pieces come from the first, full-size window."""
+    pieces = _numbered_pieces(40)
+    head = 1 + len(reference.content_ids(reference.instruction("retrieval.passage")))
+    capacity = reference.max_tokens - head - 1
+    got = embedder.encode(pieces, task="retrieval.passage", late_chunking=True)
+    expected = reference.late_chunks(pieces, "retrieval.passage", [(0, capacity)])
+    assert len(expected) >= 3
+    assert_matches(got[0], expected[0])
+
+
+def test_long_late_chunking_windows_without_overlap(reference: ReferenceJina, tiny_jina_dir):
+    """With no overlap, windows are consecutive full slices of the document, each wrapped
+    in `<s> ... </s>` with positions from 0: pieces inside one window match it exactly."""
+    embedder = Embedder.from_pretrained(str(tiny_jina_dir), device="cpu")
+    embedder.late_chunking_overlap = 0
+    pieces = _numbered_pieces(60)
+    capacity = reference.max_tokens - 2  # no instruction for text-matching
+    got = embedder.encode(pieces, task="text-matching", late_chunking=True)
+    assert got.shape == (len(pieces), reference.config["hidden_size"])
+    checked = 0
+    windows = [(0, capacity), (capacity, 2 * capacity)]  # not the last: its start may vary
+    for i, row in reference.late_chunks(pieces, "text-matching", windows).items():
+        assert_matches(got[i], row)
+        checked += 1
+    assert checked >= 10
+
+    # A character span across the window boundary pools tokens from both windows.
+    document = " ".join(pieces)
+    offsets = reference.tokenizer.encode(document, add_special_tokens=False).offsets
+    boundary = offsets[capacity][0]
+    spans = [(0, 40), (boundary - 30, boundary + 30), (offsets[5][0], offsets[2 * capacity - 5][1])]
+    (got_spans,) = embedder.embed_spans([(document, spans)], task="text-matching")
+    assert_matches(got_spans, reference.late_spans(document, spans, "text-matching", windows))
