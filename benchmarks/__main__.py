@@ -91,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = machine_info(device, dtype)
     meta.update({"mode": "quick" if args.quick else "full", "ceiling_flops": ceiling})
     write_results(args.output, meta, figures, details, errors)
+    if args.quick:
+        print("quick mode: tiny sizes; only the correctness targets (cosines) mean anything")
     print(render_table(figures))
     for name, message in errors.items():
         print(f"{name}: FAILED: {message}")

@@ -124,7 +124,9 @@ class PaddedBaseline:
         angles = torch.cat([angles, angles], dim=-1)
         return angles.cos().to(self.dtype), angles.sin().to(self.dtype)
 
-    def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, task: str | None) -> torch.Tensor:
+    def _forward(
+        self, input_ids: torch.Tensor, mask: torch.Tensor, task: str | None
+    ) -> torch.Tensor:
         config, w = self.config, self.weights
         weights = self._merged_weights(task)
         batch, length = input_ids.shape

@@ -35,9 +35,7 @@ def measure_one(
 
     torch_device = torch.device(device)
     embedder = Embedder.from_pretrained(model_dir, device=torch_device, dtype=getattr(torch, dtype))
-    text, short = exact_length_texts(
-        embedder, Path(model_dir), [length, 16], task=task, seed=SEED
-    )
+    text, short = exact_length_texts(embedder, Path(model_dir), [length, 16], task=task, seed=SEED)
     embedder.encode([short], task=task)
     with PeakMemory(torch_device) as memory:
         synchronize(torch_device)
@@ -64,7 +62,9 @@ def run(ctx: Context) -> CaseResult:
     for length in (short, long):
         with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
             dtype = str(ctx.dtype).removeprefix("torch.")
-            future = pool.submit(measure_one, str(model_dir), length, str(ctx.device), dtype, ADAPTER_TASK)
+            future = pool.submit(
+                measure_one, str(model_dir), length, str(ctx.device), dtype, ADAPTER_TASK
+            )
             results[length] = future.result()
         ctx.log(f"{length} tokens: {results[length]['seconds']:.1f} s")
 
@@ -75,10 +75,20 @@ def run(ctx: Context) -> CaseResult:
             Figure(NAME, f"tokens/s @{short}", results[short]["tokens_per_s"]),
             Figure(NAME, f"tokens/s @{long}", results[long]["tokens_per_s"]),
             Figure(NAME, f"peak MiB above model @{short}", peak_short / MIB),
-            Figure(NAME, f"peak MiB above model @{long}", peak_long / MIB, None,
-                   Target("<=", PEAK_LIMIT_BYTES / MIB)),
-            Figure(NAME, f"peak memory growth {long}/{short}", peak_long / max(peak_short, 1),
-                   None, Target("<=", MAX_GROWTH)),
+            Figure(
+                NAME,
+                f"peak MiB above model @{long}",
+                peak_long / MIB,
+                None,
+                Target("<=", PEAK_LIMIT_BYTES / MIB),
+            ),
+            Figure(
+                NAME,
+                f"peak memory growth {long}/{short}",
+                peak_long / max(peak_short, 1),
+                None,
+                Target("<=", MAX_GROWTH),
+            ),
         ],
         details={"task": ADAPTER_TASK, "runs": list(results.values())},
     )

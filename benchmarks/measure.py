@@ -31,7 +31,11 @@ def synchronize(device: torch.device) -> None:
 
 
 def gemm_ceiling_flops(
-    device: torch.device, dtype: torch.dtype, *, repeats: int = 8, shape: tuple[int, int, int] = CEILING_SHAPE
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    repeats: int = 8,
+    shape: tuple[int, int, int] = CEILING_SHAPE,
 ) -> float:
     """Best-of-`repeats` matmul throughput in FLOP/s for `shape` = (m, k, n)."""
     m, k, n = shape
@@ -52,7 +56,9 @@ def gemm_ceiling_flops(
     return 2.0 * m * k * n / best
 
 
-def model_flops_utilization(tokens_per_second: float, parameters: int, ceiling_flops: float) -> float:
+def model_flops_utilization(
+    tokens_per_second: float, parameters: int, ceiling_flops: float
+) -> float:
     """MFU as the issue defines it: tokens/s x 2 x non-embedding parameters / ceiling."""
     return tokens_per_second * 2.0 * parameters / ceiling_flops
 
@@ -79,18 +85,13 @@ def non_embedding_parameters(model_dir: Path) -> int:
     return total
 
 
-def best_time(run: Callable[[], T], device: torch.device, repeats: int) -> tuple[float, T]:
-    """Fastest of `repeats` wall-clock runs of `run`, and the last run's result."""
-    best = float("inf")
-    result: T | None = None
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        result = run()
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    assert result is not None
-    return best, result
+def timed(run: Callable[[], T], device: torch.device) -> tuple[float, T]:
+    """Wall-clock seconds of `run()` (device work included), and its result."""
+    synchronize(device)
+    start = time.perf_counter()
+    result = run()
+    synchronize(device)
+    return time.perf_counter() - start, result
 
 
 def min_row_cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import gc
-import time
+
+import numpy as np
 
 from benchmarks.context import SEED, Context
-from benchmarks.measure import min_row_cosine, synchronize
+from benchmarks.measure import min_row_cosine, timed
 from benchmarks.report import CaseResult, Figure, Target
 from benchmarks.workloads import speech_paragraphs
 
@@ -14,8 +15,9 @@ NAME = "minilm"
 
 
 def run(ctx: Context) -> CaseResult:
-    from embedder_core.testing import minilm_path
     from sentence_transformers import SentenceTransformer
+
+    from embedder_core.testing import minilm_path
 
     model_dir = minilm_path()
     paragraphs = speech_paragraphs(ctx.speeches(), ctx.sizes.minilm_paragraphs, seed=SEED)
@@ -23,29 +25,24 @@ def run(ctx: Context) -> CaseResult:
     # Its defaults: batch size 32, length-sorted padded batches, its own device choice.
     sentence_transformer = SentenceTransformer(str(model_dir), device=str(ctx.device))
 
-    def ours():  # no task: MiniLM has no adapters, and no prompt is configured
-        return embedder.encode(paragraphs)
-
-    def theirs():
-        return sentence_transformer.encode(paragraphs)
-
-    warmup = paragraphs[:64]
-    embedder.encode(warmup)
-    sentence_transformer.encode(warmup)
+    encoders = {
+        # No task: MiniLM has no adapters and configures no prompt.
+        "ours": lambda: embedder.encode(paragraphs),
+        "sentence_transformers": lambda: sentence_transformer.encode(paragraphs),
+    }
+    embedder.encode(paragraphs[:32])  # warm-up
+    sentence_transformer.encode(paragraphs[:32])
     # Alternate the two so that machine noise hits both alike; keep each one's best.
-    timings: dict[str, list[float]] = {"ours": [], "sentence_transformers": []}
-    outputs = {}
+    timings: dict[str, list[float]] = {name: [] for name in encoders}
+    outputs: dict[str, np.ndarray] = {}
     for _ in range(ctx.sizes.repeats):
-        for name, encode in (("ours", ours), ("sentence_transformers", theirs)):
-            synchronize(ctx.device)
-            start = time.perf_counter()
-            outputs[name] = encode()
-            synchronize(ctx.device)
-            timings[name].append(time.perf_counter() - start)
+        for name, encode in encoders.items():
+            seconds, outputs[name] = timed(encode, ctx.device)
+            timings[name].append(seconds)
 
     counts = embedder.count_tokens(paragraphs)
     tokens = sum(min(count, embedder.max_tokens) for count in counts)
-    del embedder, sentence_transformer
+    embedder = sentence_transformer = None
     gc.collect()
 
     ours_rate = len(paragraphs) / min(timings["ours"])
@@ -53,10 +50,15 @@ def run(ctx: Context) -> CaseResult:
     cosine = min_row_cosine(outputs["ours"], outputs["sentence_transformers"])
     return CaseResult(
         figures=[
-            Figure(NAME, "paragraphs/s (vs sentence-transformers)", ours_rate, their_rate,
-                   Target(">=", 1.3), "ratio"),
-            Figure(NAME, "min cosine to sentence-transformers", cosine, None,
-                   Target(">=", 0.9999)),
+            Figure(
+                NAME,
+                "paragraphs/s (vs sentence-transformers)",
+                ours_rate,
+                their_rate,
+                Target(">=", 1.3),
+                "ratio",
+            ),
+            Figure(NAME, "min cosine to sentence-transformers", cosine, None, Target(">=", 0.9999)),
         ],
         details={
             "paragraphs": len(paragraphs),

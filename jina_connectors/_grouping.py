@@ -186,9 +186,10 @@ def late_chunk(
     embedder: Embedder,
     chunks: Sequence[SourceChunk],
     *,
-    task: str,
+    task: str | None,
     dimensions: int | None,
     normalized: bool,
+    show_progress: bool = False,
 ) -> LateChunked:
     """Late-chunk ``chunks``: one encoding per source document, one row per chunk.
 
@@ -209,6 +210,7 @@ def late_chunk(
         task=task,
         dimensions=dimensions,
         normalized=normalized,
+        show_progress=show_progress,
     )
     width = per_source[0].shape[1]
     rows = np.empty((len(chunks), width), dtype=np.float32)

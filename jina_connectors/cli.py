@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .ingest import DEFAULT_COLLECTION, VectorSink, resolve_embedder
+from .ingest import DEFAULT_COLLECTION, VectorSink, passage_spec, resolve_embedder
 
 app = typer.Typer(
     name="jina-connectors",
@@ -130,7 +130,9 @@ def ingest(
     """Chunk, embed and write documents. Unchanged documents are skipped on re-runs."""
     from .ingest import ingest as run_ingest
 
-    embedder = resolve_embedder(model)  # a missing model fails before anything is opened
+    # A missing model or bad settings fail before any database is opened or created.
+    embedder = resolve_embedder(model)
+    passage_spec(embedder, dimensions, embedding_type.value)
     sink = open_sink(db, collection, location, binary_quantization=binary_quantization)
     with closing(sink):
         report = run_ingest(

@@ -138,7 +138,7 @@ def _is_chunk(doc: Document) -> bool:
 
 
 def _late_chunk_split_documents(
-    component: _LocalModel, chunks: list[Document]
+    component: _LocalModel, chunks: list[Document], progress_bar: bool
 ) -> tuple[np.ndarray, list[str]]:
     """Late-chunk Documents a splitter made (``source_id``), per source; rows in input order.
 
@@ -158,9 +158,10 @@ def _late_chunk_split_documents(
     result = late_chunk(
         component.embedder,
         source_chunks,
-        task=component.task,  # type: ignore[arg-type]  # None means the base weights
+        task=component.task,
         dimensions=component.dimensions,
         normalized=component.normalized,
+        show_progress=progress_bar,
     )
     return result.embeddings, result.source_texts
 
@@ -309,7 +310,9 @@ class JinaDocumentEmbedder(_LocalModel):
         chunk_rows: np.ndarray | None = None
         if self.late_chunking:
             chunks = [i for i, doc in enumerate(documents) if _is_chunk(doc)]
-            chunk_rows, counted = _late_chunk_split_documents(self, [documents[i] for i in chunks])
+            chunk_rows, counted = _late_chunk_split_documents(
+                self, [documents[i] for i in chunks], self.progress_bar
+            )
         else:
             chunks, counted = [], []
         chunk_set = set(chunks)
@@ -349,6 +352,7 @@ class JinaLateChunkingDocumentEmbedder(_LocalModel):
     :param task: ``retrieval.passage`` by default; None uses the model without a task adapter.
     :param chunker: how whole Documents are split: ``"sentences"`` or ``"tokens"``.
     :param chunk_size: maximum tokens per chunk when splitting whole Documents.
+    :param progress_bar: show the model's progress over the documents' tokens.
     """
 
     def __init__(
@@ -358,6 +362,7 @@ class JinaLateChunkingDocumentEmbedder(_LocalModel):
         dimensions: int | None = None,
         chunker: Chunker = "sentences",
         chunk_size: int = 256,
+        progress_bar: bool = True,
         *,
         device: str | None = None,
         dtype: str | None = None,
@@ -370,12 +375,14 @@ class JinaLateChunkingDocumentEmbedder(_LocalModel):
         self._set_model_options(model, device, dtype, task, dimensions, normalized)
         self.chunker: Chunker = chunker
         self.chunk_size = chunk_size
+        self.progress_bar = progress_bar
 
     def _init_parameters(self) -> dict[str, Any]:
         return {
             **self._model_parameters(),
             "chunker": self.chunker,
             "chunk_size": self.chunk_size,
+            "progress_bar": self.progress_bar,
         }
 
     def _split_whole(self, documents: list[Document]) -> list[list[Document]]:
@@ -387,6 +394,7 @@ class JinaLateChunkingDocumentEmbedder(_LocalModel):
             chunk_size=self.chunk_size,
             dimensions=self.dimensions,
             normalized=self.normalized,
+            show_progress=self.progress_bar,
         )
         split: list[list[Document]] = []
         for doc, chunks in zip(documents, per_document, strict=True):
@@ -415,7 +423,9 @@ class JinaLateChunkingDocumentEmbedder(_LocalModel):
         _check_documents(documents, "JinaLateChunkingDocumentEmbedder")
         chunks = [i for i, doc in enumerate(documents) if _is_chunk(doc)]
         whole = [i for i, doc in enumerate(documents) if not _is_chunk(doc)]
-        chunk_rows, sources = _late_chunk_split_documents(self, [documents[i] for i in chunks])
+        chunk_rows, sources = _late_chunk_split_documents(
+            self, [documents[i] for i in chunks], self.progress_bar
+        )
         whole_chunks = self._split_whole([documents[i] for i in whole])
         out: dict[int, list[Document]] = {
             i: [replace(documents[i], embedding=row.tolist())]

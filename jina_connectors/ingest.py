@@ -303,7 +303,7 @@ def with_retries(
 
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(attempts),
-        wait=tenacity.wait_exponential_jitter(initial=0.2, max=max_wait),
+        wait=tenacity.wait_exponential(multiplier=0.2, max=max_wait) + tenacity.wait_random(0, 0.2),
         retry=tenacity.retry_if_exception(is_transient),
         before_sleep=lambda state: logger.warning(
             "transient database error (attempt %d of %d), retrying: %s",
@@ -448,6 +448,11 @@ def _checked(doc: Document) -> Document:
         raise InvalidDocumentError(record, "'id' is empty")
     if len(doc.id) > MAX_DOC_ID_CHARS:
         raise InvalidDocumentError(record, f"'id' is longer than {MAX_DOC_ID_CHARS} characters")
+    control = next((c for c in doc.id if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if control is not None:  # databases' filter languages cannot all match them
+        raise InvalidDocumentError(
+            record, f"'id' contains the control character U+{ord(control):04X}"
+        )
     if not isinstance(doc.text, str):
         raise InvalidDocumentError(
             record, f"'text' must be a string, got {type(doc.text).__name__}"
@@ -673,28 +678,12 @@ def ingest(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if embedding_type not in ("float", "ubinary"):
-        raise ValueError(f"embedding_type must be 'float' or 'ubinary', got {embedding_type!r}")
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
     if not (isinstance(chunker, str) or callable(chunker)):
         raise TypeError(f"chunker must be a name or a callable, got {type(chunker).__name__}")
     embedder = resolve_embedder(model)
-    if dimensions is not None and (
-        isinstance(dimensions, bool)
-        or not isinstance(dimensions, int)
-        or not 1 <= dimensions <= embedder.dimension
-    ):
-        raise ValueError(
-            f"dimensions must be an integer in [1, {embedder.dimension}] for "
-            f"{embedder.model_name!r}, got {dimensions!r}"
-        )
-    spec = CollectionSpec(
-        model=embedder.model_name,
-        dimensions=dimensions or embedder.dimension,
-        embedding_type=embedding_type,
-        task=PASSAGE_TASK,
-    )
+    spec = passage_spec(embedder, dimensions, embedding_type)
     settings = _Settings(spec, late_chunking, chunker, chunk_size)
     sink.ensure_collection(spec)
 
@@ -723,6 +712,29 @@ def ingest(
                 writer.put(_WriteJob(records, keep, len(batch)))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def passage_spec(
+    embedder: Embedder, dimensions: int | None = None, embedding_type: str = "float"
+) -> CollectionSpec:
+    """The collection spec :func:`ingest` writes with these settings (validated)."""
+    if embedding_type not in ("float", "ubinary"):
+        raise ValueError(f"embedding_type must be 'float' or 'ubinary', got {embedding_type!r}")
+    if dimensions is not None and (
+        isinstance(dimensions, bool)
+        or not isinstance(dimensions, int)
+        or not 1 <= dimensions <= embedder.dimension
+    ):
+        raise ValueError(
+            f"dimensions must be an integer in [1, {embedder.dimension}] for "
+            f"{embedder.model_name!r}, got {dimensions!r}"
+        )
+    return CollectionSpec(
+        model=embedder.model_name,
+        dimensions=dimensions or embedder.dimension,
+        embedding_type=embedding_type,  # type: ignore[arg-type]
+        task=PASSAGE_TASK,
+    )
 
 
 def _counts(

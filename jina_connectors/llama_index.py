@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, MetadataMode, TransformComponent
 
@@ -77,6 +77,8 @@ class JinaEmbedding(BaseEmbedding):
     documents; use the ``JinaLateChunking`` transformation, which groups nodes per document.
     """
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not ignored
+
     model: str | None = Field(default=None, description="Model directory or Hub id.")
     device: str | None = Field(default=None, description="Torch device; None: CUDA if present.")
     dtype: str | None = Field(default=None, description="Torch dtype; None: per device.")
@@ -116,8 +118,7 @@ class JinaEmbedding(BaseEmbedding):
                 "each belongs to. Add JinaLateChunking() to the transformations instead."
             )
         query_task, text_task = _split_tasks(task, query_task, text_task)
-        embedder = load_embedder(model, device=device, dtype=dtype)
-        kwargs["model_name"] = embedder.model_name  # informational; from_dict passes it back
+        # Pydantic checks every option before the model loads.
         super().__init__(
             model=model,
             device=device,
@@ -133,7 +134,9 @@ class JinaEmbedding(BaseEmbedding):
             callback_manager=callback_manager,
             **kwargs,
         )
+        embedder = load_embedder(model, device=device, dtype=dtype)
         check_options(embedder, tasks=(self.query_task, self.text_task), dimensions=dimensions)
+        self.model_name = embedder.model_name  # informational, as in other embeddings
         self._embedder = embedder
 
     @classmethod
@@ -245,6 +248,8 @@ class JinaLateChunking(TransformComponent):
     the task for documents (default ``retrieval.passage``).
     """
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not ignored
+
     model: str | None = Field(default=None, description="Model directory or Hub id.")
     device: str | None = Field(default=None, description="Torch device; None: CUDA if present.")
     dtype: str | None = Field(default=None, description="Torch dtype; None: per device.")
@@ -264,7 +269,11 @@ class JinaLateChunking(TransformComponent):
         return "JinaLateChunking"
 
     def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
-        """Set ``node.embedding`` on every node; returns the same nodes."""
+        """Set ``node.embedding`` on every node; returns the same nodes.
+
+        ``show_progress=True`` (as ``IngestionPipeline.run`` passes it) shows the model's
+        progress over the documents' tokens.
+        """
         groups: dict[str, list[int]] = {}
         lone: list[int] = []
         for i, node in enumerate(nodes):
@@ -288,6 +297,7 @@ class JinaLateChunking(TransformComponent):
             task=self.text_task,
             dimensions=self.dimensions,
             normalized=self.normalized,
+            show_progress=bool(kwargs.get("show_progress", False)),
         ).embeddings
         texts = [nodes[i].get_content(metadata_mode=MetadataMode.EMBED) for i in lone]
         lone_rows = self._embedder.encode(

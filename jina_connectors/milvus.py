@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -78,6 +79,9 @@ class MilvusSink:
         token: for a Milvus server (``"user:password"`` or an API key).
         client: an existing ``MilvusClient`` to use instead of ``uri``; not closed by
             :meth:`close`.
+
+    One process may open a Milvus Lite file through one sink at a time: :meth:`close` stops
+    the file's local server.
     """
 
     def __init__(
@@ -92,11 +96,15 @@ class MilvusSink:
             raise ValueError("collection must be a non-empty string")
         self.collection = collection
         self._owns_client = client is None
+        self._lite_file: str | None = None
         if client is None:
             uri = os.fspath(uri) if uri is not None else DEFAULT_URI
             if not uri.startswith(("http://", "https://", "tcp://", "unix:")):
-                Path(uri).parent.mkdir(parents=True, exist_ok=True)  # Milvus Lite file
-            client = MilvusClient(uri=uri, token=token or "")
+                Path(uri).parent.mkdir(parents=True, exist_ok=True)
+                self._lite_file = uri
+            with warnings.catch_warnings():  # milvus-lite 2.5.1 imports pkg_resources
+                warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+                client = MilvusClient(uri=uri, token=token or "")
         self.client = client
         self._spec: CollectionSpec | None = None
         self._loaded = False
@@ -108,8 +116,16 @@ class MilvusSink:
         self.close()
 
     def close(self) -> None:
-        if self._owns_client:
-            self.client.close()
+        """Close the client if this sink opened it; for a Milvus Lite file, also stop the
+        file's local server, which otherwise keeps the file locked until the process exits."""
+        if not self._owns_client:
+            return
+        self.client.close()
+        if self._lite_file is not None:
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(self._lite_file)
+            self._lite_file = None
 
     def _call(self, operation: Callable[[], T]) -> T:
         return with_retries(operation, _is_transient)
@@ -311,8 +327,13 @@ class MilvusSink:
 
 
 def _literal(value: str | int | float | bool) -> str:
-    """A Milvus expression literal (JSON quoting is what the expression parser accepts)."""
-    return json.dumps(value, ensure_ascii=False)
+    """A Milvus expression literal. Strings escape only backslash and double quote: the
+    expression parser reads other characters as they are (and cannot take line breaks)."""
+    if not isinstance(value, str):
+        return json.dumps(value)
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"Milvus filters cannot match strings with line breaks: {value!r}")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _to_expression(filter: SearchFilter | None) -> str:

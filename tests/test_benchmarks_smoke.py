@@ -73,7 +73,20 @@ def test_quick_run_reports_every_benchmark(tmp_path: Path) -> None:
 
 
 def _mixed_texts() -> list[str]:
-    words = "the state of the union is strong and our people are free".split()
+    words = [
+        "the",
+        "state",
+        "of",
+        "the",
+        "union",
+        "is",
+        "strong",
+        "and",
+        "our",
+        "people",
+        "are",
+        "free",
+    ]
     rng = np.random.default_rng(3)
     return [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(1, 40, size=11)]
 

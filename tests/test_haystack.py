@@ -6,14 +6,15 @@ LoRA adapters) checks task selection.
 
 from __future__ import annotations
 
-import asyncio
 import random
+import runpy
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from adapter_corpus import QUESTIONS, load_corpus
+from adapter_support import QUESTIONS, load_corpus, run_counting_ticks
 
 pytest.importorskip("haystack")
 
@@ -24,7 +25,7 @@ from haystack.core.errors import PipelineRuntimeError
 from haystack.document_stores.types import DuplicatePolicy
 from haystack.utils import Secret
 
-from embedder_core import Embedder, get_embedder
+from embedder_core import Embedder, ModelNotFoundError, get_embedder
 from jina_connectors.haystack import (
     JinaDocumentEmbedder,
     JinaLateChunkingDocumentEmbedder,
@@ -327,31 +328,15 @@ def test_run_async_matches_run_without_blocking(minilm: str) -> None:
     documents = JinaDocumentEmbedder(model=minilm, progress_bar=False)
     chunks = _chunks(TEXT * 3)
 
-    async def run_all() -> tuple[list[dict[str, Any]], int]:
-        ticks = 0
-        done = asyncio.Event()
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while not done.is_set():
-                ticks += 1
-                await asyncio.sleep(0.001)
-
-        task = asyncio.create_task(ticker())
-        await asyncio.sleep(0.01)
-        before = ticks
-        results = [
+    async def run_all() -> list[dict[str, Any]]:
+        return [
             await text_embedder.run_async("sea wall"),
             await late.run_async(chunks),
             await documents.run_async(chunks),
         ]
-        during = ticks - before
-        done.set()
-        await task
-        return results, during
 
-    (text_out, late_out, doc_out), ticks_during = asyncio.run(run_all())
-    assert ticks_during >= 20  # the event loop kept running while the model worked
+    (text_out, late_out, doc_out), ticks_during = run_counting_ticks(run_all())
+    assert ticks_during >= 5  # the event loop kept running while the model worked
     assert text_out["embedding"] == text_embedder.run("sea wall")["embedding"]
     for result, component in ((late_out, late), (doc_out, documents)):
         expected = component.run(chunks)["documents"]
@@ -385,9 +370,39 @@ def test_bad_input_gets_clear_errors_through_the_pipeline(minilm: str) -> None:
         JinaLateChunkingDocumentEmbedder(model=minilm).run(chunks)
 
 
+def test_hosted_model_name_means_the_hub_model() -> None:
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache("jinaai/jina-embeddings-v3", "config.json"), str):
+        pytest.skip("jina-embeddings-v3 is in the local Hugging Face cache")
+    # "jina-embeddings-v3", the hosted API's name, is looked up as jinaai/jina-embeddings-v3.
+    with pytest.raises(ModelNotFoundError, match="'jinaai/jina-embeddings-v3' is not in the"):
+        JinaTextEmbedder(model="jina-embeddings-v3").warm_up()
+
+
 def test_dimensions_that_do_not_fit_the_store_write_nothing(minilm: str) -> None:
     store = _qdrant_store(embedding_dim=384)
     pipeline = _indexing_pipeline(minilm, _overwriting(store), dimensions=64)
     with pytest.raises(PipelineRuntimeError, match="expected dim: 384, got 64"):
         pipeline.run({"splitter": {"documents": [Document(content=TEXT)]}})
     assert store.count_documents() == 0
+
+
+def test_example_runs_end_to_end_and_again_without_duplicates(
+    minilm: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pytest.importorskip("milvus_haystack")
+    example = Path(__file__).resolve().parents[1] / "examples" / "haystack_milvus.py"
+    question = "Which freedoms should people everywhere in the world have?"
+    argv = [str(example), "--model", minilm, "--limit", "4", "--milvus-uri", str(tmp_path / "m.db")]
+    monkeypatch.setattr(sys, "argv", [*argv, question])
+    runpy.run_path(str(example), run_name="__main__")
+    first = capsys.readouterr().out
+    assert "4 addresses:" in first
+    assert "roosevelt_1941.txt" in first.split(question)[1].splitlines()[1]
+    runpy.run_path(str(example), run_name="__main__")
+    second = capsys.readouterr().out
+    assert "addresses:" not in second  # all four were indexed already: nothing re-embedded
+    assert second.split(question)[1] == first.split(question)[1]
+    chunk_counts = [line for line in (first + second).splitlines() if " chunks in " in line]
+    assert len(chunk_counts) == 2 and chunk_counts[0] == chunk_counts[1]

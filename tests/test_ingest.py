@@ -96,6 +96,7 @@ def test_bad_records_are_named(tmp_path: Path) -> None:
         {"id": "meta", "text": "t", "metadata": "not a dict"},
         {"id": "unserializable", "text": "t", "metadata": {"x": object()}},
         {"id": "text-type", "text": b"bytes"},
+        {"id": "two\nlines", "text": "t"},
         jsonl,
         tmp_path / "missing.txt",
     ]
@@ -111,9 +112,10 @@ def test_bad_records_are_named(tmp_path: Path) -> None:
     assert messages[5] == "documents[6]: 'metadata' must be an object, got str"
     assert messages[6].startswith("documents[7]: metadata is not JSON-serializable")
     assert messages[7] == "documents[8]: 'text' must be a string, got bytes"
-    assert messages[8].startswith(f"{jsonl}:2: invalid JSON")
-    assert messages[9] == f"{tmp_path / 'missing.txt'}: no such file or folder"
-    assert len(errors) == 10
+    assert messages[8] == "documents[9]: 'id' contains the control character U+000A"
+    assert messages[9].startswith(f"{jsonl}:2: invalid JSON")
+    assert messages[10] == f"{tmp_path / 'missing.txt'}: no such file or folder"
+    assert len(errors) == 11
 
 
 def test_bad_records_do_not_cost_the_rest_of_the_batch(minilm: Any, sink: QdrantSink) -> None:

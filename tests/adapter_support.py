@@ -1,15 +1,22 @@
-"""Real multi-paragraph documents and questions with known answers, for the adapter tests.
+"""Support for the LlamaIndex and Haystack adapter tests.
 
-The Universal Declaration of Human Rights (English) in three documents of ten articles each,
-one paragraph per article, plus a State of the Union address as an unrelated document.
-Each question names a phrase that only the article answering it contains.
+Real multi-paragraph documents and questions with known answers: the Universal Declaration of
+Human Rights (English) in three documents of ten articles each, one paragraph per article,
+plus a State of the Union address as an unrelated document. Each question names a phrase
+that only the article answering it contains. And a check that async code leaves the event
+loop free.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,3 +55,29 @@ def load_corpus(data_dir: Path) -> list[SourceText]:
         speech = next(row for row in map(json.loads, lines) if row["id"] == SOTU_ID)
     documents.append(SourceText(SOTU_ID, speech["text"]))
     return documents
+
+
+def run_counting_ticks(coroutine: Coroutine[Any, Any, T]) -> tuple[T, int]:
+    """Run ``coroutine`` beside a task that wakes every millisecond; return the result and how
+    often that task ran meanwhile. Code that blocks the event loop lets it run hardly at all."""
+
+    async def main() -> tuple[T, int]:
+        ticks = 0
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0.01)
+        before = ticks
+        result = await coroutine
+        during = ticks - before
+        done.set()
+        await task
+        return result, during
+
+    return asyncio.run(main())

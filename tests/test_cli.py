@@ -1,0 +1,148 @@
+"""The ``jina-connectors`` command: ingest, search and info on real embedded databases, and
+one-line errors with the right exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ingest_corpus import CORPUS_V1
+
+from jina_connectors.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, minilm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory, with MiniLM as the default model."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JINA_CONNECTORS_MODEL", str(minilm_dir))
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main([*args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_corpus(folder: Path, records: list[dict[str, Any]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    file = folder / "docs.jsonl"
+    file.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return file
+
+
+def test_readme_flow_on_the_example_corpus(
+    workdir: Path, minilm_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "ingest", str(EXAMPLES), "--no-progress")
+    assert code == 0, out
+    assert out.startswith("8 documents: 0 unchanged, ")
+    points = int(out.rsplit("holds ", 1)[1].split()[0])
+    assert points > 8
+    assert (workdir / ".jina_connectors" / "qdrant").is_dir()  # the default database
+
+    code, out, _ = run(capsys, "search", "Which president declared war on poverty?", "-k", "3")
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 6  # a header line and a snippet line per hit
+    assert lines[0].startswith(" 1. ") and "1964_lyndon_b_johnson_d" in lines[0]
+    scores = [float(line.split()[1]) for line in lines[0::2]]
+    assert scores == sorted(scores, reverse=True)
+
+    code, out, _ = run(capsys, "search", "freedom", "--where", "president=Harry S. Truman")
+    assert code == 0 and all("1947_harry_s_truman_d" in line for line in out.splitlines()[0::2])
+
+    code, out, _ = run(capsys, "info")
+    assert code == 0
+    assert out == (
+        f"documents: {points} points; model {minilm_dir}, dimensions 384, float, "
+        "task retrieval.passage\n"
+    )
+
+    code, out, _ = run(capsys, "ingest", str(EXAMPLES), "--no-progress")
+    assert code == 0 and out.startswith("8 documents: 8 unchanged, 0 chunks embedded, 0 points")
+
+
+def test_milvus_lite_through_the_cli(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("milvus_lite")
+    corpus = write_corpus(workdir / "corpus", CORPUS_V1)
+    db = ["--db", "milvus", "--location", str(workdir / "m.db")]
+    common = [*db, "--collection", "small"]
+    code, out, _ = run(capsys, "ingest", str(corpus), *common, "--chunk-size", "16",
+                       "--dimensions", "128", "--no-late-chunking", "--no-progress")  # fmt: skip
+    assert code == 0 and out.startswith("5 documents: 0 unchanged")
+    code, out, _ = run(capsys, "search", "How long should the dough rise?", "-k", "1", *common)
+    assert code == 0 and "  bread  " in out.splitlines()[0]
+    code, out, _ = run(capsys, "info", *db)
+    assert code == 0 and "small: " in out and "dimensions 128, float" in out
+
+
+def test_bad_records_are_listed_and_the_rest_is_ingested(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = write_corpus(workdir / "corpus", [CORPUS_V1[0], {"id": "x"}, CORPUS_V1[1]])
+    code, out, err = run(capsys, "ingest", str(corpus), "--chunk-size", "16", "--no-progress")
+    assert code == 1
+    assert err.splitlines() == [
+        f"error: {corpus}:2: missing 'text'",
+        "error: 1 bad record(s) skipped, listed above",
+    ]
+    assert out.startswith("2 documents: 0 unchanged")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["ingest", "no/such/path"], 2, "error: Invalid value for 'paths': path 'no/such/path'"),
+        (["ingest", ".", "--bogus"], 2, "error: No such option: --bogus"),
+        (["ingest"], 2, "error: Missing argument 'paths'"),
+        (["ingest", ".", "--db", "oracle"], 2, "error: Invalid value for '--db'"),
+        (["ingest", ".", "--chunk-size", "0"], 2, "error: Invalid value for '--chunk-size'"),
+        (["search", "x", "-k", "many"], 2, "error: Invalid value for '-k' / '--top-k'"),
+        (["search", "x", "--where", "novalue"], 2, "error: Invalid value for '--where'"),
+        (["search", "x", "--collection", "nothing"], 1, "error: qdrant collection 'nothing'"),
+        (["ingest", ".", "--model", "/no/such/model"], 1, "error: ModelNotFoundError: "),
+        (["ingest", ".", "--dimensions", "999"], 1, "error: ValueError: dimensions must be"),
+    ],
+)
+def test_errors_are_one_line(
+    workdir: Path, capsys: pytest.CaptureFixture[str], args: list[str], code: int, message: str
+) -> None:
+    (workdir / "a.txt").write_text("Some text.", encoding="utf-8")
+    got, out, err = run(capsys, *args)
+    assert got == code
+    assert len(err.splitlines()) == 1 and err.startswith(message), err
+    assert out == ""
+    if args[0] == "ingest":  # nothing was created before the error
+        assert not (workdir / ".jina_connectors").exists()
+
+
+@pytest.mark.parametrize("command", [[], ["ingest"], ["search"], ["info"]])
+def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, *command, "--help")
+    assert code == 0 and err == ""
+    assert out.startswith(f"Usage: jina-connectors {' '.join(command)}".rstrip() + " ")
+
+
+def test_installed_command_reports_a_missing_model_without_traceback(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("Some text.", encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "JINA_CONNECTORS_MODEL": str(tmp_path / "none")}
+    result = subprocess.run(
+        [sys.executable, "-m", "jina_connectors.cli", "ingest", "a.txt"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ModelNotFoundError: model ")
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
