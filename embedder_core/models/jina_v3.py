@@ -245,19 +245,23 @@ def _attention(
         longest = max(seq_lens)
         out: torch.Tensor = _FLASH_VARLEN(q, k, v, cu_seqlens, cu_seqlens, longest, longest)
         return out
+    # SDPA gets 4-D (1, heads, L, head_dim) inputs: on CPU only 4-D dispatches to the fused
+    # flash kernel; 3-D falls back to the math path, which builds the (heads, L, L) scores.
     if len(seq_lens) == 1:
-        return F.scaled_dot_product_attention(
-            q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
-        ).transpose(0, 1)
+        return _sdpa_one(q, k, v)
     out = torch.empty_like(q)
     start = 0
     for length in seq_lens:
         end = start + length
-        out[start:end] = F.scaled_dot_product_attention(
-            q[start:end].transpose(0, 1), k[start:end].transpose(0, 1), v[start:end].transpose(0, 1)
-        ).transpose(0, 1)
+        out[start:end] = _sdpa_one(q[start:end], k[start:end], v[start:end])
         start = end
     return out
+
+
+def _sdpa_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Unmasked attention of one sequence; (L, heads, head_dim) in and out."""
+    q4, k4, v4 = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
+    return F.scaled_dot_product_attention(q4, k4, v4)[0].transpose(0, 1)
 
 
 def _pop_lora_parts(
