@@ -63,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     # The dtype Embedder picks by default on this device; the ceiling is measured in it.
-    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    dtype = torch.float32
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     selected = args.only or list(BENCHMARKS)
     sizes = QUICK if args.quick else FULL
 

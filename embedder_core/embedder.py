@@ -241,6 +241,17 @@ class Embedder:
         encoded = self._tokenizer.encode_with_offsets(texts)
         return self._late_chunk(encoded, spans, resolved, width, normalized, show_progress)
 
+    def chunk(
+        self, texts: str | Sequence[str], *, chunker: Chunker = "sentences", chunk_size: int = 256
+    ) -> list[list[Span]]:
+        """Character spans of each text's chunks (sizes in this model's tokens)."""
+        items = _check_texts(texts)
+        encoded = self._tokenizer.encode_with_offsets(items)
+        return [
+            chunk_spans(text, offsets, chunker, chunk_size)
+            for text, (_, offsets) in zip(items, encoded)
+        ]
+
     def embed_documents(
         self,
         texts: Sequence[str],

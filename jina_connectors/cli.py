@@ -8,6 +8,7 @@ missing path), 1 for runtime errors (missing model, mismatched collection, bad r
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -18,7 +19,13 @@ from typing import Annotated, Any
 
 import typer
 
-from .ingest import DEFAULT_COLLECTION, VectorSink, passage_spec, resolve_embedder
+from .ingest import (
+    DEFAULT_COLLECTION,
+    VectorSink,
+    bad_record_logger,
+    passage_spec,
+    resolve_embedder,
+)
 
 app = typer.Typer(
     name="jina-connectors",
@@ -56,8 +63,8 @@ LocationOption = Annotated[
         help=(
             "Qdrant: a folder, ':memory:' or a URL [default: ./.jina_connectors/qdrant]. "
             "Milvus: a Milvus Lite .db file or a server URI "
-            "[default: ./.jina_connectors/milvus.db]. Pinecone: the index host URL "
-            "(API key from $PINECONE_API_KEY)."
+            "[default: ./.jina_connectors/milvus.db]. Pinecone: the API URL [default: "
+            "Pinecone's; API key from $PINECONE_API_KEY]."
         ),
     ),
 ]
@@ -133,6 +140,8 @@ def ingest(
     # A missing model or bad settings fail before any database is opened or created.
     embedder = resolve_embedder(model)
     passage_spec(embedder, dimensions, embedding_type.value)
+    # Bad records are listed after the run; the library's per-record warnings would repeat them.
+    logging.getLogger(bad_record_logger.name).setLevel(logging.ERROR)
     sink = open_sink(db, collection, location, binary_quantization=binary_quantization)
     with closing(sink):
         report = run_ingest(
@@ -150,12 +159,15 @@ def ingest(
         total = sink.count()
     for error in report.errors:
         typer.echo(f"error: {error}", err=True)
+    plural = "" if report.documents == 1 else "s"
     typer.echo(
-        f"{report.documents} documents: {report.skipped} unchanged, {report.chunks} chunks "
+        f"{report.documents} document{plural}: {report.skipped} unchanged, {report.chunks} chunks "
         f"embedded, {report.points_written} points written in {report.seconds:.1f} s "
         f"({report.points_per_second:.1f} points/s); {db.value} collection {collection!r} "
         f"holds {total} points"
     )
+    if not report.documents and not report.errors:
+        raise CommandError("no .txt, .md or .jsonl documents found in the given paths")
     if report.errors:
         raise CommandError(f"{len(report.errors)} bad record(s) skipped, listed above")
 
@@ -212,7 +224,7 @@ def info(
         typer.echo(f"no collections in this {db.value} database")
     for item in collections:
         if item.spec is None:
-            built = "empty"
+            built = "empty" if item.count == 0 else "not written by jina-connectors"
         else:
             built = (
                 f"model {item.spec.model}, dimensions {item.spec.dimensions}, "

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from embedder_core import Embedder
 
 logger = logging.getLogger(__name__)
+# Bad records, one warning each (also listed in IngestReport.errors).
+bad_record_logger = logging.getLogger(f"{__name__}.records")
 
 # Fixed namespace of chunk ids: uuid5(CHUNK_NAMESPACE, f"{doc_id}\x1f{chunk_index}").
 CHUNK_NAMESPACE = uuid.UUID("8a7c1f3e-5d2b-5f4a-9c6e-1b0d2e3f4a5b")
@@ -229,7 +231,8 @@ class VectorSink(Protocol):
     """The contract of a database sink (``QdrantSink``, ``MilvusSink``, ``PineconeSink``).
 
     A sink is bound to one collection/index. Transient database errors are retried with
-    backoff inside each method (see :func:`with_retries`).
+    backoff inside each method (see :func:`with_retries`). Sinks must be thread-safe:
+    :func:`ingest` looks up chunk states while its background writer writes.
 
     Optional hook: ``check_metadata(metadata: Mapping[str, Any]) -> None`` raising
     ``ValueError`` for user metadata the database cannot store. The pipeline calls it for
@@ -510,7 +513,7 @@ def _documents_of_path(path: Path) -> Iterator[Document | InvalidDocumentError]:
             else:
                 text = file.read_text(encoding="utf-8")
                 try:
-                    yield _checked(Document(name, text, {"source": file.name}, str(file)))
+                    yield _checked(Document(name, text, {}, str(file)))
                 except InvalidDocumentError as exc:
                     yield exc
         except (OSError, UnicodeDecodeError) as exc:
@@ -680,8 +683,8 @@ def ingest(
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
-    if not (isinstance(chunker, str) or callable(chunker)):
-        raise TypeError(f"chunker must be a name or a callable, got {type(chunker).__name__}")
+    if not (chunker in ("sentences", "tokens") or callable(chunker)):
+        raise ValueError(f"chunker must be 'sentences', 'tokens' or a callable, got {chunker!r}")
     embedder = resolve_embedder(model)
     spec = passage_spec(embedder, dimensions, embedding_type)
     settings = _Settings(spec, late_chunking, chunker, chunk_size)
@@ -708,7 +711,7 @@ def ingest(
                 report.skipped += len(batch) - len(changed)
                 records = _embed_documents(embedder, settings, changed, report, on_error)
                 report.chunks += len(records)
-                keep = {doc.id: count for doc, _, count in _counts(changed, records)}
+                keep = {r.doc_id: r.chunk_count for r in records}
                 writer.put(_WriteJob(records, keep, len(batch)))
     report.seconds = time.perf_counter() - started
     return report
@@ -735,16 +738,6 @@ def passage_spec(
         embedding_type=embedding_type,  # type: ignore[arg-type]
         task=PASSAGE_TASK,
     )
-
-
-def _counts(
-    changed: list[tuple[Document, str]], records: list[ChunkRecord]
-) -> Iterator[tuple[Document, str, int]]:
-    """Chunk count of each embedded document (documents that failed to embed are left out)."""
-    counts = {r.doc_id: r.chunk_count for r in records}
-    for doc, digest in changed:
-        if doc.id in counts:
-            yield doc, digest, counts[doc.id]
 
 
 def _document_batches(
@@ -776,7 +769,7 @@ def _document_batches(
 def _bad_record(error: InvalidDocumentError, report: IngestReport, on_error: str) -> None:
     if on_error == "raise":
         raise error
-    logger.warning("skipped bad record %s", error)
+    bad_record_logger.warning("skipped bad record %s", error)
     report.errors.append(error)
 
 
@@ -818,10 +811,11 @@ def _embed_documents(
         return []
     try:
         embedded = _embed_texts(embedder, settings, [doc.text for doc, _ in changed])
-    except (ValueError, TypeError):
+    except (ValueError, TypeError) as exc:
         if len(changed) == 1:
             doc = changed[0][0]
-            _bad_record_from_exception(doc, report, on_error)
+            error = InvalidDocumentError(doc.record or doc.id, f"cannot be embedded: {exc}")
+            _bad_record(error, report, on_error)
             return []
         return [
             record
@@ -835,16 +829,6 @@ def _embed_documents(
             continue
         records.extend(_records(settings.spec, doc, digest, chunks, vectors))
     return records
-
-
-def _bad_record_from_exception(doc: Document, report: IngestReport, on_error: str) -> None:
-    import sys
-
-    exc = sys.exc_info()[1]
-    error = InvalidDocumentError(doc.record or doc.id, f"cannot be embedded: {exc}")
-    if on_error == "raise":
-        raise error from exc
-    _bad_record(error, report, on_error)
 
 
 def _records(
@@ -894,7 +878,7 @@ def _embed_texts(
                 )
             )
         return out
-    spans = _chunk_spans(embedder, texts, settings.chunker, settings.chunk_size)
+    spans = embedder.chunk(texts, chunker=settings.chunker, chunk_size=settings.chunk_size)
     chunk_lists = [
         [_Chunk(text[start:end], start, end) for start, end in doc_spans]
         for text, doc_spans in zip(texts, spans, strict=True)
@@ -913,24 +897,6 @@ def _embed_texts(
         out.append((chunks, vectors[start : start + len(chunks)]))
         start += len(chunks)
     return out
-
-
-def _chunk_spans(
-    embedder: Embedder, texts: list[str], chunker: str | Chunker, chunk_size: int
-) -> list[list[tuple[int, int]]]:
-    """Character spans of each text's chunks, by the core's chunkers (sizes in model tokens)."""
-    public = getattr(embedder, "chunk", None)
-    if public is not None:
-        return [list(spans) for spans in public(texts, chunker=chunker, chunk_size=chunk_size)]
-    # TODO(lead): embedder_core has no public chunking entry point yet; this reaches into
-    # the tokenizer the way Embedder.embed_documents does.
-    from embedder_core.chunking import chunk_spans
-
-    encoded = embedder._tokenizer.encode_with_offsets(texts)
-    return [
-        chunk_spans(text, offsets, chunker, chunk_size)  # type: ignore[arg-type]
-        for text, (_, offsets) in zip(texts, encoded, strict=True)
-    ]
 
 
 class _BackgroundWriter:

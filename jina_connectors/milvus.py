@@ -207,7 +207,11 @@ class MilvusSink:
         return self._spec
 
     def _spec_of(self, name: str) -> CollectionSpec | None:
+        """None if the collection is absent, empty, or not created by jina-connectors."""
         if not self._exists(name):
+            return None
+        fields = self._call(lambda: self.client.describe_collection(name))["fields"]
+        if not {"model", "dimensions", "embedding_type", "task"} <= {f["name"] for f in fields}:
             return None
         self._call(lambda: self.client.load_collection(name))
         rows = self._call(

@@ -8,7 +8,9 @@ Points have one unnamed float vector (cosine) and the payload of
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -97,6 +99,10 @@ class QdrantSink:
         self.client = client
         options = client.init_options
         self._local = options.get("path") is not None or options.get("location") == ":memory:"
+        # The embedded mode is not thread-safe; the ingestion pipeline calls from two threads.
+        self._lock: AbstractContextManager[Any] = (
+            threading.RLock() if self._local else nullcontext()
+        )
         self._spec: CollectionSpec | None = None
 
     def __enter__(self) -> QdrantSink:
@@ -110,7 +116,8 @@ class QdrantSink:
             self.client.close()
 
     def _call(self, operation: Callable[[], T]) -> T:
-        return with_retries(operation, _is_transient)
+        with self._lock:
+            return with_retries(operation, _is_transient)
 
     # -- collection ---------------------------------------------------------------------
 
@@ -154,7 +161,13 @@ class QdrantSink:
                 "this sink writes one unnamed vector, use another collection"
             )
         check_layout(name, spec, size=vectors.size, metric=vectors.distance.value)
-        check_recorded_spec(name, spec, self.stored_spec())
+        stored = self.stored_spec()
+        if stored is None and self.count():
+            raise CollectionMismatchError(
+                f"collection {name!r} holds points not written by jina-connectors; "
+                "use another collection name"
+            )
+        check_recorded_spec(name, spec, stored)
 
     def stored_spec(self) -> CollectionSpec | None:
         if self._spec is None:
@@ -167,7 +180,10 @@ class QdrantSink:
         points, _ = self._call(
             lambda: self.client.scroll(name, limit=1, with_payload=_SPEC_FIELDS, with_vectors=False)
         )
-        return CollectionSpec.from_payload(points[0].payload or {}) if points else None
+        payload = (points[0].payload or {}) if points else {}
+        if not all(key in payload for key in ("model", "dimensions")):
+            return None  # empty, or not written by jina-connectors
+        return CollectionSpec.from_payload(payload)
 
     def count(self) -> int:
         name = self.collection

@@ -85,6 +85,31 @@ def test_milvus_lite_through_the_cli(workdir: Path, capsys: pytest.CaptureFixtur
     assert code == 0 and "small: " in out and "dimensions 128, float" in out
 
 
+def test_pinecone_through_the_cli(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pinecone")
+    from pinecone_server import running_server
+
+    corpus = write_corpus(workdir / "corpus", CORPUS_V1)
+    monkeypatch.delenv("PINECONE_API_KEY", raising=False)
+    code, _, err = run(capsys, "info", "--db", "pinecone")
+    assert code == 1 and err == (
+        "error: ValueError: no Pinecone API key: pass api_key=... or set PINECONE_API_KEY\n"
+    )
+    monkeypatch.setenv("PINECONE_API_KEY", "test-key")
+    with running_server("test-key") as server:
+        db = ["--db", "pinecone", "--location", server.url]
+        code, out, _ = run(
+            capsys, "ingest", str(corpus), *db, "--chunk-size", "16", "--no-progress"
+        )
+        assert code == 0 and out.startswith("5 documents: 0 unchanged")
+        code, out, _ = run(capsys, "search", "Which piece can jump?", "-k", "1", *db)
+        assert code == 0 and "  chess  " in out.splitlines()[0]
+        code, out, _ = run(capsys, "info", *db)
+        assert code == 0 and out.startswith("documents: ") and "dimensions 384, float" in out
+
+
 def test_bad_records_are_listed_and_the_rest_is_ingested(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -132,7 +157,7 @@ def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert out.startswith(f"Usage: jina-connectors {' '.join(command)}".rstrip() + " ")
 
 
-def test_installed_command_reports_a_missing_model_without_traceback(tmp_path: Path) -> None:
+def test_a_missing_model_is_one_line_in_a_real_process(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("Some text.", encoding="utf-8")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "JINA_CONNECTORS_MODEL": str(tmp_path / "none")}
     result = subprocess.run(

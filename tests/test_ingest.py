@@ -22,9 +22,10 @@ from jina_connectors.ingest import (
     ingest,
     iter_documents,
 )
-from jina_connectors.qdrant import QdrantSink
 
 pytest.importorskip("qdrant_client")
+
+from jina_connectors.qdrant import QdrantSink
 
 SETTINGS: dict[str, Any] = {"chunk_size": 16, "progress": False}
 
@@ -148,6 +149,27 @@ def test_bad_records_do_not_cost_the_rest_of_the_batch(minilm: Any, sink: Qdrant
     assert report.points_written == report.chunks == len(stored)
 
 
+def test_a_document_that_cannot_be_embedded_is_a_bad_record(minilm: Any, sink: QdrantSink) -> None:
+    def sentences_but_broken_on_volcanoes(text: str) -> list[tuple[int, int]]:
+        if "volcano" in text:
+            return [(0, len(text) + 10)]  # a span past the end of the text
+        return [(0, text.index(".") + 1), (text.index(".") + 2, len(text))]
+
+    report = ingest(
+        CORPUS_V1, sink, model=minilm, chunker=sentences_but_broken_on_volcanoes, **SETTINGS
+    )
+    assert [e.record for e in report.errors] == ["documents[1]"]
+    assert "cannot be embedded: span 0" in str(report.errors[0])
+    stored = dump_qdrant(sink.client, "docs")
+    assert sorted({p.payload["doc_id"] for p in stored.values()}) == [
+        "bread",
+        "chess",
+        "tea",
+        "whales",
+    ]
+    assert len(stored) == 8 == report.points_written
+
+
 def test_on_error_raise_stops_before_writing(minilm: Any, sink: QdrantSink) -> None:
     with pytest.raises(InvalidDocumentError, match=r"documents\[1\]: missing 'text'") as info:
         ingest([CORPUS_V1[0], {"id": "x"}], sink, model=minilm, on_error="raise", **SETTINGS)
@@ -158,6 +180,8 @@ def test_on_error_raise_stops_before_writing(minilm: Any, sink: QdrantSink) -> N
 def test_invalid_settings_raise_before_anything_is_created(minilm: Any, sink: QdrantSink) -> None:
     with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
         ingest(CORPUS_V1, sink, model=minilm, chunk_size=0)
+    with pytest.raises(ValueError, match="chunker must be 'sentences', 'tokens' or a callable"):
+        ingest(CORPUS_V1, sink, model=minilm, chunker="paragraphs")
     with pytest.raises(ValueError, match=r"dimensions must be an integer in \[1, 384\]"):
         ingest(CORPUS_V1, sink, model=minilm, dimensions=385)
     with pytest.raises(ValueError, match="embedding_type must be 'float' or 'ubinary'"):

@@ -17,6 +17,7 @@ from jina_connectors.ingest import (
     CollectionInfo,
     CollectionMismatchError,
     CollectionSpec,
+    VectorSink,
     chunk_id,
     ingest,
 )
@@ -43,6 +44,7 @@ def qdrant_reference(embedder: Any, corpus: list[dict[str, Any]], **settings: An
 def test_milvus_lite_ingest_search_and_reopen(minilm: Any, tmp_path: Path) -> None:
     file = tmp_path / "milvus.db"
     with MilvusSink("docs", uri=file) as sink:
+        assert isinstance(sink, VectorSink)
         report = ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
         stored = dump_milvus(sink.client, "docs")
         assert report.points_written == len(stored) == sink.count()
@@ -148,6 +150,9 @@ def test_mismatched_collections_are_left_untouched(minilm: Any, tmp_path: Path) 
             with pytest.raises(CollectionMismatchError, match="not created by jina-connectors"):
                 ingest(CORPUS_V1, foreign, model=minilm, **SETTINGS)
             assert foreign.count() == 1
+            infos = {info.name: info for info in foreign.describe_collections()}
+            assert infos["foreign"] == CollectionInfo("foreign", 1, None)
+            assert infos["docs"].spec == CollectionSpec(minilm.model_name, 384)
 
 
 def test_a_chunk_over_the_text_limit_is_a_clear_error(

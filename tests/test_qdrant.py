@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +24,7 @@ from jina_connectors.ingest import (
     CollectionInfo,
     CollectionMismatchError,
     CollectionSpec,
+    VectorSink,
     ingest,
 )
 from jina_connectors.qdrant import QdrantSink
@@ -57,6 +59,7 @@ def test_local_folder_persists_across_reopening(minilm: Any, tmp_path: Path) -> 
 def test_a_given_client_is_shared_and_left_open(minilm: Any) -> None:
     client = QdrantClient(location=":memory:")
     with QdrantSink("a", client=client) as a:
+        assert isinstance(a, VectorSink)
         ingest(CORPUS_V1[:1], a, model=minilm, **SETTINGS)
     with QdrantSink("b", client=client) as b:
         ingest(CORPUS_V1[1:2], b, model=minilm, **SETTINGS)
@@ -76,6 +79,18 @@ def test_named_vectors_collection_is_refused(minilm: Any) -> None:
         with pytest.raises(CollectionMismatchError, match="uses named vectors"):
             ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
         assert sink.client.count("docs").count == 0
+
+
+def test_a_collection_of_foreign_points_is_refused(minilm: Any) -> None:
+    with QdrantSink("docs", location=":memory:") as sink:
+        sink.client.create_collection(
+            "docs", vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE)
+        )
+        sink.client.upsert("docs", [models.PointStruct(id=1, vector=[0.5] * 384, payload={})])
+        with pytest.raises(CollectionMismatchError, match="not written by jina-connectors"):
+            ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
+        assert sink.describe_collections() == [CollectionInfo("docs", 1, None)]
+        assert sink.search("anything") == []
 
 
 def test_native_filters_pass_through(minilm: Any) -> None:
@@ -118,11 +133,13 @@ class _Endpoint:
                 endpoint.requests.append((self.command, path, body))
                 script = endpoint.responses.get((self.command, path)) or [(404, {})]
                 status, payload = script.pop(0) if len(script) > 1 else script[0]
-                data = json.dumps(
-                    {"result": payload, "status": "ok", "time": 0.0}
-                    if status == 200
-                    else {"status": {"error": f"scripted {status}"}, "time": 0.0}
-                ).encode()
+                if path == "/":  # the version probe answers unwrapped
+                    body = payload
+                elif status == 200:
+                    body = {"result": payload, "status": "ok", "time": 0.0}
+                else:
+                    body = {"status": {"error": f"scripted {status}"}, "time": 0.0}
+                data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -136,7 +153,7 @@ class _Endpoint:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.responses[("GET", "/")] = [(200, {"title": "qdrant", "version": "1.12.0"})]
+        self.responses[("GET", "/")] = [(200, {"title": "qdrant", "version": "1.20.0"})]
 
     def calls(self, method: str, path: str) -> list[Any]:
         return [body for m, p, body in self.requests if (m, p) == (method, path)]
@@ -148,6 +165,10 @@ def endpoint() -> Iterator[_Endpoint]:
     thread = threading.Thread(target=server.server.serve_forever, daemon=True)
     thread.start()
     yield server
+    # qdrant-client checks the server version on a background thread: let it finish.
+    deadline = time.monotonic() + 10
+    while not server.calls("GET", "/") and time.monotonic() < deadline:
+        time.sleep(0.05)
     server.server.shutdown()
     server.server.server_close()
 

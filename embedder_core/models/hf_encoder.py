@@ -24,18 +24,25 @@ class HFEncoder:
     @classmethod
     def from_dir(cls, model_dir: Path, device: torch.device, dtype: torch.dtype) -> HFEncoder:
         from transformers import AutoModel
+        from transformers.utils import logging as transformers_logging
 
-        safetensors_files(
-            model_dir
-        )  # refuses pickle-only checkpoints before transformers sees them
-        model = AutoModel.from_pretrained(
-            str(model_dir),
-            local_files_only=True,
-            trust_remote_code=False,
-            use_safetensors=True,
-            dtype=dtype,
-            attn_implementation="sdpa",
-        )
+        # Refuse pickle-only checkpoints before transformers sees them.
+        safetensors_files(model_dir)
+        # transformers draws a "Loading weights" bar on stderr; a CLI run should not show it.
+        bar_was_enabled = transformers_logging.is_progress_bar_enabled()
+        transformers_logging.disable_progress_bar()
+        try:
+            model = AutoModel.from_pretrained(
+                str(model_dir),
+                local_files_only=True,
+                trust_remote_code=False,
+                use_safetensors=True,
+                dtype=dtype,
+                attn_implementation="sdpa",
+            )
+        finally:
+            if bar_was_enabled:
+                transformers_logging.enable_progress_bar()
         model.to(device).eval()
         pad = model.config.pad_token_id
         return cls(model, int(pad) if pad is not None else 0)

@@ -1,0 +1,68 @@
+"""Points per second of ingesting State of the Union speeches into Qdrant and Milvus Lite.
+
+    HF_HUB_OFFLINE=1 python examples/ingest_throughput.py --model /path/to/all-MiniLM-L6-v2 \\
+        --limit 20
+
+Each database gets a fresh embedded store in a temporary folder (Qdrant's folder mode,
+a Milvus Lite file) and the default pipeline settings (late chunking, sentence chunks of
+256 tokens). The model is warmed up first. For comparison it also times embedding alone,
+so the cost of writing shows as the difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from jina_connectors import ingest
+from jina_connectors.ingest import resolve_embedder
+from jina_connectors.milvus import MilvusSink
+from jina_connectors.qdrant import QdrantSink
+
+SPEECHES = Path(__file__).resolve().parents[2] / "shared" / "data" / "sotu_speeches.jsonl"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="model id or folder (default: $JINA_CONNECTORS_MODEL)")
+    parser.add_argument("--speeches", type=Path, default=SPEECHES)
+    parser.add_argument("--limit", type=int, default=20, help="first N speeches (0: all)")
+    parser.add_argument("--db", nargs="+", default=["qdrant", "milvus"])
+    args = parser.parse_args()
+
+    lines = args.speeches.read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    records = records[: args.limit] if args.limit else records
+    embedder = resolve_embedder(args.model)
+    embedder.embed_documents(["Warm-up. " * 50])
+
+    started = time.perf_counter()
+    chunks = sum(len(c) for c in embedder.embed_documents([r["text"] for r in records]))
+    embed_seconds = time.perf_counter() - started
+    result = {
+        "model": embedder.model_name,
+        "speeches": len(records),
+        "words": sum(len(r["text"].split()) for r in records),
+        "chunks": chunks,
+        "embedding_only_chunks_per_second": round(chunks / embed_seconds, 1),
+    }
+    with tempfile.TemporaryDirectory() as workdir:
+        for db in args.db:
+            if db == "qdrant":
+                sink = QdrantSink("speeches", location=Path(workdir) / "qdrant")
+            else:
+                sink = MilvusSink("speeches", uri=Path(workdir) / "milvus.db")
+            with sink:
+                report = ingest(records, sink, model=embedder, progress=False)
+                assert sink.count() == report.points_written == chunks
+            result[f"{db}_points"] = report.points_written
+            result[f"{db}_seconds"] = round(report.seconds, 1)
+            result[f"{db}_points_per_second"] = round(report.points_per_second, 1)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
