@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import tempfile
 from pathlib import Path
+
+# Haystack sends anonymous usage telemetry unless told not to; this example stays offline.
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
 from haystack import Document, Pipeline
 from haystack.components.preprocessors import DocumentSplitter
@@ -110,7 +114,7 @@ def main() -> None:
             print(f"\n{question}")
             found = search.run({"text_embedder": {"text": question}})["retriever"]["documents"]
             for doc in found:
-                source = doc.meta.get("president") or doc.meta.get("source") or doc.id
+                source = doc.meta.get("president") or doc.meta.get("source_id") or doc.id
                 snippet = " ".join((doc.content or "").split())[:160]
                 print(f"  {doc.score:.3f}  {source} {doc.meta.get('year', '')}: {snippet}...")
 

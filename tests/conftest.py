@@ -18,6 +18,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # Milvus Lite and Qdrant share the 2 cores with torch in these tests; spinning OpenMP
 # threads would starve them (a 5-sentence encode: 1.1 s spinning vs 0.04 s passive).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Haystack reports usage to a remote host by default; tests never talk to the network.
+os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"
 
 if TYPE_CHECKING:
     from embedder_core import Embedder
