@@ -5,11 +5,15 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from benchmarks.measure import gemm_ceiling_flops
 from benchmarks.workloads import FULL_SIZE_CONFIG, load_speeches, random_jina_checkpoint
+
+if TYPE_CHECKING:
+    from embedder_core import Embedder
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,28 @@ class Context:
     sizes: Sizes
     device: torch.device
     dtype: torch.dtype
-    ceiling_flops: float
     cache_dir: Path
     speeches_path: Path
+    ceiling_repeats: int = 10
+    ceiling_samples: list[float] = field(default_factory=list)
     _speeches: list[dict[str, Any]] | None = field(default=None, repr=False)
+
+    def measure_ceiling(self) -> float:
+        """Sample the GEMM ceiling again; returns the best so far.
+
+        Other work on the machine can only slow a sample down, so the best one is the
+        machine's capability, and MFU against it is never flattered by a slow sample.
+        """
+        self.ceiling_samples.append(
+            gemm_ceiling_flops(self.device, self.dtype, repeats=self.ceiling_repeats)
+        )
+        return self.ceiling_flops
+
+    @property
+    def ceiling_flops(self) -> float:
+        if not self.ceiling_samples:
+            return self.measure_ceiling()
+        return max(self.ceiling_samples)
 
     def log(self, message: str) -> None:
         """Progress on stderr: the full suite runs for many minutes."""
@@ -98,7 +120,7 @@ class Context:
             self._speeches = load_speeches(self.speeches_path)
         return self._speeches
 
-    def load_embedder(self, model_dir: Path) -> Any:
+    def load_embedder(self, model_dir: Path) -> Embedder:
         from embedder_core import Embedder
 
         return Embedder.from_pretrained(str(model_dir), device=self.device, dtype=self.dtype)

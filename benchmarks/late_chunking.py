@@ -72,6 +72,13 @@ def run(ctx: Context) -> CaseResult:
                 Target("<=", 1.15),
                 "ratio",
             ),
+            # What exact attention alone implies for that ratio, at perfect efficiency.
+            Figure(
+                NAME,
+                "GFLOP per token, late vs independent (floor)",
+                late_flops / 1e9,
+                independent_flops / 1e9,
+            ),
         ],
         details={
             "speech": {key: longest[key] for key in ("id", "year", "president")},

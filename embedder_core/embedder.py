@@ -44,7 +44,12 @@ STANDARD_TASKS: tuple[str, ...] = (
 _PROMPT_ALIASES = {"retrieval.query": ("query",), "retrieval.passage": ("passage", "document")}
 
 # Padded tokens per forward batch. CPU GEMMs saturate early; GPUs want large batches.
-_DEFAULT_BATCH_TOKENS = {"cpu": 16384, "cuda": 65536}
+# Tokens per forward batch. CPU: small batches keep each layer's activations (2048 x 4096
+# floats = 32 MiB for the FFN) near the caches and below glibc's mmap threshold, so
+# elementwise ops do not page-fault fresh memory; GEMMs of 2048 rows already run at the
+# ceiling (it is measured at 2048 rows). Measured: +12% on the full-size jina-v3 mixed
+# workload, +44% on MiniLM, against 16384.
+_DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 65536}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,23 @@
+"""The benchmark cases by name; importable, so a spawned process can run one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from benchmarks import full_size, ingestion, late_chunking, long_inputs, minilm
+from benchmarks.context import Context
+from benchmarks.report import CaseResult
+
+BENCHMARKS: dict[str, Callable[[Context], CaseResult]] = {
+    full_size.NAME: full_size.run,
+    long_inputs.NAME: long_inputs.run,
+    minilm.NAME: minilm.run,
+    late_chunking.NAME: late_chunking.run,
+    ingestion.NAME: ingestion.run,
+}
+
+
+def run_case(name: str, ctx: Context) -> tuple[CaseResult, list[float]]:
+    """Run one case; also returns the ceiling samples it took."""
+    result = BENCHMARKS[name](ctx)
+    return result, ctx.ceiling_samples
