@@ -72,6 +72,22 @@ def test_quick_run_reports_every_benchmark(tmp_path: Path) -> None:
         assert run_details["peak_bytes"] >= run_details["footprint_before_bytes"] > 0
 
 
+def test_isolated_case_returns_its_figures_and_only_its_ceiling_samples(tmp_path: Path) -> None:
+    # The full run puts every case in a fresh process; the quick run above does not.
+    import torch
+
+    from benchmarks.__main__ import _run_isolated
+    from benchmarks.context import QUICK, Context
+
+    ctx = Context(QUICK, torch.device("cpu"), torch.float32, tmp_path, SPEECHES, ceiling_repeats=1)
+    ctx.measure_ceiling()
+    result, samples = _run_isolated("full_size", ctx)
+    assert len(samples) == 2  # full_size samples the ceiling before and after its runs
+    assert all(sample > 1e9 for sample in samples)
+    assert [figure.metric for figure in result.figures][-1] == "min cosine to baseline"
+    assert result.figures[-1].met is True
+
+
 def _mixed_texts() -> list[str]:
     words = [
         "the",
