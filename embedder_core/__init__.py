@@ -1,28 +1,48 @@
-"""embedder_core: one local embedder (jina-embeddings-v3 with task LoRA adapters, or any
-mean-pooling Hugging Face encoder) shared by every jina-connectors adapter.
+"""embedder_core: one local embedder (jina-embeddings-v3 with task LoRA adapters, or a
+sentence-transformers / transformers encoder) shared by every jina-connectors adapter.
 
 It imports no framework or database package.
 """
 
 from .chunking import Chunker, Span
-from .embedder import STANDARD_TASKS, DocumentChunk, Embedder, get_embedder
-from .errors import ModelNotFoundError, TokenLimitError, UnsafeCheckpointError
-from .loading import DEFAULT_MODEL, MODEL_ENV_VAR, default_model
-from .output import EMBEDDING_TYPES, EmbeddingType, convert_embeddings
+from .embedder import STANDARD_TASKS, DocumentChunk, Embedder, TaskSpec, get_embedder
+from .errors import (
+    ModelNotFoundError,
+    SlowDtypeWarning,
+    TokenLimitError,
+    UnsafeCheckpointError,
+    UnsupportedModelError,
+)
+from .late_chunking import LateChunkingOptions
+from .loading import (
+    DEFAULT_MODEL,
+    HOSTED_MODEL_NAMES,
+    MODEL_ENV_VAR,
+    canonical_model_id,
+    default_model,
+)
+from .output import EMBEDDING_TYPES, ArrayEmbeddingType, EmbeddingType, convert_embeddings
 
 __all__ = [
     "DEFAULT_MODEL",
     "EMBEDDING_TYPES",
+    "HOSTED_MODEL_NAMES",
     "MODEL_ENV_VAR",
     "STANDARD_TASKS",
+    "ArrayEmbeddingType",
     "Chunker",
     "DocumentChunk",
     "Embedder",
     "EmbeddingType",
+    "LateChunkingOptions",
     "ModelNotFoundError",
+    "SlowDtypeWarning",
     "Span",
+    "TaskSpec",
     "TokenLimitError",
     "UnsafeCheckpointError",
+    "UnsupportedModelError",
+    "canonical_model_id",
     "convert_embeddings",
     "default_model",
     "get_embedder",

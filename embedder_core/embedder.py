@@ -1,35 +1,43 @@
 """The ``Embedder`` facade: one loaded model, shared by every adapter of the suite.
 
-Data flows one way: texts -> token ids -> sequence jobs (with what to pool) ->
-token-budget batches -> model -> pooled float32 sums -> dimensions/normalization ->
-output type.
+Data flows one way: texts -> token ids -> sequence jobs (which positions pool into which
+row) -> token-budget batches -> model -> pooled float32 rows (mean or max) -> the model's
+post-pooling modules (Dense, Normalize) -> dimensions/normalization -> output type.
 """
 
 from __future__ import annotations
 
+import inspect
 import operator
 import os
 import threading
+import warnings
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import cpu_features
 from .batching import plan_batches
 from .chunking import Chunker, Span, check_spans, chunk_spans
-from .errors import TokenLimitError
-from .late_chunking import SequenceJob, document_jobs
-from .loading import default_model, read_config, resolve_model_dir
+from .errors import SlowDtypeWarning, TokenLimitError, UnsupportedModelError
+from .late_chunking import LateChunkingOptions, Reduction, SequenceJob, document_jobs
+from .loading import canonical_model_id, model_dir_of, read_config, read_json, resolve_model_ref
 from .models.base import PackedBatch, TokenEncoder
-from .models.hf_encoder import HFEncoder, hf_max_tokens, sentence_transformers_settings
+from .models.hf_encoder import HFEncoder, hf_max_tokens
 from .models.jina_v3 import JinaV3Config, JinaV3Model, is_jina_v3_config
-from .output import check_embedding_type, convert_embeddings, truncate_and_normalize
+from .models.st_pipeline import POOLING_MODES, PoolingMode, read_pipeline
+from .output import (
+    ArrayEmbeddingType,
+    check_embedding_type,
+    convert_embeddings,
+    truncate_and_normalize,
+)
 from .tokenization import TextTokenizer, TokenOffsets
 
 # The five jina-embeddings-v3 task names. Encoders without adapters accept them too, as
@@ -43,7 +51,6 @@ STANDARD_TASKS: tuple[str, ...] = (
 )
 _PROMPT_ALIASES = {"retrieval.query": ("query",), "retrieval.passage": ("passage", "document")}
 
-# Padded tokens per forward batch. CPU GEMMs saturate early; GPUs want large batches.
 # Tokens per forward batch. CPU: small batches keep each layer's activations (2048 x 4096
 # floats = 32 MiB for the FFN) near the caches and below glibc's mmap threshold, so
 # elementwise ops do not page-fault fresh memory; GEMMs of 2048 rows already run at the
@@ -63,24 +70,20 @@ class DocumentChunk:
 
 
 @dataclass(frozen=True)
-class _Task:
-    adapter: int  # index into the model's adapters, -1 for the base weights
-    instruction: str
+class TaskSpec:
+    """What a task name selects: a LoRA adapter and the text put before every input."""
 
-
-_NO_TASK = _Task(-1, "")
+    adapter: int = -1  # index into the model's adapters; -1: the base weights
+    instruction: str = ""
 
 
 class Embedder:
-    """Text embeddings from a jina-embeddings-v3 checkpoint or a mean-pooling encoder."""
+    """Text embeddings from a jina-embeddings-v3 checkpoint or a sentence-transformers /
+    transformers encoder (CLS, mean, max or last-token pooling, Dense, Normalize).
 
-    #: Tokens of left context every token keeps when a late-chunked document is longer
-    #: than ``max_tokens`` and is encoded in overlapping windows.
-    late_chunking_overlap: int = 512
-    #: Largest window of a late-chunked document, in tokens (specials and instruction
-    #: included); None means ``max_tokens``, the hosted API's semantics. Attention cost per
-    #: token grows with the window, so a smaller window is faster and gives less context.
-    late_chunking_window: int | None = None
+    Holds no per-caller settings: one instance is shared by every caller of
+    :func:`get_embedder`; whatever changes a vector is an argument of the call.
+    """
 
     def __init__(
         self,
@@ -89,21 +92,33 @@ class Embedder:
         *,
         model_name: str,
         max_tokens: int,
-        tasks: dict[str, _Task],
+        tasks: Mapping[str, TaskSpec],
         has_adapters: bool,
-        pooling: str = "mean",
+        pooling: PoolingMode = "mean",
+        include_prompt: bool = True,
+        post_pooling: Sequence[torch.nn.Module] = (),
+        default_task: TaskSpec = TaskSpec(),
         max_batch_tokens: int | None = None,
     ) -> None:
         if max_tokens <= tokenizer.special_count:
             raise ValueError(f"max_tokens {max_tokens} leaves no room for text")
+        if pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {', '.join(POOLING_MODES)}, got {pooling!r}")
         self._model = model
         self._tokenizer = tokenizer
-        self._tasks = tasks
-        self._pooling = pooling
+        self._tasks = dict(tasks)
+        self._no_task = default_task
+        self._pooling: PoolingMode = pooling
+        self._include_prompt = include_prompt
+        self._post_pooling = torch.nn.Sequential(*post_pooling).float().eval()
+        self._prompt_tokens: dict[str, int] = {}
         self._lock = threading.Lock()
         self.model_name = model_name
         self.max_tokens = max_tokens
         self.has_adapters = has_adapters
+        with torch.inference_mode():
+            probe = torch.zeros(1, model.hidden_size, dtype=torch.float32)
+            self._dimension = int(self._post_pooling(probe).shape[1])
         budget = max_batch_tokens or _DEFAULT_BATCH_TOKENS.get(model.device.type, 16384)
         self._batch_tokens = max(int(budget), 1)
 
@@ -119,51 +134,77 @@ class Embedder:
         revision: str | None = None,
     ) -> Embedder:
         """Load ``model``: a local directory or a Hub id (default: ``$JINA_CONNECTORS_MODEL``,
-        else ``jinaai/jina-embeddings-v3``). No code from the checkpoint is ever executed."""
-        name = str(model) if model is not None else default_model()
-        model_dir = resolve_model_dir(name, revision=revision, local_files_only=local_files_only)
+        else ``jinaai/jina-embeddings-v3``; the hosted name ``jina-embeddings-v3`` is that Hub
+        id). ``model_name`` becomes :func:`canonical_model_id`'s answer. No code from the
+        checkpoint is ever executed."""
+        ref = resolve_model_ref(model, revision)
         torch_device = _pick_device(device)
         torch_dtype = _pick_dtype(dtype, torch_device)
-        config = read_config(model_dir)
-        if is_jina_v3_config(config):
-            jina = JinaV3Config.from_dict(config)
+        _warn_if_slow_dtype(torch_device, torch_dtype)
+        model_dir = model_dir_of(ref, local_files_only=local_files_only)
+        root_config = model_dir / "config.json"
+        if root_config.is_file() and is_jina_v3_config(read_json(root_config)):
+            jina = JinaV3Config.from_dict(read_json(root_config))
             tokenizer = TextTokenizer.from_dir(
                 model_dir, bos_token_id=jina.bos_token_id, eos_token_id=jina.eos_token_id
             )
             encoder: TokenEncoder = JinaV3Model.from_dir(model_dir, jina, torch_device, torch_dtype)
             tasks = {
-                name: _Task(i, jina.task_instructions.get(name) or "")
+                name: TaskSpec(i, jina.task_instructions.get(name) or "")
                 for i, name in enumerate(jina.lora_adaptations)
             }
             return cls(
                 encoder,
                 tokenizer,
-                model_name=name,
+                model_name=ref.canonical_id,
                 max_tokens=jina.max_tokens,
                 tasks=tasks,
                 has_adapters=True,
                 max_batch_tokens=max_batch_tokens,
             )
-        settings = sentence_transformers_settings(model_dir)
-        prompts: dict[str, str] = settings.get("prompts", {})
-        tasks = {task: _Task(-1, _prompt_for(task, prompts)) for task in STANDARD_TASKS}
-        tasks.update({task: _Task(-1, prompt) for task, prompt in prompts.items()})
+        pipeline = read_pipeline(model_dir)
+        transformer_dir = pipeline.transformer_dir
+        config = read_config(transformer_dir)
+        prompts = pipeline.prompts
+        tasks = {task: TaskSpec(-1, _prompt_for(task, prompts)) for task in STANDARD_TASKS}
+        tasks.update({task: TaskSpec(-1, prompt) for task, prompt in prompts.items()})
+        default = pipeline.default_prompt_name
         return cls(
-            HFEncoder.from_dir(model_dir, torch_device, torch_dtype),
-            TextTokenizer.from_dir(model_dir),
-            model_name=name,
-            max_tokens=hf_max_tokens(model_dir, config, settings),
+            HFEncoder.from_dir(transformer_dir, torch_device, torch_dtype),
+            TextTokenizer.from_dir(transformer_dir, lowercase=pipeline.do_lower_case),
+            model_name=ref.canonical_id,
+            max_tokens=hf_max_tokens(transformer_dir, config, pipeline.max_seq_length),
             tasks=tasks,
             has_adapters=False,
-            pooling=settings.get("pooling", "mean"),
+            pooling=pipeline.pooling,
+            include_prompt=pipeline.include_prompt,
+            post_pooling=pipeline.post_pooling,
+            default_task=TaskSpec(-1, prompts[default]) if default else TaskSpec(),
             max_batch_tokens=max_batch_tokens,
         )
 
     # ----------------------------------------------------------------- introspection
     @property
     def dimension(self) -> int:
-        """Full width of the embeddings."""
-        return self._model.hidden_size
+        """Full width of the embeddings (after the model's Dense modules, if any)."""
+        return self._dimension
+
+    @property
+    def pooling(self) -> PoolingMode:
+        """How a sequence becomes one vector: "mean", "max", "cls" or "lasttoken"."""
+        return self._pooling
+
+    @property
+    def reduction(self) -> Reduction:
+        """How the batch runner combines the positions pooled into one row: "max" for max
+        pooling, else "mean" (CLS and last-token pooling pool a single position)."""
+        return "max" if self._pooling == "max" else "mean"
+
+    @property
+    def supports_late_chunking(self) -> bool:
+        """Late chunking pools each chunk over its own tokens, by mean or max. A model that
+        pools one token (CLS, last token) has no such vector per chunk, so it refuses."""
+        return self._pooling in ("mean", "max")
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -195,6 +236,51 @@ class Embedder:
         return [len(i) + self._tokenizer.special_count for i in ids]
 
     # ----------------------------------------------------------------------- encode
+    @overload
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        *,
+        task: str | Sequence[str | None] | None = ...,
+        dimensions: int | None = ...,
+        late_chunking: bool = ...,
+        late_chunking_options: LateChunkingOptions | None = ...,
+        normalized: bool = ...,
+        embedding_type: ArrayEmbeddingType = ...,
+        truncate: bool = ...,
+        show_progress: bool = ...,
+    ) -> np.ndarray: ...
+
+    @overload
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        *,
+        task: str | Sequence[str | None] | None = ...,
+        dimensions: int | None = ...,
+        late_chunking: bool = ...,
+        late_chunking_options: LateChunkingOptions | None = ...,
+        normalized: bool = ...,
+        embedding_type: Literal["base64"],
+        truncate: bool = ...,
+        show_progress: bool = ...,
+    ) -> list[str]: ...
+
+    @overload
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        *,
+        task: str | Sequence[str | None] | None = ...,
+        dimensions: int | None = ...,
+        late_chunking: bool = ...,
+        late_chunking_options: LateChunkingOptions | None = ...,
+        normalized: bool = ...,
+        embedding_type: str,
+        truncate: bool = ...,
+        show_progress: bool = ...,
+    ) -> np.ndarray | list[str]: ...
+
     def encode(
         self,
         texts: str | Sequence[str],
@@ -202,6 +288,7 @@ class Embedder:
         task: str | Sequence[str | None] | None = None,
         dimensions: int | None = None,
         late_chunking: bool = False,
+        late_chunking_options: LateChunkingOptions | None = None,
         normalized: bool = True,
         embedding_type: str = "float",
         truncate: bool = True,
@@ -211,17 +298,21 @@ class Embedder:
 
         ``late_chunking=True`` treats the texts as consecutive pieces of one document:
         ``<s>``, the instruction, the pieces (each tokenized on its own), ``</s>`` are
-        encoded together and each row is the mean of its piece's token states.
+        encoded together and each row pools its piece's token states (windowed past
+        ``max_tokens`` as ``late_chunking_options`` says; they are ignored without late
+        chunking). Every ``embedding_type`` but ``"base64"`` gives an ``np.ndarray``.
         """
         items = _check_texts(texts)
         tasks = self._resolve_tasks(task, len(items))
         width = self._check_dimensions(dimensions)
         check_embedding_type(embedding_type)
+        options = _check_late_chunking_options(late_chunking_options)
         if late_chunking:
-            jobs = self._piece_jobs(items, tasks)
+            self._check_late_chunking()
+            jobs = self._piece_jobs(items, tasks, options)
         else:
             jobs = self._sequence_jobs(items, tasks, truncate)
-        pooled = self._run(jobs, len(items), show_progress)
+        pooled = self._pool(jobs, len(items), show_progress)
         return convert_embeddings(truncate_and_normalize(pooled, width, normalized), embedding_type)
 
     def embed_spans(
@@ -231,20 +322,23 @@ class Embedder:
         task: str | None = "retrieval.passage",
         dimensions: int | None = None,
         normalized: bool = True,
+        late_chunking_options: LateChunkingOptions | None = None,
         show_progress: bool = False,
     ) -> list[np.ndarray]:
         """Late-chunk each (document text, character spans) pair; float32 rows per span.
 
-        Each document is tokenized and encoded once (in windows past ``max_tokens``);
-        a span is pooled over the tokens whose characters overlap it, so overlapping
-        spans never duplicate text.
+        Each document is tokenized and encoded once (in windows past ``max_tokens``, as
+        ``late_chunking_options`` says); a span is pooled over the tokens whose characters
+        overlap it, so overlapping spans never duplicate text.
         """
         texts = _check_texts([doc for doc, _ in documents])
         spans = [check_spans(text, doc_spans) for text, (_, doc_spans) in zip(texts, documents)]
         resolved = self._task(task)
         width = self._check_dimensions(dimensions)
+        options = _check_late_chunking_options(late_chunking_options)
+        self._check_late_chunking()
         encoded = self._tokenizer.encode_with_offsets(texts)
-        return self._late_chunk(encoded, spans, resolved, width, normalized, show_progress)
+        return self._late_chunk(encoded, spans, resolved, width, normalized, options, show_progress)
 
     def chunk(
         self, texts: str | Sequence[str], *, chunker: Chunker = "sentences", chunk_size: int = 256
@@ -266,6 +360,7 @@ class Embedder:
         chunk_size: int = 256,
         dimensions: int | None = None,
         normalized: bool = True,
+        late_chunking_options: LateChunkingOptions | None = None,
         show_progress: bool = False,
     ) -> list[list[DocumentChunk]]:
         """Split each document into chunks and late-chunk it; one list per document.
@@ -275,12 +370,16 @@ class Embedder:
         items = _check_texts(texts)
         resolved = self._task(task)
         width = self._check_dimensions(dimensions)
+        options = _check_late_chunking_options(late_chunking_options)
+        self._check_late_chunking()
         encoded = self._tokenizer.encode_with_offsets(items)
         spans = [
             chunk_spans(text, offsets, chunker, chunk_size)
             for text, (_, offsets) in zip(items, encoded)
         ]
-        vectors = self._late_chunk(encoded, spans, resolved, width, normalized, show_progress)
+        vectors = self._late_chunk(
+            encoded, spans, resolved, width, normalized, options, show_progress
+        )
         return [
             [
                 DocumentChunk(text[start:end], start, end, row)
@@ -298,6 +397,7 @@ class Embedder:
         chunk_size: int = 256,
         dimensions: int | None = None,
         normalized: bool = True,
+        late_chunking_options: LateChunkingOptions | None = None,
     ) -> list[DocumentChunk]:
         """Split one document of any length into chunks and late-chunk it."""
         return self.embed_documents(
@@ -307,12 +407,13 @@ class Embedder:
             chunk_size=chunk_size,
             dimensions=dimensions,
             normalized=normalized,
+            late_chunking_options=late_chunking_options,
         )[0]
 
     # ------------------------------------------------------------------ validation
-    def _task(self, name: str | None) -> _Task:
+    def _task(self, name: str | None) -> TaskSpec:
         if name is None:
-            return _NO_TASK
+            return self._no_task
         if not isinstance(name, str):
             raise TypeError(f"task must be a str or None, got {type(name).__name__}")
         try:
@@ -322,7 +423,7 @@ class Embedder:
                 f"unknown task {name!r}; valid tasks: {', '.join(self._tasks)} (or None)"
             ) from None
 
-    def _resolve_tasks(self, task: str | Sequence[str | None] | None, count: int) -> list[_Task]:
+    def _resolve_tasks(self, task: str | Sequence[str | None] | None, count: int) -> list[TaskSpec]:
         if task is None or isinstance(task, str):
             return [self._task(task)] * count
         names = list(task)
@@ -345,16 +446,33 @@ class Embedder:
             raise ValueError(f"dimensions must be between 1 and {self.dimension}, got {value}")
         return value
 
+    def _check_late_chunking(self) -> None:
+        if not self.supports_late_chunking:
+            raise UnsupportedModelError(
+                f"late chunking pools each chunk over its own tokens, but {self.model_name} "
+                f"pools one token per text ({self._pooling} pooling), so it has no vector per "
+                "chunk; embed the chunks one by one (late_chunking=False) instead"
+            )
+
     # -------------------------------------------------------------- job building
-    def _head(self, task: _Task) -> list[int]:
+    def _head(self, task: TaskSpec) -> list[int]:
         instruction = self._tokenizer.encode([task.instruction])[0] if task.instruction else []
         return [*self._tokenizer.prefix_ids, *instruction]
 
-    def _window_tokens(self) -> int:
-        return min(self.late_chunking_window or self.max_tokens, self.max_tokens)
+    def _pool_start(self, task: TaskSpec) -> int:
+        """First pooled position of a sequence: 0, or past the prompt when the model's
+        pooling excludes it (sentence-transformers' include_prompt=False counts the prompt
+        as tokenized alone, prefix specials included)."""
+        if self._include_prompt or not task.instruction:
+            return 0
+        count = self._prompt_tokens.get(task.instruction)
+        if count is None:
+            count = len(self._head(task))
+            self._prompt_tokens[task.instruction] = count
+        return count
 
     def _sequence_jobs(
-        self, texts: list[str], tasks: list[_Task], truncate: bool
+        self, texts: list[str], tasks: list[TaskSpec], truncate: bool
     ) -> list[SequenceJob]:
         ids = self._tokenizer.encode([t.instruction + text for t, text in zip(tasks, texts)])
         room = self.max_tokens - self._tokenizer.special_count
@@ -367,11 +485,24 @@ class Embedder:
                     raise TokenLimitError(i, count, self.max_tokens)
                 content = content[:room]
             sequence = [*prefix, *content, *suffix]
-            end = 1 if self._pooling == "cls" else len(sequence)
-            jobs.append(SequenceJob(sequence, task.adapter, ((i, 0, end),)))
+            start = self._pool_start(task)
+            if start >= len(sequence):
+                raise ValueError(
+                    f"input {i}: the task prompt fills the whole token limit, leaving no "
+                    "token to pool"
+                )
+            if self._pooling == "cls":  # the first pooled token, as sentence-transformers
+                pool = (i, start, start + 1)
+            elif self._pooling == "lasttoken":
+                pool = (i, len(sequence) - 1, len(sequence))
+            else:
+                pool = (i, start, len(sequence))
+            jobs.append(SequenceJob(sequence, task.adapter, (pool,)))
         return jobs
 
-    def _piece_jobs(self, pieces: list[str], tasks: list[_Task]) -> list[SequenceJob]:
+    def _piece_jobs(
+        self, pieces: list[str], tasks: list[TaskSpec], options: LateChunkingOptions
+    ) -> list[SequenceJob]:
         if any(t != tasks[0] for t in tasks):
             raise ValueError("late_chunking encodes one document: give one task for all pieces")
         if not pieces:
@@ -391,17 +522,18 @@ class Embedder:
             head=self._head(tasks[0]),
             tail=self._tokenizer.suffix_ids,
             task=tasks[0].adapter,
-            max_tokens=self._window_tokens(),
-            overlap=self.late_chunking_overlap,
+            max_tokens=options.window_tokens(self.max_tokens),
+            overlap=options.overlap,
         )
 
     def _late_chunk(
         self,
         encoded: list[tuple[list[int], TokenOffsets]],
         spans: list[list[Span]],
-        task: _Task,
+        task: TaskSpec,
         width: int,
         normalized: bool,
+        options: LateChunkingOptions,
         show_progress: bool,
     ) -> list[np.ndarray]:
         head = self._head(task)
@@ -421,27 +553,39 @@ class Embedder:
                 head=head,
                 tail=self._tokenizer.suffix_ids,
                 task=task.adapter,
-                max_tokens=self._window_tokens(),
-                overlap=self.late_chunking_overlap,
+                max_tokens=options.window_tokens(self.max_tokens),
+                overlap=options.overlap,
             )
             first_rows.append(first_rows[-1] + len(doc_spans))
         pooled = truncate_and_normalize(
-            self._run(jobs, first_rows[-1], show_progress), width, normalized
+            self._pool(jobs, first_rows[-1], show_progress), width, normalized
         )
         return [pooled[a:b] for a, b in pairwise(first_rows)]
+
+    def _pool(self, jobs: list[SequenceJob], rows: int, show_progress: bool) -> np.ndarray:
+        """Pooled rows of ``jobs`` through the model's post-pooling modules, in float32."""
+        pooled = self._run(jobs, rows, show_progress)
+        if not len(self._post_pooling):
+            return pooled
+        with torch.inference_mode():
+            out: np.ndarray = self._post_pooling(torch.from_numpy(pooled)).numpy()
+        return out
 
     # ------------------------------------------------------------------- running
     @torch.inference_mode()
     def _run(self, jobs: list[SequenceJob], rows: int, show_progress: bool) -> np.ndarray:
-        """Run the jobs in token-budget batches; mean of the pooled states per output row."""
+        """Run the jobs in token-budget batches; per output row, the mean (or, for
+        ``reduction == "max"``, the elementwise max) of its pooled states, in float32."""
         counts = np.zeros(rows, dtype=np.float64)
         for job in jobs:
             for row, start, end in job.pools:
                 counts[row] += end - start
+        width = self._model.hidden_size
         if not rows:
-            return np.zeros((0, self.dimension), dtype=np.float32)
+            return np.zeros((0, width), dtype=np.float32)
         with self._lock:
-            sums = torch.zeros(rows, self.dimension, dtype=torch.float32, device=self.device)
+            start = -torch.inf if self.reduction == "max" else 0.0
+            sums = torch.full((rows, width), start, dtype=torch.float32, device=self.device)
             queue = deque(plan_batches([len(j.ids) for j in jobs], self._batch_tokens))
             total = sum(len(j.ids) for j in jobs)
             with tqdm(total=total, disable=not show_progress, unit="tok", desc="embedding") as bar:
@@ -464,8 +608,10 @@ class Embedder:
                         )
                         continue
                     bar.update(sum(len(j.ids) for j in batch))
-            means = sums.cpu().numpy()
-        return (means / np.maximum(counts, 1)[:, None]).astype(np.float32)
+            pooled = sums.cpu().numpy()
+        if self.reduction == "max":
+            return pooled
+        return (pooled / np.maximum(counts, 1)[:, None]).astype(np.float32)
 
     def _forward(self, batch: list[SequenceJob], sums: torch.Tensor) -> None:
         ids = torch.tensor([t for job in batch for t in job.ids], dtype=torch.long)
@@ -489,7 +635,11 @@ class Embedder:
         )
         tokens = tokens.to(self.device, non_blocking=True)
         targets = targets.to(self.device, non_blocking=True)
-        sums.index_add_(0, targets, states.index_select(0, tokens).float())
+        values = states.index_select(0, tokens).float()
+        if self.reduction == "max":
+            sums.scatter_reduce_(0, targets[:, None].expand_as(values), values, "amax")
+        else:
+            sums.index_add_(0, targets, values)
 
 
 def _check_texts(texts: str | Sequence[str]) -> list[str]:
@@ -513,10 +663,24 @@ def _prompt_for(task: str, prompts: dict[str, str]) -> str:
     return ""
 
 
+def _check_late_chunking_options(options: LateChunkingOptions | None) -> LateChunkingOptions:
+    if options is None:
+        return LateChunkingOptions()
+    if not isinstance(options, LateChunkingOptions):
+        raise TypeError(
+            "late_chunking_options must be an embedder_core.LateChunkingOptions or None, got "
+            f"{type(options).__name__}"
+        )
+    return options
+
+
 def _pick_device(device: str | torch.device | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; e.g. 'cpu', 'cuda', 'cuda:1'") from None
 
 
 _DTYPES = {
@@ -530,32 +694,86 @@ _DTYPES = {
 
 
 def _pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
     if dtype is None or dtype == "auto":
         if device.type != "cuda":
             return torch.float32  # bf16 GEMMs are slower than fp32 on most CPUs
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    try:
+    if isinstance(dtype, torch.dtype):
+        if dtype in _DTYPES.values():
+            return dtype
+    elif str(dtype).removeprefix("torch.") in _DTYPES:
         return _DTYPES[str(dtype).removeprefix("torch.")]
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(_DTYPES)}") from None
+    raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(_DTYPES)}")
 
 
-_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], Embedder] = {}
+def _warn_if_slow_dtype(device: torch.device, dtype: torch.dtype) -> None:
+    """Warn (not refuse) about bf16 on a CPU without bf16 instructions: the vectors are
+    right, only slow; flags can be hidden in VMs, and bf16 may be wanted for memory or for
+    parity with a GPU run. The warning names the missing flag and the fix."""
+    if device.type != "cpu" or dtype != torch.bfloat16:
+        return
+    message = cpu_features.bf16_cpu_warning(cpu_features.cpu_flags())
+    if message:
+        warnings.warn(message, SlowDtypeWarning, stacklevel=3)
+
+
+# ------------------------------------------------------------------- get_embedder
+# Loaded instances: (canonical model id, the options they were loaded with, normalized).
+_CACHE: list[tuple[str, dict[str, Any], Embedder]] = []
 _CACHE_LOCK = threading.Lock()
+# Options that only say how to fetch the files; they are not part of an instance's identity.
+_FETCH_OPTIONS = ("local_files_only", "revision")
+
+
+def _normalize_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options that make an instance, in one spelling each: device as a torch.device
+    string (``cuda`` with its index), dtype as a torch dtype, the default batch budget
+    filled in. Options without a rule of their own compare by ``str``."""
+    device = _pick_device(options.get("device"))
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        device = torch.device("cuda", torch.cuda.current_device())
+    budget = options.get("max_batch_tokens")
+    normalized: dict[str, Any] = {
+        "device": str(device),
+        "dtype": _pick_dtype(options.get("dtype"), device),
+        "max_batch_tokens": int(budget or _DEFAULT_BATCH_TOKENS.get(device.type, 16384)),
+    }
+    for name, value in options.items():
+        if name not in normalized:
+            normalized[name] = None if value is None else str(value)
+    return normalized
 
 
 def get_embedder(model: str | os.PathLike[str] | None = None, **options: Any) -> Embedder:
-    """The process-wide ``Embedder`` for (model, options): loaded once, then shared.
+    """The process-wide ``Embedder`` for ``model``: loaded once, then shared.
 
-    ``model=None`` means ``$JINA_CONNECTORS_MODEL``, else ``jinaai/jina-embeddings-v3``.
+    ``options`` are those of :meth:`Embedder.from_pretrained`. The model is named by
+    :func:`canonical_model_id` (``./m``, ``/abs/m`` and a symlink are one model;
+    ``jina-embeddings-v3`` is ``jinaai/jina-embeddings-v3``; ``model=None`` means
+    ``$JINA_CONNECTORS_MODEL``, else jina-embeddings-v3).
+
+    An option left out (or None) accepts any loaded instance: ``get_embedder(model)`` returns
+    the first instance of that model already loaded, whatever its device and dtype (so a
+    search reuses the model an ingest loaded with explicit options), and loads one with
+    the defaults only when none is. Options that are given must match, after
+    normalization (``"cpu"`` is ``torch.device("cpu")``, ``"bf16"`` is
+    ``torch.bfloat16``, no budget is the device's default budget). Thread-safe.
     """
-    name = str(Path(model).expanduser()) if model is not None else default_model()
-    key = (name, tuple(sorted((k, str(v)) for k, v in options.items() if v is not None)))
+    accepted = set(inspect.signature(Embedder.from_pretrained).parameters) - {"cls", "model"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(
+            f"get_embedder() got unknown option(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(sorted(accepted))}"
+        )
+    model_id = canonical_model_id(model, options.get("revision"))
+    given = {k: v for k, v in options.items() if k not in _FETCH_OPTIONS and v is not None}
+    wanted = {k: v for k, v in _normalize_options(given).items() if k in given}
     with _CACHE_LOCK:
-        embedder = _CACHE.get(key)
-        if embedder is None:
-            embedder = Embedder.from_pretrained(name, **options)
-            _CACHE[key] = embedder
+        for cached_id, loaded_with, embedder in _CACHE:
+            if cached_id == model_id and all(loaded_with.get(k) == v for k, v in wanted.items()):
+                return embedder
+        fetch = {k: v for k, v in options.items() if k in _FETCH_OPTIONS and k != "revision"}
+        embedder = Embedder.from_pretrained(model_id, **fetch, **given)
+        _CACHE.append((model_id, _normalize_options(given), embedder))
         return embedder

@@ -1,4 +1,5 @@
-"""Typed errors of the embedder core. All are raised before any model work is done."""
+"""Typed errors (and the one warning) of the embedder core. Errors are raised before any
+model work is done."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ class ModelNotFoundError(FileNotFoundError):
 
 class UnsafeCheckpointError(ValueError):
     """The checkpoint only has pickle weights (``*.bin``/``*.pt``), which we refuse to load."""
+
+
+class UnsupportedModelError(ValueError):
+    """The checkpoint, or what was asked of it, is outside what the core runs exactly.
+
+    Raised at load time for a sentence-transformers pipeline (``modules.json``) with a module
+    or setting the core does not implement, and at call time for late chunking on a model
+    that pools one token (CLS or last-token pooling).
+    """
 
 
 class TokenLimitError(ValueError):
@@ -22,3 +32,7 @@ class TokenLimitError(ValueError):
         self.index = index
         self.token_count = token_count
         self.max_tokens = max_tokens
+
+
+class SlowDtypeWarning(RuntimeWarning):
+    """The requested dtype has no native support on this device and will run very slowly."""

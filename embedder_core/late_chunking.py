@@ -9,10 +9,59 @@ document start). So every token keeps ``overlap`` tokens of context before it.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 TokenSpan = tuple[int, int]
+
+#: How the states of the positions pooled into one output row are combined. CLS and
+#: last-token pooling are "mean" over a single position.
+Reduction = Literal["mean", "max"]
+
+
+@dataclass(frozen=True)
+class LateChunkingOptions:
+    """How a late-chunked document longer than one window is split; frozen and hashable.
+
+    Pass it per call (``late_chunking_options=``): one shared ``Embedder`` serves callers
+    with different settings. Everything in it changes the vectors, so a pipeline that
+    caches vectors must key them on it.
+
+    - ``window``: largest window, in tokens (specials and task instruction included).
+      None means the model's ``max_tokens`` (the hosted API's semantics); a larger value is
+      capped at it. Attention cost per token grows with the window, so a smaller window is
+      faster and gives each token less context.
+    - ``overlap``: tokens of left context every token keeps when the document needs several
+      windows. Capped at half a window's document tokens, so that windows always advance.
+    """
+
+    window: int | None = None
+    overlap: int = 512
+
+    def __post_init__(self) -> None:
+        if self.window is not None:
+            object.__setattr__(self, "window", _int_at_least("window", self.window, 1))
+        object.__setattr__(self, "overlap", _int_at_least("overlap", self.overlap, 0))
+
+    def window_tokens(self, max_tokens: int) -> int:
+        """The window actually used for a model whose limit is ``max_tokens``."""
+        return max_tokens if self.window is None else min(self.window, max_tokens)
+
+
+def _int_at_least(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"late chunking {name} must be an int, got {value!r}")
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(
+            f"late chunking {name} must be an int, got {type(value).__name__}"
+        ) from None
+    if number < minimum:
+        raise ValueError(f"late chunking {name} must be at least {minimum}, got {number}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -20,7 +69,8 @@ class SequenceJob:
     """One model input and what to pool from it.
 
     ``pools`` holds (output row, start, end): the states at positions [start, end) of this
-    sequence are summed into that output row. A row may collect from several jobs.
+    sequence are reduced into that output row (mean or elementwise max, per the embedder's
+    ``reduction``). A row may collect from several jobs; a mean is over all its positions.
     """
 
     ids: list[int]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,16 @@ from .errors import ModelNotFoundError, UnsafeCheckpointError
 DEFAULT_MODEL = "jinaai/jina-embeddings-v3"
 MODEL_ENV_VAR = "JINA_CONNECTORS_MODEL"
 
-# Files an embedder needs; anything else in a Hub repo (onnx exports, pickles) is skipped.
-_HUB_PATTERNS = [
-    "*.json",
-    "*.safetensors",
-    "*.txt",
-    "*.model",
-    "1_Pooling/*",
-]
+#: Model names of the hosted Jina API that the local suite runs, mapped to their Hub ids, so
+#: code written for the hosted API (``model="jina-embeddings-v3"``) runs unchanged. A local
+#: directory of that name still wins.
+HOSTED_MODEL_NAMES: dict[str, str] = {"jina-embeddings-v3": DEFAULT_MODEL}
+
+# Files an embedder needs. fnmatch's "*" also matches "/", so these take the
+# sentence-transformers module folders too (1_Pooling/config.json, 2_Dense/config.json and
+# 2_Dense/model.safetensors, 3_Normalize/config.json); pickles and ONNX/OpenVINO exports
+# are skipped.
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
@@ -34,44 +37,125 @@ def default_model() -> str:
     return os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL
 
 
-def _how_to_get(model: str) -> str:
+def _how_to_get(model: str, revision: str | None = None) -> str:
+    command = f"{model} --revision {revision}" if revision else model
     return (
-        f"Download it with `huggingface-cli download {model}` (or `hf download {model}`) "
+        f"Download it with `huggingface-cli download {command}` (or `hf download {command}`) "
         "while online, then run with local_files_only=True / HF_HUB_OFFLINE=1; or pass a local "
         f"directory as model=... or set {MODEL_ENV_VAR}=/path/to/model."
     )
 
 
-def resolve_model_dir(
-    model: str | os.PathLike[str],
-    *,
-    revision: str | None = None,
-    local_files_only: bool = False,
-) -> Path:
-    """The local directory holding ``model``: the directory itself, or its HF cache snapshot."""
-    path = Path(model).expanduser()
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a model comes from: a local directory, or a Hub repository at a revision."""
+
+    local_dir: Path | None = None
+    repo_id: str | None = None
+    revision: str | None = None
+
+    @property
+    def canonical_id(self) -> str:
+        """The model's one identity: the resolved directory, or ``repo_id[@revision]``."""
+        if self.local_dir is not None:
+            return str(self.local_dir)
+        assert self.repo_id is not None
+        return self.repo_id if self.revision is None else f"{self.repo_id}@{self.revision}"
+
+
+def resolve_model_ref(
+    model: str | os.PathLike[str] | None = None, revision: str | None = None
+) -> ModelRef:
+    """Read a model reference without loading or downloading anything.
+
+    - An existing directory (relative, absolute, ``~``, through a symlink) is a local model,
+      named by its resolved absolute path. It always wins over a Hub id of the same spelling.
+    - A hosted API name (``jina-embeddings-v3``) is its Hub id.
+    - Anything else must be a Hub id, ``namespace/name``, optionally ``@revision``.
+    - ``model=None`` means ``$JINA_CONNECTORS_MODEL``, else jina-embeddings-v3.
+    """
+    if revision is not None and (not isinstance(revision, str) or not revision):
+        raise ValueError(f"revision must be a non-empty str or None, got {revision!r}")
+    name = os.fspath(model) if model is not None else default_model()
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"model must be a non-empty path or Hub id, got {model!r}")
+    path = Path(name).expanduser()
     if path.is_dir():
-        return path
-    name = str(model)
-    looks_like_path = path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1
+        if revision is not None:
+            raise ValueError(
+                f"revision={revision!r} applies to Hub ids; {name!r} is a local directory"
+            )
+        return ModelRef(local_dir=path.resolve())
+    looks_like_path = (
+        path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name
+    )
     if path.exists() or looks_like_path:
         raise ModelNotFoundError(
             f"model {name!r} is not a directory. Point model at a directory with config.json, "
             f"model.safetensors and tokenizer.json. {_how_to_get(DEFAULT_MODEL)}"
         )
+    repo_id, _, pinned = name.partition("@")
+    if "@" in name:
+        if not pinned:
+            raise ValueError(f"model {name!r} has an empty revision after '@'")
+        if revision is not None and revision != pinned:
+            raise ValueError(f"model {name!r} pins revision {pinned!r}, but revision={revision!r}")
+        revision = pinned
+    repo_id = HOSTED_MODEL_NAMES.get(repo_id, repo_id)
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ModelNotFoundError(
+            f"model {name!r} is neither a local directory nor a valid Hugging Face Hub id ({error})"
+        ) from None
+    return ModelRef(repo_id=repo_id, revision=revision)
+
+
+def canonical_model_id(
+    model: str | os.PathLike[str] | None = None, revision: str | None = None
+) -> str:
+    """The one identity of ``model``: what ``Embedder.model_name`` and collections record.
+
+    A local directory gives its resolved absolute path (``./m``, ``m``, ``/abs/m`` and a
+    symlink to it are one model); a Hub id gives itself, with ``@revision`` appended when a
+    revision is given; the hosted name ``jina-embeddings-v3`` gives
+    ``jinaai/jina-embeddings-v3``. Loads nothing and never touches the network, so callers
+    can compare identities before loading. Idempotent: a canonical id maps to itself.
+    Raises ``ModelNotFoundError`` for a path that is not a directory or a name that cannot
+    be a Hub id, ``ValueError`` for conflicting or empty revisions.
+    """
+    return resolve_model_ref(model, revision).canonical_id
+
+
+def resolve_model_dir(
+    model: str | os.PathLike[str] | None,
+    *,
+    revision: str | None = None,
+    local_files_only: bool = False,
+) -> Path:
+    """The local directory holding ``model``: the directory itself, or its HF cache snapshot."""
+    return model_dir_of(resolve_model_ref(model, revision), local_files_only=local_files_only)
+
+
+def model_dir_of(ref: ModelRef, *, local_files_only: bool = False) -> Path:
+    """The local directory of ``ref``: the directory itself, or its HF cache snapshot."""
+    if ref.local_dir is not None:
+        return ref.local_dir
     from huggingface_hub import snapshot_download
 
     try:
         snapshot = snapshot_download(
-            repo_id=name,
-            revision=revision,
+            repo_id=ref.repo_id,
+            revision=ref.revision,
             local_files_only=local_files_only,
             allow_patterns=_HUB_PATTERNS,
         )
     except Exception as exc:  # hub errors differ across huggingface_hub versions
         raise ModelNotFoundError(
-            f"model {name!r} is not in the Hugging Face cache and could not be downloaded "
-            f"({type(exc).__name__}). {_how_to_get(name)}"
+            f"model {ref.canonical_id!r} is not in the Hugging Face cache and could not be "
+            f"downloaded ({type(exc).__name__}). {_how_to_get(ref.repo_id or '', ref.revision)}"
         ) from exc
     return Path(snapshot)
 

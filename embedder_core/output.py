@@ -2,7 +2,9 @@
 
 - ``float``: float32.
 - ``ubinary``: sign bits (x > 0) packed 8 per byte, big-endian bit order (``np.packbits``), uint8.
-- ``binary``: the same bytes as int8, offset by -128 (``ubinary - 128``).
+- ``binary``: the same sign bits, the same bytes, as int8 offset by -128 (``ubinary - 128``),
+  as the hosted Jina API returns them. Everywhere in the core "binary" means this packed,
+  offset int8 form; Hamming distance is the same on either (XOR the uint8 view).
 - ``int8`` / ``uint8``: symmetric per-vector scaling. With ``m = max|x|`` of the vector,
   ``int8 = round(127 * x / m)`` in [-127, 127] and ``uint8 = round(127.5 * (x / m + 1))`` in
   [0, 255]. The calibration range of each vector is its own [-m, m], so the result never
@@ -14,11 +16,13 @@
 from __future__ import annotations
 
 import base64
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 
 EmbeddingType = Literal["float", "binary", "ubinary", "int8", "uint8", "base64"]
+#: The embedding types returned as one ``np.ndarray`` (every one but "base64").
+ArrayEmbeddingType = Literal["float", "binary", "ubinary", "int8", "uint8"]
 EMBEDDING_TYPES: tuple[str, ...] = ("float", "binary", "ubinary", "int8", "uint8", "base64")
 
 
@@ -41,6 +45,12 @@ def truncate_and_normalize(
     return out
 
 
+@overload
+def convert_embeddings(vectors: np.ndarray, embedding_type: ArrayEmbeddingType) -> np.ndarray: ...
+@overload
+def convert_embeddings(vectors: np.ndarray, embedding_type: Literal["base64"]) -> list[str]: ...
+@overload
+def convert_embeddings(vectors: np.ndarray, embedding_type: str) -> np.ndarray | list[str]: ...
 def convert_embeddings(vectors: np.ndarray, embedding_type: str) -> np.ndarray | list[str]:
     """Convert float rows to ``embedding_type`` (see the module docstring for the formats)."""
     check_embedding_type(embedding_type)

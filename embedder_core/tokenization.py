@@ -11,7 +11,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from pathlib import Path
 
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, normalizers
 
 _PROBE = "hello"
 
@@ -30,8 +30,15 @@ class TextTokenizer:
 
     @classmethod
     def from_dir(
-        cls, model_dir: Path, *, bos_token_id: int | None = None, eos_token_id: int | None = None
+        cls,
+        model_dir: Path,
+        *,
+        bos_token_id: int | None = None,
+        eos_token_id: int | None = None,
+        lowercase: bool = False,
     ) -> TextTokenizer:
+        """The tokenizer of ``model_dir``; ``lowercase`` adds a Lowercase normalizer in front
+        (sentence-transformers' ``do_lower_case``; normalizers keep character offsets)."""
         file = model_dir / "tokenizer.json"
         if file.is_file():
             tokenizer = Tokenizer.from_file(str(file))
@@ -41,6 +48,11 @@ class TextTokenizer:
             tokenizer = AutoTokenizer.from_pretrained(
                 str(model_dir), local_files_only=True, trust_remote_code=False
             ).backend_tokenizer
+        if lowercase:
+            steps = [normalizers.Lowercase()]
+            if tokenizer.normalizer is not None:
+                steps.append(tokenizer.normalizer)
+            tokenizer.normalizer = normalizers.Sequence(steps)
         prefix, suffix = _template_specials(tokenizer)
         if not prefix and not suffix:
             # Some exports (e.g. all-MiniLM-L6-v2) leave the post-processor out of

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from embedder_core import HOSTED_MODEL_NAMES, Embedder, get_embedder
 
-from embedder_core import DEFAULT_MODEL, Embedder, get_embedder
-
-# Model names of the hosted Jina API that the local suite runs, mapped to their Hub ids, so
-# code written for the hosted integrations (model="jina-embeddings-v3") runs unchanged.
-HOSTED_MODEL_NAMES = {"jina-embeddings-v3": DEFAULT_MODEL}
+__all__ = ["HOSTED_MODEL_NAMES", "check_options", "load_embedder"]
 
 
 def load_embedder(model: str | None, *, device: str | None, dtype: str | None) -> Embedder:
     """The shared ``Embedder`` for ``model`` (None: ``$JINA_CONNECTORS_MODEL``, else the default).
 
-    A hosted API model name is read as its Hub id unless a local directory has that name.
+    The core reads a hosted API model name as its Hub id unless a local directory has that
+    name (``embedder_core.canonical_model_id``).
     """
-    if model in HOSTED_MODEL_NAMES and not Path(model).is_dir():
-        model = HOSTED_MODEL_NAMES[model]
     return get_embedder(model, device=device, dtype=dtype)
 
 

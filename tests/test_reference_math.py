@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
-from embedder_core import Embedder
+from embedder_core import Embedder, LateChunkingOptions
 
 COSINE_MATCH = 0.99999
 # float32 vs this float64 reference differ by ~1e-7 per value on the tiny model, while a
@@ -368,14 +368,15 @@ def test_long_late_chunking_first_window(reference: ReferenceJina, embedder: Emb
     assert_matches(got[0], expected[0])
 
 
-def test_long_late_chunking_windows_without_overlap(reference: ReferenceJina, tiny_jina_dir):
+def test_long_late_chunking_windows_without_overlap(reference: ReferenceJina, embedder: Embedder):
     """With no overlap, windows are consecutive full slices of the document, each wrapped
     in `<s> ... </s>` with positions from 0: pieces inside one window match it exactly."""
-    embedder = Embedder.from_pretrained(str(tiny_jina_dir), device="cpu")
-    embedder.late_chunking_overlap = 0
+    no_overlap = LateChunkingOptions(overlap=0)
     pieces = _numbered_pieces(60)
     capacity = reference.max_tokens - 2  # no instruction for text-matching
-    got = embedder.encode(pieces, task="text-matching", late_chunking=True)
+    got = embedder.encode(
+        pieces, task="text-matching", late_chunking=True, late_chunking_options=no_overlap
+    )
     assert got.shape == (len(pieces), reference.config["hidden_size"])
     checked = 0
     windows = [(0, capacity), (capacity, 2 * capacity)]  # not the last: its start may vary
@@ -389,5 +390,7 @@ def test_long_late_chunking_windows_without_overlap(reference: ReferenceJina, ti
     offsets = reference.tokenizer.encode(document, add_special_tokens=False).offsets
     boundary = offsets[capacity][0]
     spans = [(0, 40), (boundary - 30, boundary + 30), (offsets[5][0], offsets[2 * capacity - 5][1])]
-    (got_spans,) = embedder.embed_spans([(document, spans)], task="text-matching")
+    (got_spans,) = embedder.embed_spans(
+        [(document, spans)], task="text-matching", late_chunking_options=no_overlap
+    )
     assert_matches(got_spans, reference.late_spans(document, spans, "text-matching", windows))

@@ -69,24 +69,11 @@ class HFEncoder:
         return states
 
 
-def sentence_transformers_settings(model_dir: Path) -> dict[str, Any]:
-    """max_seq_length, pooling mode and prompts from a sentence-transformers export, if any."""
-    settings: dict[str, Any] = {}
-    st_config = model_dir / "sentence_bert_config.json"
-    if st_config.is_file():
-        settings["max_seq_length"] = read_json(st_config).get("max_seq_length")
-    pooling = model_dir / "1_Pooling" / "config.json"
-    if pooling.is_file() and read_json(pooling).get("pooling_mode_cls_token"):
-        settings["pooling"] = "cls"
-    prompts = model_dir / "config_sentence_transformers.json"
-    if prompts.is_file():
-        settings["prompts"] = read_json(prompts).get("prompts") or {}
-    return settings
-
-
-def hf_max_tokens(model_dir: Path, config: dict[str, Any], settings: dict[str, Any]) -> int:
-    if settings.get("max_seq_length"):
-        return int(settings["max_seq_length"])
+def hf_max_tokens(model_dir: Path, config: dict[str, Any], max_seq_length: int | None) -> int:
+    """Token limit, specials included: sentence-transformers' max_seq_length when set, else
+    the smaller of the position table and the tokenizer's model_max_length."""
+    if max_seq_length:
+        return int(max_seq_length)
     limit = int(config.get("max_position_embeddings", 512))
     if config.get("model_type") in ("roberta", "xlm-roberta", "camembert"):
         limit -= 2  # positions start after the padding index
