@@ -2,9 +2,9 @@
 
 - ``float``: float32.
 - ``ubinary``: sign bits (x > 0) packed 8 per byte, big-endian bit order (``np.packbits``), uint8.
-- ``binary``: the same sign bits, the same bytes, as int8 offset by -128 (``ubinary - 128``),
-  as the hosted Jina API returns them. Everywhere in the core "binary" means this packed,
-  offset int8 form; Hamming distance is the same on either (XOR the uint8 view).
+- ``binary``: the same packed sign bits as int8, each byte offset by -128
+  (``ubinary - 128``: an offset, not a reinterpretation of the bits). Everywhere in the core
+  "binary" means this form; ``binary + 128`` gives the ``ubinary`` bytes back.
 - ``int8`` / ``uint8``: symmetric per-vector scaling. With ``m = max|x|`` of the vector,
   ``int8 = round(127 * x / m)`` in [-127, 127] and ``uint8 = round(127.5 * (x / m + 1))`` in
   [0, 255]. The calibration range of each vector is its own [-m, m], so the result never

@@ -97,3 +97,23 @@ def test_late_chunking_with_minilm(embedder: Embedder):
     got = embedder.encode(pieces, late_chunking=True)
     assert got.shape == (3, 384) and np.isfinite(got).all()
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_dtype_reaches_the_transformers_model(minilm_dir: Path):
+    """`dtype=` must load the weights in that dtype (a transformers release that ignores the
+    keyword would load float32 silently); pooling still runs in float32."""
+    import warnings
+
+    import torch
+
+    from embedder_core import SlowDtypeWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowDtypeWarning)  # bf16 on a CPU without bf16 units
+        embedder = Embedder.from_pretrained(str(minilm_dir), device="cpu", dtype="bfloat16")
+    assert embedder.dtype == torch.bfloat16
+    assert {p.dtype for p in embedder._model.model.parameters()} == {torch.bfloat16}
+    got = embedder.encode(TEXTS[:3])
+    assert got.dtype == np.float32
+    reference = Embedder.from_pretrained(str(minilm_dir), device="cpu").encode(TEXTS[:3])
+    assert ((got * reference).sum(axis=1) > 0.99).all()

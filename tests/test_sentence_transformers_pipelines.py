@@ -7,6 +7,7 @@ Each case saves a small random BERT through sentence-transformers' own modules
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import shutil
@@ -76,6 +77,14 @@ def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base
 
 
+# Dense's residual connection came with sentence-transformers 6; older releases test without.
+RESIDUAL = (
+    {"use_residual": True}
+    if "use_residual" in inspect.signature(st_modules.Dense).parameters
+    else {}
+)
+
+
 def _dense(out_features: int, activation: torch.nn.Module, **kwargs: Any) -> Any:
     return st_modules.Dense(HIDDEN, out_features, activation_function=activation, **kwargs)
 
@@ -105,7 +114,7 @@ CASES: dict[str, tuple[str, bool, bool, Callable[[], list[Any]]]] = {
         True,
         False,
         lambda: [
-            _dense(HIDDEN, torch.nn.Tanh(), use_residual=True),
+            _dense(HIDDEN, torch.nn.Tanh(), **RESIDUAL),
             _dense_after(HIDDEN, 8, torch.nn.GELU()),
         ],
     ),
