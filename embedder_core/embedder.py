@@ -584,8 +584,8 @@ class Embedder:
         if not rows:
             return np.zeros((0, width), dtype=np.float32)
         with self._lock:
-            start = -torch.inf if self.reduction == "max" else 0.0
-            sums = torch.full((rows, width), start, dtype=torch.float32, device=self.device)
+            fill = -torch.inf if self.reduction == "max" else 0.0
+            sums = torch.full((rows, width), fill, dtype=torch.float32, device=self.device)
             queue = deque(plan_batches([len(j.ids) for j in jobs], self._batch_tokens))
             total = sum(len(j.ids) for j in jobs)
             with tqdm(total=total, disable=not show_progress, unit="tok", desc="embedding") as bar:

@@ -143,6 +143,7 @@ def model_dir_of(ref: ModelRef, *, local_files_only: bool = False) -> Path:
     """The local directory of ``ref``: the directory itself, or its HF cache snapshot."""
     if ref.local_dir is not None:
         return ref.local_dir
+    assert ref.repo_id is not None
     from huggingface_hub import snapshot_download
 
     try:

@@ -29,8 +29,12 @@ class TokenEncoder(Protocol):
     """A model the embedder can run: returns one state per token, in packed order."""
 
     hidden_size: int
-    device: torch.device
-    dtype: torch.dtype
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
 
     def token_states(self, batch: PackedBatch) -> torch.Tensor:
         """(num_tokens, hidden_size) final hidden states, in the model's dtype."""

@@ -22,7 +22,7 @@ import importlib
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 
@@ -185,8 +185,8 @@ def _transformer_settings(folder: Path) -> tuple[int | None, bool]:
 def _pooling(folder: Path, module: dict[str, Any]) -> tuple[PoolingMode, bool]:
     config = _read_optional(folder / "config.json")
     if "pooling_mode" in config:
-        mode = config["pooling_mode"]
-        modes = [mode] if isinstance(mode, str) else list(mode)
+        declared = config["pooling_mode"]
+        modes = [declared] if isinstance(declared, str) else list(declared)
     else:
         modes = [m for key, m in _LEGACY_POOLING_KEYS.items() if config.get(key)] or ["mean"]
     where = f"{folder}: Pooling (module {module.get('idx')})"
@@ -199,7 +199,7 @@ def _pooling(folder: Path, module: dict[str, Any]) -> tuple[PoolingMode, bool]:
         raise UnsupportedModelError(
             f"{where} mode {modes[0]!r} is not supported; supported: {', '.join(POOLING_MODES)}"
         )
-    return modes[0], bool(config.get("include_prompt", True))
+    return cast(PoolingMode, modes[0]), bool(config.get("include_prompt", True))
 
 
 def _dense(folder: Path, module: dict[str, Any]) -> Dense:
