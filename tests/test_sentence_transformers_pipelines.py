@@ -279,6 +279,25 @@ def test_do_lower_case_of_an_older_export(st_models: dict[str, Path], tmp_path: 
     assert chunk.text == "The Quick BROWN Fox."
 
 
+def test_default_prompt_applies_to_task_none(st_models: dict[str, Path], tmp_path: Path):
+    """sentence-transformers prepends default_prompt_name's prompt when none is named."""
+    model_dir = _copy(st_models["mean_without_prompt"], tmp_path / "default-prompt")
+    _rewrite_json(
+        model_dir / "config_sentence_transformers.json",
+        lambda config: {**config, "default_prompt_name": "query"},
+    )
+    embedder = Embedder.from_pretrained(model_dir, device="cpu")
+    theirs = reference(model_dir, TEXTS[:3])
+    assert_same_vectors(embedder.encode(TEXTS[:3], normalized=False), theirs)
+    assert_same_vectors(embedder.encode(TEXTS[:3], task="query", normalized=False), theirs)
+    _rewrite_json(
+        model_dir / "config_sentence_transformers.json",
+        lambda config: {**config, "default_prompt_name": "passage"},
+    )
+    with pytest.raises(UnsupportedModelError, match="default_prompt_name 'passage'"):
+        Embedder.from_pretrained(model_dir, device="cpu")
+
+
 # --- refusals ---------------------------------------------------------------------------
 
 
