@@ -15,15 +15,19 @@ from .errors import (
 )
 from .late_chunking import LateChunkingOptions
 from .loading import (
+    BACKENDS_GROUP,
     DEFAULT_MODEL,
     HOSTED_MODEL_NAMES,
     MODEL_ENV_VAR,
     canonical_model_id,
     default_model,
+    model_url,
 )
 from .output import EMBEDDING_TYPES, ArrayEmbeddingType, EmbeddingType, convert_embeddings
+from .protocol import EmbedderProtocol
 
 __all__ = [
+    "BACKENDS_GROUP",
     "DEFAULT_MODEL",
     "EMBEDDING_TYPES",
     "HOSTED_MODEL_NAMES",
@@ -33,6 +37,7 @@ __all__ = [
     "Chunker",
     "DocumentChunk",
     "Embedder",
+    "EmbedderProtocol",
     "EmbeddingType",
     "LateChunkingOptions",
     "ModelNotFoundError",
@@ -46,4 +51,5 @@ __all__ = [
     "convert_embeddings",
     "default_model",
     "get_embedder",
+    "model_url",
 ]

@@ -233,6 +233,76 @@ def info(
         typer.echo(f"{item.name}: {item.count} points; {built}")
 
 
+@app.command()
+def serve(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model id or folder [default: $JINA_CONNECTORS_MODEL, else "
+            "jinaai/jina-embeddings-v3]."
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server (use API keys).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free port).")] = 8080,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key",
+            help="Accept this key as 'Authorization: Bearer KEY' (repeatable; also "
+            "$JINA_CONNECTORS_API_KEYS, comma-separated). Without keys, no auth.",
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:1 [default: cuda if available].")
+    ] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="float32, bfloat16, float16 [default: per device].")
+    ] = None,
+    max_batch_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Tokens per forward batch [default: per device].")
+    ] = None,
+    max_queued_tokens: Annotated[
+        int | None,
+        typer.Option(min=1, help="Answer 429 when the queue would hold more tokens [no limit]."),
+    ] = None,
+    served_model_name: Annotated[
+        str | None,
+        typer.Option(help="Name in /v1/models [default: the folder name or Hub id]."),
+    ] = None,
+    max_inputs: Annotated[int, typer.Option(min=1, help="Inputs per request.")] = 2048,
+    max_request_bytes: Annotated[
+        int, typer.Option(min=1, help="Largest request body (413 above).")
+    ] = 16 * 1024 * 1024,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the model over HTTP: Jina- and OpenAI-compatible /v1/embeddings (docs at /docs)."""
+    try:
+        from .server import ModelLoadError, run_server
+    except ImportError as error:
+        raise CommandError(
+            f"serve needs the server extra: pip install 'jina-connectors[server]' ({error})"
+        ) from error
+    try:
+        run_server(
+            model,
+            host=host,
+            port=port,
+            api_keys=api_key or [],
+            device=device,
+            dtype=dtype,
+            max_batch_tokens=max_batch_tokens,
+            max_queued_tokens=max_queued_tokens,
+            served_model_name=served_model_name,
+            max_inputs=max_inputs,
+            max_request_bytes=max_request_bytes,
+            log_level=log_level,
+        )
+    except ModelLoadError as error:
+        raise CommandError(str(error)) from error
+
+
 def _parse_where(items: Sequence[str]) -> dict[str, Any]:
     filter: dict[str, list[Any]] = {}
     for item in items:
