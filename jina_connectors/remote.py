@@ -428,7 +428,7 @@ class RemoteEmbedder:
             )
         tasks = self._task_list(task, len(items))
         if not items:  # nothing to send: check the options here, as the core does
-            for name in set(tasks):
+            for name in [task] if task is None or isinstance(task, str) else tasks:
                 if name is not None:
                     self._check_task(name)
             width = self._check_dimensions(dimensions)

@@ -207,7 +207,7 @@ class ServerState:
                 503,
                 "the model is loading; retry shortly",
                 "model_loading",
-                headers={"Retry-After": "2"},
+                headers={"Retry-After": "1"},
             )
         return self.embedder
 

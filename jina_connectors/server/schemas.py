@@ -14,7 +14,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 EmbeddingTypeName = Literal["float", "base64", "binary", "ubinary", "int8", "uint8"]
-ChunkerName = Literal["sentences", "tokens"]
 
 
 class _Body(BaseModel):
@@ -72,7 +71,7 @@ class ChunkRequest(_Body):
     """``POST /v1/x/chunk`` (extension): character spans of each text's chunks."""
 
     input: str | list[Any]
-    chunker: ChunkerName = "sentences"
+    chunker: str = Field(default="sentences", description='"sentences" or "tokens".')
     chunk_size: int = Field(default=256, description="Maximum tokens per chunk.")
     model: str | None = None
 
