@@ -37,6 +37,9 @@ class Sizes:
     ingest_max_chars: int
     ingest_batch_size: int
     repeats: int  # timed runs of the cheap benchmarks (best is kept)
+    # Server: paragraphs posted in requests of a few texts; single-query latency samples.
+    server_paragraphs: int
+    server_probes: int
 
 
 FULL = Sizes(
@@ -53,6 +56,8 @@ FULL = Sizes(
     ingest_max_chars=6000,
     ingest_batch_size=16,  # the pipeline's default
     repeats=2,
+    server_paragraphs=512,
+    server_probes=100,
 )
 
 QUICK = Sizes(
@@ -70,6 +75,8 @@ QUICK = Sizes(
     ingest_max_chars=1500,
     ingest_batch_size=2,
     repeats=1,
+    server_paragraphs=16,
+    server_probes=5,
 )
 
 # One LoRA adapter. Synthetic inputs use one without an instruction, so every token of an
