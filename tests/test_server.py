@@ -404,6 +404,16 @@ def test_health_is_503_until_the_model_is_loaded(tiny_jina_dir: Path) -> None:
         assert client.post("/v1/embeddings", json={"input": "x"}).status_code == 200
 
 
+def test_requests_during_shutdown_get_503(tiny_jina_embedder: Embedder) -> None:
+    app = create_app(tiny_jina_embedder)
+    with serve_app(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        assert client.post("/v1/embeddings", json={"input": "x"}).status_code == 200
+        app.state.server.begin_draining()  # what SIGTERM does first
+        late = client.post("/v1/embeddings", json={"input": "x"})
+        assert late.status_code == 503 and late.json()["error"]["code"] == "shutting_down"
+        assert client.get("/health").status_code == 503
+
+
 def test_failed_load_keeps_answering_503_and_reports_it() -> None:
     errors: list[BaseException] = []
 
@@ -652,8 +662,27 @@ def test_sigterm_under_load_finishes_accepted_requests(
     assert re.search(r"Shutting down", log), log[-2000:]
 
 
-def test_serve_refuses_a_bad_model_before_opening_a_socket(tmp_path: Path) -> None:
+def test_serve_refuses_a_bad_model_before_opening_a_socket(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from jina_connectors.cli import main
 
     assert main(["serve", "--model", str(tmp_path / "missing"), "--port", "0"]) == 1
+    assert "ModelNotFoundError" in capsys.readouterr().err
     assert main(["serve", "--model", "http://127.0.0.1:9", "--port", "0"]) == 1
+    assert "is a server URL" in capsys.readouterr().err
+
+
+def test_serve_stops_with_exit_code_1_when_the_model_fails_to_load(
+    tiny_jina_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jina_connectors.cli import main
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "tokenizer.json"):  # a model directory without weights
+        (broken / name).write_bytes((tiny_jina_dir / name).read_bytes())
+    started = time.monotonic()
+    assert main(["serve", "--model", str(broken), "--port", "0", "--log-level", "critical"]) == 1
+    assert "the model failed to load" in capsys.readouterr().err
+    assert time.monotonic() - started < 60

@@ -481,7 +481,7 @@ async def _result(state: ServerState, pending: Any, request: Request) -> Any:
 
 
 async def _await(pending: Any) -> Any:
-    return await asyncio.wrap_future(pending.future)
+    return await pending
 
 
 def _json(content: Any) -> Response:
