@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEECHES = REPO_ROOT.parent / "shared" / "data" / "sotu_speeches.jsonl"
-ALL_BENCHMARKS = ("full_size", "long_inputs", "minilm", "late_chunking", "ingestion")
+ALL_BENCHMARKS = ("full_size", "long_inputs", "minilm", "late_chunking", "ingestion", "server")
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +65,8 @@ def test_quick_run_reports_every_benchmark(tmp_path: Path) -> None:
     assert cosines["full_size"]["met"] is True, cosines["full_size"]
     if "minilm" in selected:
         assert cosines["minilm"]["met"] is True, cosines["minilm"]
+    if "server" in selected:  # served rows equal in-process encode
+        assert cosines["server"]["met"] is True, cosines["server"]
     full_size = results["details"]["full_size"]
     assert full_size["tokens"] == sum(full_size["lengths"])
     assert full_size["baseline_padded_tokens"] >= full_size["tokens"]

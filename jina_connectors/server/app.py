@@ -413,7 +413,7 @@ def _output_type(body: EmbeddingsRequest) -> str:
 
 
 def _as_api_error(error: Exception) -> ApiError:
-    """A core error about the request (raised before anything is queued) as a 400/429/503."""
+    """A core error about the request (raised before anything is queued) as a 400."""
     if isinstance(error, TokenLimitError):
         return ApiError(
             400,
