@@ -4,6 +4,9 @@ ingestion pipeline, the sinks' search and the CLI."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -111,6 +114,20 @@ def test_url_model_references(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(embedder_core.loading, "entry_points", lambda group: [])
     with pytest.raises(ModelNotFoundError, match=r"jina-connectors\[remote\]"):
         get_embedder("http://localhost:8080")
+
+
+def test_the_core_imports_no_web_package() -> None:
+    code = (
+        "import sys, embedder_core\n"
+        "embedder_core.canonical_model_id('http://127.0.0.1:8080')\n"
+        "web = ('fastapi', 'starlette', 'uvicorn', 'httpx', 'tenacity', 'jina_connectors')\n"
+        "print([name for name in web if name in sys.modules])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PYPROJECT.parent)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def test_get_embedder_returns_one_remote_embedder_per_url(

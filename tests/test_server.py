@@ -372,7 +372,9 @@ def test_models_and_model_names(open_server: str, tiny_jina_dir: Path) -> None:
 
 
 def test_minilm_is_not_called_jina_embeddings_v3(minilm_dir: Path) -> None:
-    embedder = Embedder.from_pretrained(str(minilm_dir), device="cpu")
+    from embedder_core import get_embedder
+
+    embedder = get_embedder(str(minilm_dir))  # the session's shared instance, if loaded
     with serve_app(create_app(embedder, served_model_name="minilm")) as url:
         response = httpx.post(
             url + "/v1/embeddings", json={"input": "x", "model": "jina-embeddings-v3"}
