@@ -22,6 +22,7 @@ the LlamaIndex and Haystack classes, ``ingest``, the sinks' ``search`` and the C
 from __future__ import annotations
 
 import base64
+import json
 import os
 import threading
 from collections.abc import Sequence
@@ -62,6 +63,9 @@ __all__ = [
 #: Environment variable with the API key ``RemoteEmbedder`` sends when none is given.
 API_KEY_ENV_VAR = "JINA_CONNECTORS_API_KEY"
 _MAX_RETRY_AFTER = 60.0  # seconds; a longer Retry-After is capped
+# Request limits assumed for a server that does not describe its own (the hosted APIs').
+_DEFAULT_MAX_INPUTS = 2048
+_DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
 class ServerError(RuntimeError):
@@ -139,6 +143,8 @@ class _ModelInfo:
     has_adapters: bool
     pooling: str
     supports_late_chunking: bool
+    max_inputs: int
+    max_request_bytes: int
 
 
 class RemoteEmbedder:
@@ -188,6 +194,7 @@ class RemoteEmbedder:
         )
         self._info: _ModelInfo | None = None
         self._info_lock = threading.Lock()
+        self._limits: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"RemoteEmbedder({self.base_url!r}, model={self.model!r})"
@@ -242,7 +249,7 @@ class RemoteEmbedder:
             error = {}
         message = str(error.get("message") or response.text[:500] or response.reason_phrase)
         kind, code = error.get("type"), error.get("code")
-        if status in (400, 422):
+        if status in (400, 413, 422):  # about the request's content
             if code == "token_limit" and {"index", "token_count", "max_tokens"} <= set(error):
                 return TokenLimitError(error["index"], error["token_count"], error["max_tokens"])
             if code == "unsupported":
@@ -298,8 +305,31 @@ class RemoteEmbedder:
                         has_adapters=bool(info["has_adapters"]),
                         pooling=info["pooling"],
                         supports_late_chunking=bool(info["supports_late_chunking"]),
+                        max_inputs=int(info["max_inputs"]),
+                        max_request_bytes=int(info["max_request_bytes"]),
                     )
         return self._info
+
+    def _parts(self, sizes: Sequence[int]) -> list[range]:
+        """Index ranges of items with these JSON sizes, each range one request within the
+        server's input count and body size limits (a single item past them goes alone)."""
+        if self._limits is None:
+            try:
+                info = self._model_info()
+                self._limits = (info.max_inputs, info.max_request_bytes)
+            except ExtensionUnavailableError:
+                self._limits = (_DEFAULT_MAX_INPUTS, _DEFAULT_MAX_REQUEST_BYTES)
+        max_inputs, max_bytes = self._limits
+        budget = max(max_bytes - 65536, max_bytes // 2)  # room for the other fields
+        parts: list[range] = []
+        start = used = 0
+        for i, size in enumerate(sizes):
+            if i > start and (i - start >= max_inputs or used + size > budget):
+                parts.append(range(start, i))
+                start, used = i, 0
+            used += size
+        parts.append(range(start, len(sizes)))
+        return parts
 
     @property
     def model_name(self) -> str:
@@ -346,8 +376,11 @@ class RemoteEmbedder:
             if task is not None:
                 self._check_task(task)
             return []
-        answer = self._request("POST", "/v1/x/count-tokens", self._body(input=items, task=task))
-        return [int(n) for n in answer["tokens"]]
+        counts: list[int] = []
+        for part in self._parts(_json_sizes(items)):
+            body = self._body(input=items[part.start : part.stop], task=task)
+            counts += [int(n) for n in self._request("POST", "/v1/x/count-tokens", body)["tokens"]]
+        return counts
 
     # ----------------------------------------------------------------------- encode
     @overload
@@ -411,7 +444,9 @@ class RemoteEmbedder:
         """``Embedder.encode`` on the server (``POST /v1/embeddings``); same results.
 
         Float rows travel as base64 float32, exactly. A list of tasks (one per text) is sent
-        as one request per distinct task. ``show_progress`` is accepted and ignored.
+        as one request per distinct task; many texts as several requests within the server's
+        limits (``late_chunking`` pieces, one document, as one). ``show_progress`` is
+        accepted and ignored.
         """
         items = _text_list(texts)
         if embedding_type not in EMBEDDING_TYPES:
@@ -439,8 +474,15 @@ class RemoteEmbedder:
         groups: dict[str | None, list[int]] = {}
         for i, name in enumerate(tasks):
             groups.setdefault(name, []).append(i)
-        rows: list[Any] = [None] * len(items)
+        requests: list[tuple[str | None, list[int]]] = []
         for name, indices in groups.items():
+            if late_chunking:  # one document: one request
+                requests.append((name, indices))
+                continue
+            for part in self._parts(_json_sizes([items[i] for i in indices])):
+                requests.append((name, indices[part.start : part.stop]))
+        rows: list[Any] = [None] * len(items)
+        for name, indices in requests:
             body = self._body(
                 input=[items[i] for i in indices],
                 task=name,
@@ -478,9 +520,14 @@ class RemoteEmbedder:
             return [check_spans(text, chunker(text)) for text in items]
         if not items:
             return []
-        body = self._body(input=items, chunker=chunker, chunk_size=chunk_size)
-        answer = self._request("POST", "/v1/x/chunk", body)
-        return [[(int(a), int(b)) for a, b in spans] for spans in answer["spans"]]
+        spans: list[list[Span]] = []
+        for part in self._parts(_json_sizes(items)):
+            body = self._body(
+                input=items[part.start : part.stop], chunker=chunker, chunk_size=chunk_size
+            )
+            answer = self._request("POST", "/v1/x/chunk", body)
+            spans += [[(int(a), int(b)) for a, b in doc] for doc in answer["spans"]]
+        return spans
 
     def embed_spans(
         self,
@@ -495,28 +542,32 @@ class RemoteEmbedder:
         """``Embedder.embed_spans`` on the server (``/v1/x/embed-spans``); float32 rows."""
         if not documents:
             return []
-        body = self._body(
-            documents=[
-                {"text": text, "spans": [[int(a), int(b)] for a, b in spans]}
-                for text, spans in documents
-            ],
-            task=task,
-            dimensions=dimensions,
-            normalized=normalized,
-            late_chunking_options=_options_body(late_chunking_options),
-            embedding_type="base64",
-        )
-        if task is None:
-            body["task"] = None  # the route's default is retrieval.passage: say "no task"
-        answer = self._request("POST", "/v1/x/embed-spans", body)
-        data = sorted(answer["data"], key=lambda item: item["index"])
-        width = dimensions or self.dimension
-        return [
-            np.stack([_from_base64(row) for row in item["embeddings"]])
-            if item["embeddings"]
-            else np.zeros((0, width), np.float32)
-            for item in data
+        wire = [
+            {"text": text, "spans": [[int(a), int(b)] for a, b in spans]}
+            for text, spans in documents
         ]
+        out: list[np.ndarray] = []
+        for part in self._parts(_json_sizes(wire)):
+            body = self._body(
+                documents=wire[part.start : part.stop],
+                task=task,
+                dimensions=dimensions,
+                normalized=normalized,
+                late_chunking_options=_options_body(late_chunking_options),
+                embedding_type="base64",
+            )
+            if task is None:
+                body["task"] = None  # the route's default is retrieval.passage: say "no task"
+            answer = self._request("POST", "/v1/x/embed-spans", body)
+            for item in sorted(answer["data"], key=lambda item: item["index"]):
+                rows = item["embeddings"]
+                width = dimensions or self.dimension
+                out.append(
+                    np.stack([_from_base64(row) for row in rows])
+                    if rows
+                    else np.zeros((0, width), np.float32)
+                )
+        return out
 
     def embed_documents(
         self,
@@ -611,6 +662,14 @@ def _text_list(texts: str | Sequence[str]) -> list[str]:
         if not isinstance(text, str):
             raise TypeError(f"input {i} is {type(text).__name__}, not str")
     return items
+
+
+def _json_sizes(items: Sequence[Any]) -> list[int]:
+    """Bytes each item takes in a request body (as httpx encodes JSON: UTF-8, compact)."""
+    return [
+        len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()) + 1
+        for item in items
+    ]
 
 
 def _options_body(options: LateChunkingOptions | None) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from server_support import free_port, serve_app
@@ -250,6 +251,28 @@ def test_document_calls_equal_local(remote: RemoteEmbedder, tiny_jina_embedder: 
         )
     one = remote.embed_document(TEXT, chunk_size=16, task="text-matching")
     assert [c.text for c in one] == [c.text for c in local.embed_document(TEXT, chunk_size=16)]
+
+
+def test_many_inputs_are_split_within_the_server_limits(tiny_jina_embedder: Embedder) -> None:
+    local = tiny_jina_embedder
+    texts = [f"{i}: " + " ".join(SHORT[i % 3] for _ in range(1 + i % 5)) for i in range(30)]
+    documents = [(text, [(0, 2), (3, len(text))]) for text in texts[:12]]
+    app = create_app(local, max_inputs=8, max_request_bytes=4096)
+    with serve_app(app) as url, RemoteEmbedder(url) as remote:
+        got = remote.encode(texts, task="retrieval.query")
+        assert min_cosine(got, local.encode(texts, task="retrieval.query")) >= 0.99999
+        assert remote.count_tokens(texts) == local.count_tokens(texts)
+        assert remote.chunk(texts, chunk_size=4) == local.chunk(texts, chunk_size=4)
+        for rows, expected in zip(remote.embed_spans(documents), local.embed_spans(documents)):
+            assert min_cosine(rows, expected) >= 0.99999
+        counted = [
+            line
+            for line in httpx.get(url + "/metrics").text.splitlines()
+            if line.startswith("jina_connectors_requests_total{")
+        ]
+        assert all('status="200"' in line for line in counted), counted  # none refused
+        with pytest.raises(ValueError, match="over the limit of 4096 bytes"):
+            remote.encode(["word " * 2000])  # one input past the body limit
 
 
 def test_bad_input_raises_what_the_core_raises(
