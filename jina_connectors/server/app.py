@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -53,6 +53,9 @@ from embedder_core import (
 )
 
 from .metrics import ServerMetrics
+
+if TYPE_CHECKING:
+    from embedder_core import PendingEmbeddings
 from .schemas import (
     ChunkRequest,
     CountTokensRequest,
@@ -459,7 +462,7 @@ async def _disconnected(receive: Receive) -> None:
             return
 
 
-async def _result(state: ServerState, pending: Any, request: Request) -> Any:
+async def _result(state: ServerState, pending: PendingEmbeddings[Any], request: Request) -> Any:
     """The pending request's result; if the client disconnects first, its work is dropped
     from the queue and ``None`` is returned (nobody is left to answer)."""
     result = asyncio.ensure_future(_await(pending))
@@ -480,7 +483,7 @@ async def _result(state: ServerState, pending: Any, request: Request) -> Any:
     return None
 
 
-async def _await(pending: Any) -> Any:
+async def _await(pending: PendingEmbeddings[Any]) -> Any:
     return await pending
 
 
