@@ -665,12 +665,19 @@ def test_sigterm_under_load_finishes_accepted_requests(
 
 
 def test_serve_refuses_a_bad_model_before_opening_a_socket(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from jina_connectors.cli import main
 
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     assert main(["serve", "--model", str(tmp_path / "missing"), "--port", "0"]) == 1
     assert "ModelNotFoundError" in capsys.readouterr().err
+    # The server's OpenMP threads sleep when idle (unless the user chose otherwise).
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert main(["serve", "--model", str(tmp_path / "missing"), "--port", "0"]) == 1
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    capsys.readouterr()
     assert main(["serve", "--model", "http://127.0.0.1:9", "--port", "0"]) == 1
     assert "is a server URL" in capsys.readouterr().err
 

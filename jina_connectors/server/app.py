@@ -107,6 +107,9 @@ _ERROR_TYPES = {
     503: "service_unavailable_error",
 }
 _CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection"
+# Requests with at most this many characters of text are tokenized on the event loop:
+# ~0.1 ms of work, less than a round trip through a worker thread on a busy machine.
+_INLINE_CHARACTERS = 4096
 _JSON = "application/json"
 
 
@@ -436,10 +439,18 @@ def _as_api_error(error: Exception) -> ApiError:
     return ApiError(400, str(error), "invalid_value")
 
 
-async def _call(state: ServerState, work: Callable[[], Any]) -> Any:
-    """Run ``work`` (tokenization and checks, maybe queueing) off the event loop; its
-    ValueError/TypeError are the request's fault (400), a full queue is a 429."""
+def _characters(texts: Sequence[Any]) -> int:
+    return sum(len(text) for text in texts if isinstance(text, str))
+
+
+async def _call(state: ServerState, work: Callable[[], Any], characters: int) -> Any:
+    """Run ``work`` (tokenization and checks, maybe queueing): on the event loop for a
+    small request (tokenizing a few thousand characters takes less than handing them to a
+    thread), else in a worker thread so the loop stays free. Its ValueError/TypeError are
+    the request's fault (400); a full queue is a 429."""
     try:
+        if characters <= _INLINE_CHARACTERS:
+            return work()
         return await to_thread.run_sync(work)
     except QueueFullError as error:
         raise ApiError(
@@ -630,6 +641,7 @@ def create_app(
                 embedding_type=embedding_type,
                 truncate=body.truncate,
             ),
+            _characters(texts),
         )
         result = await _result(state, pending, request)
         if result is None:
@@ -700,7 +712,9 @@ def create_app(
         model = state.ready()
         state.check_model(body.model)
         texts = _texts(body.input, max_inputs)
-        counts = await _call(state, lambda: model.count_tokens(texts, task=body.task))
+        counts = await _call(
+            state, lambda: model.count_tokens(texts, task=body.task), _characters(texts)
+        )
         return _json({"object": "list", "tokens": counts})
 
     @app.post("/v1/x/chunk", summary="Extension: character spans of each text's chunks")
@@ -709,7 +723,9 @@ def create_app(
         state.check_model(body.model)
         texts = _texts(body.input, max_inputs)
         spans = await _call(
-            state, lambda: model.chunk(texts, chunker=body.chunker, chunk_size=body.chunk_size)
+            state,
+            lambda: model.chunk(texts, chunker=body.chunker, chunk_size=body.chunk_size),
+            _characters(texts),
         )
         return _json({"object": "list", "spans": spans})
 
@@ -738,6 +754,7 @@ def create_app(
                 normalized=body.normalized,
                 late_chunking_options=options,
             ),
+            _characters([text for text, _ in documents]),
         )
         result = await _result(state, pending, request)
         if result is None:
