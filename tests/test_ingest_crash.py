@@ -55,7 +55,7 @@ def open_sink(db: str, location: Path) -> Iterator[VectorSink]:
     else:
         from jina_connectors.milvus import MilvusSink
 
-        sink = MilvusSink("docs", uri=location)
+        sink = MilvusSink("docs", location=location)
     try:
         yield sink
     finally:

@@ -517,7 +517,7 @@ def test_ingest_then_search_returns_the_answering_passage(
     make_sink: SinkFactory, minilm: str
 ) -> None:
     sink = make_sink("docs")
-    report = ingest(CORPUS, sink, model=minilm, progress=False)
+    report = ingest(CORPUS, sink, model=minilm, show_progress=False)
     assert (report.documents, report.skipped, report.errors) == (4, 0, [])
     assert sink.count() == report.chunks == report.points_written
 
@@ -539,7 +539,7 @@ def test_ingest_then_search_returns_the_answering_passage(
 
 def test_search_filters_on_doc_id_and_user_metadata(make_sink: SinkFactory, minilm: str) -> None:
     sink = make_sink("docs")
-    ingest(CORPUS, sink, model=minilm, progress=False)
+    ingest(CORPUS, sink, model=minilm, show_progress=False)
     question = "What is the capital of France?"
 
     def docs(flt: Any) -> set[str]:
@@ -562,11 +562,11 @@ def test_rerunning_unchanged_documents_writes_nothing(
     server: PineconeTestServer, make_sink: SinkFactory, minilm: str
 ) -> None:
     sink = make_sink("docs")
-    first = ingest(CORPUS, sink, model=minilm, progress=False)
+    first = ingest(CORPUS, sink, model=minilm, show_progress=False)
     stored = server.records("docs")
     server.clear_log()
 
-    again = ingest(CORPUS, make_sink("docs"), model=minilm, progress=False)
+    again = ingest(CORPUS, make_sink("docs"), model=minilm, show_progress=False)
     assert (again.skipped, again.chunks, again.points_written) == (4, 0, 0)
     assert writes(server) == []
     assert server.records("docs") == stored
@@ -580,13 +580,13 @@ def test_changed_and_shrunk_documents_leave_no_stale_chunks(
     long_doc = {"id": "doc", "text": " ".join(sentences)}
     other = {"id": "other", "text": "An unrelated document about rivers and lakes."}
     sink = make_sink("docs")
-    ingest([long_doc, other], sink, model=minilm, chunk_size=16, progress=False)
+    ingest([long_doc, other], sink, model=minilm, chunk_size=16, show_progress=False)
     before = server.records("docs")
     n_before = sum(m["doc_id"] == "doc" for _, m in before.values())
     assert n_before >= 6
 
     short_doc = {"id": "doc", "text": " ".join(sentences[:3]) + " Now it changed."}
-    report = ingest([short_doc, other], sink, model=minilm, chunk_size=16, progress=False)
+    report = ingest([short_doc, other], sink, model=minilm, chunk_size=16, show_progress=False)
     assert report.skipped == 1  # "other" is unchanged
 
     after = server.records("docs")
@@ -611,14 +611,14 @@ def test_an_interrupted_write_is_completed_by_the_next_run(
 ) -> None:
     text = " ".join(f"Fact {i} is about the number {i}." for i in range(10))
     sink = make_sink("docs")
-    ingest([{"id": "doc", "text": text * 2}], sink, model=minilm, chunk_size=16, progress=False)
+    ingest([{"id": "doc", "text": text * 2}], sink, model=minilm, chunk_size=16, show_progress=False)
     # The new version's upsert lands, then its stale-chunk delete fails for good.
     server.fail_next(1, status=400, path_suffix="/vectors/delete")
     with pytest.raises(ApiError):
-        ingest([{"id": "doc", "text": text}], sink, model=minilm, chunk_size=16, progress=False)
+        ingest([{"id": "doc", "text": text}], sink, model=minilm, chunk_size=16, show_progress=False)
 
     report = ingest(
-        [{"id": "doc", "text": text}], sink, model=minilm, chunk_size=16, progress=False
+        [{"id": "doc", "text": text}], sink, model=minilm, chunk_size=16, show_progress=False
     )
     assert report.skipped == 0  # left incomplete (stale chunks remained), so re-done
     stored = server.records("docs")
@@ -627,7 +627,7 @@ def test_an_interrupted_write_is_completed_by_the_next_run(
     assert all(m["chunk_count"] == n for _, m in stored.values())
     assert (
         ingest(
-            [{"id": "doc", "text": text}], sink, model=minilm, chunk_size=16, progress=False
+            [{"id": "doc", "text": text}], sink, model=minilm, chunk_size=16, show_progress=False
         ).skipped
         == 1
     )
@@ -638,7 +638,7 @@ def test_ingest_reports_unstorable_metadata_as_a_bad_record(
 ) -> None:
     sink = make_sink("docs")
     bad = {"id": "bad", "text": "Some text.", "metadata": {"scores": [1, 2]}}
-    report = ingest([CORPUS[0], bad], sink, model=minilm, progress=False)
+    report = ingest([CORPUS[0], bad], sink, model=minilm, show_progress=False)
 
     assert [error.record for error in report.errors] == ["documents[1]"]
     assert "scores" in report.errors[0].reason
@@ -656,7 +656,7 @@ def test_ingest_flags_a_chunk_too_long_for_pinecone_metadata(
         model=minilm,
         chunker=lambda t: [(0, len(t))],
         late_chunking=False,
-        progress=False,
+        show_progress=False,
     )
 
     ((_, metadata),) = server.records("docs").values()
@@ -673,12 +673,12 @@ def test_namespaces_are_isolated(
 ) -> None:
     left = make_sink("docs", namespace="left")
     right = make_sink("docs", namespace="right")
-    ingest(CORPUS[:2], left, model=minilm, progress=False)
+    ingest(CORPUS[:2], left, model=minilm, show_progress=False)
     ingest(
         [{"id": "france", "text": "Lyon is a city in France known for its food."}, CORPUS[3]],
         right,
         model=minilm,
-        progress=False,
+        show_progress=False,
     )
 
     assert {h.doc_id for h in left.search("mountains and cities", k=10)} == {"france", "plants"}
@@ -699,7 +699,7 @@ def test_describe_collections_lists_indexes_with_count_and_spec(
     make_sink: SinkFactory, sdk: Pinecone, minilm: str
 ) -> None:
     sink = make_sink("docs", namespace="ns")
-    report = ingest(CORPUS, sink, model=minilm, progress=False)
+    report = ingest(CORPUS, sink, model=minilm, show_progress=False)
     create_index(sdk, "empty", 16, "dotproduct")
 
     infos = {info.name: info for info in sink.describe_collections()}
@@ -722,7 +722,7 @@ def test_live_pinecone_roundtrip(minilm: str) -> None:
     admin = Pinecone()
     sink = PineconeSink(name, namespace="live")
     try:
-        report = ingest(CORPUS, sink, model=minilm, progress=False)
+        report = ingest(CORPUS, sink, model=minilm, show_progress=False)
         assert (report.documents, report.errors) == (4, [])
         _wait_for(lambda: sink.count() == report.points_written)  # eventually consistent
 
@@ -732,7 +732,7 @@ def test_live_pinecone_roundtrip(minilm: str) -> None:
             "france",
             "everest",
         }
-        again = ingest(CORPUS, sink, model=minilm, progress=False)
+        again = ingest(CORPUS, sink, model=minilm, show_progress=False)
         assert (again.skipped, again.points_written) == (4, 0)
         with pytest.raises(CollectionMismatchError):
             PineconeSink(name).ensure_collection(CollectionSpec(minilm, 128))
