@@ -695,3 +695,19 @@ def test_ctrl_c_is_not_held_up_by_a_stuck_writer(
         assert time.monotonic() - started < 15
     finally:
         stuck.release.set()
+
+
+def test_importing_the_package_and_cli_loads_no_model_or_database_code() -> None:
+    """The CLI answers --help and usage errors without torch, numpy or a database client."""
+    import subprocess
+    import sys
+
+    heavy = ["torch", "transformers", "numpy", "embedder_core", "qdrant_client", "pymilvus"]
+    code = (
+        "import sys, jina_connectors, jina_connectors.ingest, jina_connectors.cli; "
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
