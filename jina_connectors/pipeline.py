@@ -243,7 +243,8 @@ def content_hash(
         "settings": settings.fingerprint(),
         "spans": None if spans is None else [list(span) for span in spans],
     }
-    encoded = json.dumps(key, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    # default=str: a setting of another type (an option object's field) still hashes by value.
+    encoded = json.dumps(key, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
     return hashlib.sha256(encoded).hexdigest()
 
 
