@@ -1,8 +1,9 @@
 """The padded baseline: jina-embeddings-v3 computed the way common implementations do.
 
-A small, plain torch implementation of the architecture in
-``../shared/jina-embeddings-v3-facts.md``, independent of ``embedder_core``, that loads the
-same safetensors checkpoint. It does what the usual encode loops do:
+A small, plain torch implementation of the jina-embeddings-v3 architecture (a post-norm
+XLM-RoBERTa encoder with rotary positions and per-task LoRA adapters), independent of
+``embedder_core``, that loads the same safetensors checkpoint. It does what the usual
+encode loops do:
 
 - sort the inputs by length and cut them into fixed batches of 32;
 - pad each batch to its longest input and mask the padding in attention (SDPA with a

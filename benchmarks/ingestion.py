@@ -63,7 +63,7 @@ def run(ctx: Context) -> CaseResult:
                 chunker=CHUNKER,
                 chunk_size=CHUNK_SIZE,
                 batch_size=batch_size,
-                progress=False,
+                show_progress=False,
                 on_error="raise",
             )
             seconds = time.perf_counter() - start

@@ -31,10 +31,10 @@ def main() -> None:
 
     with (
         QdrantSink("speeches", location=args.workdir / "qdrant") as qdrant,
-        MilvusSink("speeches", uri=args.workdir / "milvus.db") as milvus,
+        MilvusSink("speeches", location=args.workdir / "milvus.db") as milvus,
     ):
         for name, sink in (("Qdrant", qdrant), ("Milvus", milvus)):
-            report = ingest(DATA, sink, model=args.model, progress=False)
+            report = ingest(DATA, sink, model=args.model, show_progress=False)
             print(
                 f"{name}: {report.documents} documents, {report.skipped} unchanged, "
                 f"{report.points_written} points written in {report.seconds:.1f} s"

@@ -54,9 +54,9 @@ def main() -> None:
             if db == "qdrant":
                 sink = QdrantSink("speeches", location=Path(workdir) / "qdrant")
             else:
-                sink = MilvusSink("speeches", uri=Path(workdir) / "milvus.db")
+                sink = MilvusSink("speeches", location=Path(workdir) / "milvus.db")
             with sink:
-                report = ingest(records, sink, model=embedder, progress=False)
+                report = ingest(records, sink, model=embedder, show_progress=False)
                 assert sink.count() == report.points_written == chunks
             result[f"{db}_points"] = report.points_written
             result[f"{db}_seconds"] = round(report.seconds, 1)

@@ -1,9 +1,11 @@
 """jina-connectors: the local jina-embeddings-v3 embedder in LlamaIndex, Haystack, Qdrant,
 Milvus and Pinecone.
 
-The ingestion pipeline lives here; each database sink is a submodule with its own optional
-dependencies (``jina_connectors.qdrant``, ``.milvus``, ``.pinecone``), also reachable as
-``jina_connectors.QdrantSink`` etc. (imported on first use).
+The ingestion pipeline lives here (:func:`ingest`, public module :mod:`jina_connectors.ingest`);
+each database sink is a submodule with its own optional dependencies
+(``jina_connectors.qdrant``, ``.milvus``, ``.pinecone``), also reachable as
+``jina_connectors.QdrantSink`` etc. (imported on first use). Importing this package loads no
+model, no torch and no database client.
 """
 
 from __future__ import annotations
@@ -11,21 +13,21 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .ingest import (
+# The submodule first: importing it later would rebind ``jina_connectors.ingest`` from the
+# function to the module (the import system sets a package attribute on first import only).
+from . import ingest as _ingest_module  # noqa: F401
+from .documents import Document, iter_documents
+from .errors import CollectionMismatchError, InvalidDocumentError
+from .pipeline import EmbeddingSettings, IngestReport, ingest
+from .sink import (
     ChunkRecord,
     ChunkState,
     CollectionInfo,
-    CollectionMismatchError,
     CollectionSpec,
-    Document,
     Hit,
-    IngestReport,
-    InvalidDocumentError,
     SearchFilter,
     VectorSink,
     chunk_id,
-    ingest,
-    iter_documents,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ __all__ = [
     "CollectionMismatchError",
     "CollectionSpec",
     "Document",
+    "EmbeddingSettings",
     "Hit",
     "IngestReport",
     "InvalidDocumentError",

@@ -1,18 +1,26 @@
-"""How the framework adapters get their embedder: one shared model per (model, device, dtype)."""
+"""How adapters and sinks get their embedder: one shared model per (model, device, dtype).
+
+Imports ``embedder_core`` (and so torch) only when a model is loaded.
+"""
 
 from __future__ import annotations
 
-from embedder_core import HOSTED_MODEL_NAMES, Embedder, get_embedder
+from typing import TYPE_CHECKING
 
-__all__ = ["HOSTED_MODEL_NAMES", "check_options", "load_embedder"]
+if TYPE_CHECKING:
+    from embedder_core import Embedder
 
 
-def load_embedder(model: str | None, *, device: str | None, dtype: str | None) -> Embedder:
-    """The shared ``Embedder`` for ``model`` (None: ``$JINA_CONNECTORS_MODEL``, else the default).
+def load_embedder(
+    model: str | None, *, device: str | None = None, dtype: str | None = None
+) -> Embedder:
+    """The shared ``Embedder`` for ``model``; None: ``$JINA_CONNECTORS_MODEL``, else the default.
 
-    The core reads a hosted API model name as its Hub id unless a local directory has that
-    name (``embedder_core.canonical_model_id``).
+    The core reads a hosted API model name (``jina-embeddings-v3``) as its Hub id unless a
+    local directory has that name (``embedder_core.canonical_model_id``).
     """
+    from embedder_core import get_embedder
+
     return get_embedder(model, device=device, dtype=dtype)
 
 

@@ -84,10 +84,10 @@ def open_sink(db: Database, collection: str, location: str | None, **options: An
     if db is Database.milvus:
         from .milvus import MilvusSink
 
-        return MilvusSink(collection, uri=location, token=os.environ.get("MILVUS_TOKEN"))
+        return MilvusSink(collection, location=location, api_key=os.environ.get("MILVUS_TOKEN"))
     from .pinecone import PineconeSink
 
-    return PineconeSink(collection, host=location)
+    return PineconeSink(collection, location=location)
 
 
 @app.command()
@@ -154,7 +154,7 @@ def ingest(
             chunker=chunker.value,
             chunk_size=chunk_size,
             batch_size=batch_size,
-            progress=progress,
+            show_progress=progress,
         )
         total = sink.count()
     for error in report.errors:

@@ -1,14 +1,20 @@
 """Milvus sink (a Milvus Lite file or a server URI) and a pymilvus-style embedding function.
 
-Built for "set 1" of the environment notes: pymilvus >=2.6.7,<2.6.10 with milvus-lite 2.5.1.
-That set stores BINARY_VECTOR in Milvus Lite (BIN_FLAT index, HAMMING), so
-``embedding_type="ubinary"`` works locally, and it is the set the LlamaIndex and Haystack
-Milvus integrations run on.
+Built for pymilvus >=2.6.7,<2.6.10 with milvus-lite 2.5.1: the pair whose Milvus Lite stores
+BINARY_VECTOR (BIN_FLAT index, HAMMING), so ``embedding_type="ubinary"`` works locally, and
+the pair that the LlamaIndex (``llama-index-vector-stores-milvus`` 1.2) and Haystack
+(``milvus-haystack`` 0.0.18) Milvus integrations run on. pymilvus 2.6.10 and later break
+``milvus-haystack`` 0.0.18 ("should create connection first"), and the milvus-lite 3.x line
+stores no binary vectors.
 
 Schema: ``id`` VARCHAR primary key; ``vector`` FLOAT_VECTOR (COSINE, AUTOINDEX) or
 BINARY_VECTOR (HAMMING, BIN_FLAT); ``text``, ``doc_id``, ``content_hash``, ``model``,
 ``task``, ``embedding_type`` VARCHAR; ``chunk_index``, ``chunk_count``, ``start``, ``end``,
 ``dimensions`` INT64; ``metadata`` JSON (the user metadata).
+
+Limits checked on every record before it is written (a record over them makes its document
+a bad record): ``text`` at most 65,535 bytes of UTF-8 (Milvus' VARCHAR limit, which a Milvus
+server enforces and Milvus Lite does not), ``doc_id`` at most 4,096 bytes.
 """
 
 from __future__ import annotations
@@ -16,35 +22,36 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .ingest import (
+from .sink import (
     DEFAULT_COLLECTION,
     PASSAGE_TASK,
     PAYLOAD_KEYS,
     QUERY_TASK,
+    SPEC_KEYS,
+    STATE_KEYS,
     ChunkRecord,
-    ChunkState,
-    CollectionInfo,
+    CollectionLayout,
     CollectionMismatchError,
     CollectionSpec,
-    Hit,
-    SearchFilter,
-    check_layout,
-    check_recorded_spec,
-    embed_query,
-    filter_items,
-    resolve_embedder,
-    with_retries,
+    VectorSink,
 )
 
 try:
     from pymilvus import DataType, MilvusClient
-    from pymilvus.exceptions import ErrorCode, MilvusException, MilvusUnavailableException
+    from pymilvus.exceptions import (
+        DataNotMatchException,
+        DataTypeNotMatchException,
+        ErrorCode,
+        MilvusException,
+        MilvusUnavailableException,
+        ParamError,
+    )
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "jina_connectors.milvus needs pymilvus and milvus-lite: "
@@ -54,68 +61,57 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 if TYPE_CHECKING:
     from embedder_core import Embedder
 
-DEFAULT_URI = str(Path(".jina_connectors") / "milvus.db")
+DEFAULT_LOCATION = str(Path(".jina_connectors") / "milvus.db")
 MAX_TEXT_BYTES = 65_535  # VARCHAR limit of Milvus
 MAX_DOC_ID_BYTES = 4_096
-_FETCH_PAGE = 1000
 _SCALAR_FIELDS = list(PAYLOAD_KEYS)  # every payload key is a field of its own
-T = TypeVar("T")
+# Milvus server status codes for a request it refuses as invalid (a value too long...).
+_INVALID_PARAMETER_CODES = (1100, 1101, 1102)
 
 
-def _is_transient(exc: BaseException) -> bool:
-    """Unavailable servers and rate limits. (pymilvus already retries gRPC UNAVAILABLE itself.)"""
-    if isinstance(exc, MilvusUnavailableException):
-        return True
-    return isinstance(exc, MilvusException) and exc.code in (ErrorCode.RATE_LIMIT,)
-
-
-class MilvusSink:
+class MilvusSink(VectorSink):
     """Writes chunks to, and searches, one Milvus collection.
 
     Args:
         collection: collection name.
-        uri: a Milvus Lite file (``./x.db``) or a server URI (``http://host:19530``);
+        location: a Milvus Lite file (``./x.db``) or a server URI (``http://host:19530``);
             None: ``./.jina_connectors/milvus.db``.
-        token: for a Milvus server (``"user:password"`` or an API key).
-        client: an existing ``MilvusClient`` to use instead of ``uri``; not closed by
+        api_key: for a Milvus server: its token (``"user:password"`` or an API key).
+        client: an existing ``MilvusClient`` to use instead of ``location``; not closed by
             :meth:`close`.
+        attempts: tries per call on transient errors (backoff between them).
 
     One process may open a Milvus Lite file through one sink at a time: :meth:`close` stops
     the file's local server.
     """
 
+    embedding_types = ("float", "ubinary")
+    database = "Milvus"
+
     def __init__(
         self,
         collection: str = DEFAULT_COLLECTION,
         *,
-        uri: str | os.PathLike[str] | None = None,
-        token: str | None = None,
+        location: str | os.PathLike[str] | None = None,
+        api_key: str | None = None,
         client: MilvusClient | None = None,
+        attempts: int = 5,
     ) -> None:
-        if not isinstance(collection, str) or not collection:
-            raise ValueError("collection must be a non-empty string")
-        self.collection = collection
+        super().__init__(collection, attempts=attempts)
         self._owns_client = client is None
         self._lite_file: str | None = None
         if client is None:
-            uri = os.fspath(uri) if uri is not None else DEFAULT_URI
+            uri = os.fspath(location) if location is not None else DEFAULT_LOCATION
             if not uri.startswith(("http://", "https://", "tcp://", "unix:")):
                 Path(uri).parent.mkdir(parents=True, exist_ok=True)
                 self._lite_file = uri
             with warnings.catch_warnings():  # milvus-lite 2.5.1 imports pkg_resources
                 warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
-                client = MilvusClient(uri=uri, token=token or "")
+                client = MilvusClient(uri=uri, token=api_key or "")
         self.client = client
-        self._spec: CollectionSpec | None = None
-        self._loaded = False
+        self._loaded: set[str] = set()
 
-    def __enter__(self) -> MilvusSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
+    def _close(self) -> None:
         """Close the client if this sink opened it; for a Milvus Lite file, also stop the
         file's local server, which otherwise keeps the file locked until the process exits."""
         if not self._owns_client:
@@ -127,31 +123,52 @@ class MilvusSink:
             server_manager_instance.release_server(self._lite_file)
             self._lite_file = None
 
-    def _call(self, operation: Callable[[], T]) -> T:
-        return with_retries(operation, _is_transient)
+    def _is_transient(self, error: BaseException) -> bool:
+        """Unavailable servers and rate limits. (pymilvus already retries gRPC UNAVAILABLE.)"""
+        if isinstance(error, MilvusUnavailableException):
+            return True
+        return isinstance(error, MilvusException) and error.code in (ErrorCode.RATE_LIMIT,)
+
+    def is_record_error(self, error: BaseException) -> bool:
+        """A value pymilvus or the server refuses (a VARCHAR over its length...)."""
+        if isinstance(error, (ParamError, DataNotMatchException, DataTypeNotMatchException)):
+            return True
+        if isinstance(error, MilvusException) and error.code in _INVALID_PARAMETER_CODES:
+            return True
+        return super().is_record_error(error)
+
+    def check_record(self, record: ChunkRecord) -> None:
+        text_bytes = len(record.text.encode("utf-8"))
+        if text_bytes > MAX_TEXT_BYTES:
+            raise ValueError(
+                f"its text takes {text_bytes} bytes, over Milvus' {MAX_TEXT_BYTES}-byte text "
+                "limit; use a smaller chunk_size"
+            )
+        if len(record.doc_id.encode("utf-8")) > MAX_DOC_ID_BYTES:
+            raise ValueError(f"the document id is longer than {MAX_DOC_ID_BYTES} bytes")
 
     def _exists(self, name: str) -> bool:
-        return bool(self._call(lambda: self.client.has_collection(name)))
+        """Whether the collection exists; known to exist once loaded by this sink."""
+        with self._state_lock:
+            if name in self._loaded:
+                return True
+        return bool(self.client.has_collection(name))
 
-    def _load(self) -> None:
+    def _load(self, name: str) -> None:
         """A collection must be loaded to be read; a fresh process may find it released."""
-        if not self._loaded:
-            self._call(lambda: self.client.load_collection(self.collection))
-            self._loaded = True
+        with self._state_lock:
+            if name in self._loaded:
+                return
+        self.client.load_collection(name)
+        with self._state_lock:
+            self._loaded.add(name)
 
-    # -- collection ---------------------------------------------------------------------
+    # -- collection primitives ----------------------------------------------------------
 
-    def ensure_collection(self, spec: CollectionSpec) -> None:
-        if spec.embedding_type not in ("float", "ubinary"):
-            raise ValueError(
-                f"the Milvus sink stores 'float' or 'ubinary' vectors, not {spec.embedding_type!r}"
-            )
-        name = self.collection
-        if not self._exists(name):
-            self._create(spec)
-            return
-        description = self._call(lambda: self.client.describe_collection(name))
-        fields = {f["name"]: f for f in description["fields"]}
+    def _layout(self, name: str) -> CollectionLayout | None:
+        if not self.client.has_collection(name):
+            return None
+        fields = {f["name"]: f for f in self.client.describe_collection(name)["fields"]}
         missing = [k for k in ("id", "vector", *_SCALAR_FIELDS) if k not in fields]
         if missing:
             raise CollectionMismatchError(
@@ -160,20 +177,21 @@ class MilvusSink:
             )
         vector = fields["vector"]
         binary = vector["type"] == DataType.BINARY_VECTOR
-        if binary != (spec.embedding_type == "ubinary"):
-            kind = "BINARY_VECTOR" if binary else str(getattr(vector["type"], "name", "FLOAT"))
+        if not binary and vector["type"] != DataType.FLOAT_VECTOR:
             raise CollectionMismatchError(
-                f"collection {name!r} holds {kind} vectors; embedding_type="
-                f"{spec.embedding_type!r} needs "
-                f"{'BINARY_VECTOR' if spec.embedding_type == 'ubinary' else 'FLOAT_VECTOR'}"
+                f"collection {name!r} holds {getattr(vector['type'], 'name', vector['type'])} "
+                "vectors; this sink writes FLOAT_VECTOR or BINARY_VECTOR"
             )
-        index = self._call(lambda: self.client.describe_index(name, "vector"))
+        index = self.client.describe_index(name, "vector")
         metric = str((index or {}).get("metric_type", "")).lower()
-        check_layout(name, spec, size=int(vector["params"]["dim"]), metric=metric)
-        check_recorded_spec(name, spec, self.stored_spec())
-        self._load()
+        self._load(name)
+        return CollectionLayout(
+            int(vector["params"]["dim"]), metric, "ubinary" if binary else "float"
+        )
 
-    def _create(self, spec: CollectionSpec) -> None:
+    def _create(self, spec: CollectionSpec) -> bool:
+        if self.client.has_collection(self.collection):
+            return False
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
         if spec.embedding_type == "ubinary":
@@ -194,80 +212,43 @@ class MilvusSink:
             index.add_index("vector", index_type="BIN_FLAT", metric_type="HAMMING")
         else:
             index.add_index("vector", index_type="AUTOINDEX", metric_type="COSINE")
-        self._call(
-            lambda: self.client.create_collection(
-                self.collection, schema=schema, index_params=index, consistency_level="Strong"
-            )
+        self.client.create_collection(
+            self.collection, schema=schema, index_params=index, consistency_level="Strong"
         )
-        self._load()
+        return True
 
-    def stored_spec(self) -> CollectionSpec | None:
-        if self._spec is None:
-            self._spec = self._spec_of(self.collection)
-        return self._spec
-
-    def _spec_of(self, name: str) -> CollectionSpec | None:
-        """None if the collection is absent, empty, or not created by jina-connectors."""
-        if not self._exists(name):
+    def _sample_payload(self, name: str) -> Mapping[str, Any] | None:
+        if not self.client.has_collection(name):
             return None
-        fields = self._call(lambda: self.client.describe_collection(name))["fields"]
-        if not {"model", "dimensions", "embedding_type", "task"} <= {f["name"] for f in fields}:
-            return None
-        self._call(lambda: self.client.load_collection(name))
-        rows = self._call(
-            lambda: self.client.query(
-                name,
-                filter="",
-                output_fields=["model", "dimensions", "embedding_type", "task"],
-                limit=1,
-            )
-        )
-        return CollectionSpec.from_payload(rows[0]) if rows else None
+        fields = self.client.describe_collection(name)["fields"]
+        if not set(SPEC_KEYS) <= {f["name"] for f in fields}:
+            return None  # not created by jina-connectors
+        self._load(name)
+        rows = self.client.query(name, filter="", output_fields=list(SPEC_KEYS), limit=1)
+        return rows[0] if rows else None
 
-    def _count_of(self, name: str) -> int:
-        self._call(lambda: self.client.load_collection(name))
-        rows = self._call(lambda: self.client.query(name, filter="", output_fields=["count(*)"]))
+    def _count(self, name: str) -> int:
+        if not self.client.has_collection(name):
+            return 0
+        self._load(name)
+        rows = self.client.query(name, filter="", output_fields=["count(*)"])
         return int(rows[0]["count(*)"]) if rows else 0
 
-    def count(self) -> int:
-        return self._count_of(self.collection) if self._exists(self.collection) else 0
+    def _list_collections(self) -> list[str]:
+        return list(self.client.list_collections())
 
-    def describe_collections(self) -> list[CollectionInfo]:
-        names = sorted(self._call(self.client.list_collections))
-        return [CollectionInfo(n, self._count_of(n), self._spec_of(n)) for n in names]
+    # -- write primitives ---------------------------------------------------------------
 
-    # -- writes -------------------------------------------------------------------------
+    def _fetch(self, ids: list[str]) -> dict[str, Mapping[str, Any]]:
+        if not self._exists(self.collection):
+            return {}  # an absent collection holds no points
+        self._load(self.collection)
+        rows = self.client.get(self.collection, ids=ids, output_fields=list(STATE_KEYS))
+        return {str(row["id"]): row for row in rows}
 
-    def fetch_states(self, ids: Sequence[str]) -> dict[str, ChunkState]:
-        self._load()
-        states: dict[str, ChunkState] = {}
-        for start in range(0, len(ids), _FETCH_PAGE):
-            page = list(ids[start : start + _FETCH_PAGE])
-            rows = self._call(
-                lambda page=page: self.client.get(
-                    self.collection, ids=page, output_fields=["content_hash", "chunk_count"]
-                )
-            )
-            for row in rows:
-                states[str(row["id"])] = ChunkState(
-                    str(row["content_hash"]), int(row["chunk_count"])
-                )
-        return states
-
-    def upsert(self, records: Sequence[ChunkRecord]) -> None:
-        if not records:
-            return
+    def _upsert_requests(self, records: Sequence[ChunkRecord]) -> list[list[dict[str, Any]]]:
         rows = []
         for record in records:
-            if len(record.text.encode("utf-8")) > MAX_TEXT_BYTES:
-                raise ValueError(
-                    f"chunk {record.chunk_index} of document {record.doc_id!r} is longer than "
-                    f"Milvus' {MAX_TEXT_BYTES}-byte text limit; use a smaller chunk_size"
-                )
-            if len(record.doc_id.encode("utf-8")) > MAX_DOC_ID_BYTES:
-                raise ValueError(
-                    f"document id {record.doc_id[:80]!r}... is longer than {MAX_DOC_ID_BYTES} bytes"
-                )
             row = record.payload()
             row["id"] = record.id
             if record.embedding_type == "ubinary":
@@ -275,58 +256,56 @@ class MilvusSink:
             else:
                 row["vector"] = np.asarray(record.vector, dtype=np.float32).tolist()
             rows.append(row)
-        self._call(lambda: self.client.upsert(self.collection, rows))
+        return [rows]
 
-    def delete_stale(self, keep: Mapping[str, int]) -> None:
-        if not keep:
-            return
+    def _upsert(self, request: list[dict[str, Any]]) -> None:
+        self.client.upsert(self.collection, request)
+
+    def _delete_stale(self, request: Mapping[str, int]) -> None:
         expression = " or ".join(
             f"(doc_id == {_literal(doc_id)} and chunk_index >= {int(count)})"
-            for doc_id, count in keep.items()
+            for doc_id, count in request.items()
         )
-        self._call(lambda: self.client.delete(self.collection, filter=expression))
+        self.client.delete(self.collection, filter=expression)
 
-    # -- search -------------------------------------------------------------------------
+    # -- search primitives --------------------------------------------------------------
 
-    def search(
-        self,
-        query: str,
-        k: int = 5,
-        filter: SearchFilter | str | None = None,
-        *,
-        model: str | Embedder | None = None,
-    ) -> list[Hit]:
-        """``filter``: a :data:`SearchFilter` mapping, or a native Milvus boolean expression."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        expression = filter if isinstance(filter, str) else _to_expression(filter)
-        spec = self.stored_spec()
-        if spec is None:
-            return []
-        self._load()
-        vector = embed_query(query, spec, model)
+    def _is_native_filter(self, filter: Any) -> bool:
+        return isinstance(filter, str)  # a Milvus boolean expression
+
+    def _native_filter(self, items: list[tuple[str, bool, list[Any]]]) -> str:
+        """Equality on ``doc_id`` or user metadata; a list of values matches any of them."""
+        clauses = []
+        for key, is_metadata, values in items:
+            field = f"metadata[{_literal(key)}]" if is_metadata else key
+            literals = ", ".join(_literal(v) for v in values)
+            clauses.append(f"{field} in [{literals}]")
+        return " and ".join(clauses)
+
+    def _search(
+        self, vector: np.ndarray, k: int, filter: Any, spec: CollectionSpec
+    ) -> list[tuple[str, float, Mapping[str, Any]]]:
+        self._load(self.collection)
         if spec.embedding_type == "ubinary":
             data: list[Any] = [np.asarray(vector, dtype=np.uint8).tobytes()]
             metric = "HAMMING"
         else:
             data = [np.asarray(vector, dtype=np.float32).tolist()]
             metric = "COSINE"
-        results = self._call(
-            lambda: self.client.search(
-                self.collection,
-                data=data,
-                limit=k,
-                filter=expression,
-                output_fields=["text", "doc_id", "chunk_index", "start", "end", "metadata"],
-                search_params={"metric_type": metric},
-            )
+        results = self.client.search(
+            self.collection,
+            data=data,
+            limit=k,
+            filter=filter or "",
+            output_fields=["text", "doc_id", "chunk_index", "start", "end", "metadata"],
+            search_params={"metric_type": metric},
         )
         hits = []
         for result in results[0]:
             distance = float(result["distance"])
             # Hamming is a distance: turn it into a similarity in [0, 1], higher is better.
             score = 1.0 - distance / spec.vector_bits if metric == "HAMMING" else distance
-            hits.append(Hit.from_payload(str(result["id"]), score, result["entity"]))
+            hits.append((str(result["id"]), score, result["entity"]))
         return hits
 
 
@@ -340,36 +319,44 @@ def _literal(value: str | int | float | bool) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _to_expression(filter: SearchFilter | None) -> str:
-    """Equality on ``doc_id`` or user metadata; a list of values matches any of them."""
-    if not filter:
-        return ""
-    clauses = []
-    for key, is_metadata, values in filter_items(filter):
-        field = f"metadata[{_literal(key)}]" if is_metadata else key
-        literals = ", ".join(_literal(v) for v in values)
-        clauses.append(f"{field} in [{literals}]")
-    return " and ".join(clauses)
-
-
 class JinaEmbeddingFunction:
-    """A ``pymilvus.model``-style embedding function backed by the local embedder.
+    """A drop-in for ``pymilvus.model.dense.JinaEmbeddingFunction``, backed by the local model.
+
+    ``JinaEmbeddingFunction(model_name="jina-embeddings-v3", api_key=None,
+    task="retrieval.passage", dimensions=None, late_chunking=False)`` takes the hosted
+    class's arguments, in its order; ``device`` and ``dtype`` choose where the local model
+    runs. ``model_name``: a model id or directory (the hosted name ``"jina-embeddings-v3"`` is
+    ``jinaai/jina-embeddings-v3``), a loaded ``Embedder``, or None for the default model.
+    ``api_key`` is accepted and ignored: nothing is sent anywhere.
 
     ``encode_documents`` uses ``retrieval.passage``, ``encode_queries`` ``retrieval.query``,
-    ``__call__`` the ``task`` given here. Each returns one float32 vector per text.
-    ``late_chunking=True`` makes ``encode_documents``/``__call__`` treat the texts as
-    consecutive pieces of one document (as the Jina API does).
+    ``__call__`` the ``task`` given here; each returns one float32 vector per text.
+    ``late_chunking=True`` makes ``encode_documents`` and ``__call__`` treat the texts of one
+    call as consecutive pieces of one document, as the hosted API does; unlike the hosted
+    class, ``encode_queries`` never joins queries.
     """
 
     def __init__(
         self,
         model_name: str | Embedder | None = None,
-        *,
+        api_key: str | None = None,
         task: str = PASSAGE_TASK,
         dimensions: int | None = None,
         late_chunking: bool = False,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
     ) -> None:
-        self._embedder = resolve_embedder(model_name)
+        from ._loading import load_embedder
+
+        del api_key  # accepted for drop-in compatibility; never stored
+        if model_name is None or isinstance(model_name, (str, os.PathLike)):
+            model = None if model_name is None else os.fspath(model_name)
+            self._embedder = load_embedder(model, device=device, dtype=dtype)
+        elif device is not None or dtype is not None:
+            raise ValueError("device and dtype apply to a model name, not to a loaded Embedder")
+        else:
+            self._embedder = model_name
         if task not in self._embedder.tasks:
             raise ValueError(f"unknown task {task!r}; expected one of {self._embedder.tasks}")
         if dimensions is not None and (
@@ -384,7 +371,7 @@ class JinaEmbeddingFunction:
         self.model_name = self._embedder.model_name
         self.task = task
         self.dimensions = dimensions
-        self.late_chunking = late_chunking
+        self.late_chunking = bool(late_chunking)
 
     @property
     def dim(self) -> int:

@@ -1,7 +1,7 @@
 """Qdrant sink: an embedded local folder, ``:memory:``, or a Qdrant server URL.
 
 Points have one unnamed float vector (cosine) and the payload of
-:meth:`jina_connectors.ingest.ChunkRecord.payload`; user metadata lives under ``metadata``
+:meth:`jina_connectors.sink.ChunkRecord.payload`; user metadata lives under ``metadata``
 (filter keys ``"metadata.<key>"`` in native Qdrant filters).
 """
 
@@ -9,27 +9,22 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import numpy as np
 
-from .ingest import (
+from .sink import (
     DEFAULT_COLLECTION,
+    SPEC_KEYS,
+    STATE_KEYS,
     ChunkRecord,
-    ChunkState,
-    CollectionInfo,
+    CollectionLayout,
     CollectionMismatchError,
     CollectionSpec,
-    Hit,
-    SearchFilter,
-    check_layout,
-    check_recorded_spec,
-    embed_query,
-    filter_items,
-    with_retries,
+    VectorSink,
 )
 
 try:
@@ -39,33 +34,23 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "jina_connectors.qdrant needs qdrant-client: pip install 'jina-connectors[qdrant]'"
     ) from exc
 
-if TYPE_CHECKING:
-    from embedder_core import Embedder
-
 DEFAULT_PATH = Path(".jina_connectors") / "qdrant"
-_FETCH_PAGE = 1000
-_STATE_FIELDS = ["content_hash", "chunk_count"]
-_SPEC_FIELDS = ["model", "dimensions", "embedding_type", "task"]
-T = TypeVar("T")
+# One lock per embedded client, shared by every sink on it (a client given to several sinks).
+_CLIENT_LOCKS: weakref.WeakKeyDictionary[QdrantClient, threading.RLock] = (
+    weakref.WeakKeyDictionary()
+)
+_CLIENT_LOCKS_GUARD = threading.Lock()
 
 
-def _is_transient(exc: BaseException) -> bool:
-    """Connection problems, timeouts and "try again" statuses; not bad requests."""
-    import httpx
-    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-
-    if isinstance(exc, UnexpectedResponse):
-        return exc.status_code in (429, 502, 503, 504)
-    if isinstance(exc, (ResponseHandlingException, httpx.TransportError)):
-        return True
-    code = getattr(exc, "code", None)  # grpc.RpcError
-    if callable(code):
-        name = getattr(code(), "name", "")
-        return name in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
-    return False
+def _lock_of(client: QdrantClient) -> threading.RLock:
+    with _CLIENT_LOCKS_GUARD:
+        lock = _CLIENT_LOCKS.get(client)
+        if lock is None:
+            lock = _CLIENT_LOCKS[client] = threading.RLock()
+        return lock
 
 
-class QdrantSink:
+class QdrantSink(VectorSink):
     """Writes chunks to, and searches, one Qdrant collection.
 
     Args:
@@ -78,7 +63,10 @@ class QdrantSink:
         binary_quantization: create the collection with binary quantization (1 bit per
             dimension in RAM, rescored with the float vectors). A Qdrant server applies it;
             the embedded mode always searches exactly.
+        attempts: tries per call on transient errors (backoff between them).
     """
+
+    database = "Qdrant"
 
     def __init__(
         self,
@@ -88,10 +76,9 @@ class QdrantSink:
         api_key: str | None = None,
         client: QdrantClient | None = None,
         binary_quantization: bool = False,
+        attempts: int = 5,
     ) -> None:
-        if not isinstance(collection, str) or not collection:
-            raise ValueError("collection must be a non-empty string")
-        self.collection = collection
+        super().__init__(collection, attempts=attempts)
         self.binary_quantization = binary_quantization
         self._owns_client = client is None
         if client is None:
@@ -99,141 +86,117 @@ class QdrantSink:
         self.client = client
         options = client.init_options
         self._local = options.get("path") is not None or options.get("location") == ":memory:"
-        # The embedded mode is not thread-safe; the ingestion pipeline calls from two threads.
-        self._lock: AbstractContextManager[Any] = (
-            threading.RLock() if self._local else nullcontext()
-        )
-        self._spec: CollectionSpec | None = None
+        if self._local:  # the embedded mode is not thread-safe: one call at a time
+            self._io_lock = _lock_of(client)
 
-    def __enter__(self) -> QdrantSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
+    def _close(self) -> None:
         if self._owns_client:
             self.client.close()
 
-    def _call(self, operation: Callable[[], T]) -> T:
-        with self._lock:
-            return with_retries(operation, _is_transient)
+    def _unsupported_type_message(self, embedding_type: str) -> str:
+        return (
+            f"the Qdrant sink stores float vectors (embedding_type='float'), not "
+            f"{embedding_type!r}; for 1-bit storage use QdrantSink(binary_quantization=True)"
+        )
 
-    # -- collection ---------------------------------------------------------------------
+    def _is_transient(self, error: BaseException) -> bool:
+        """Connection problems, timeouts and "try again" statuses; not bad requests."""
+        import httpx
+        from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-    def ensure_collection(self, spec: CollectionSpec) -> None:
-        if spec.embedding_type != "float":
-            raise ValueError(
-                "the Qdrant sink stores float vectors (embedding_type='float'); for 1-bit "
-                "storage use QdrantSink(binary_quantization=True)"
-            )
-        name = self.collection
-        if not self._call(lambda: self.client.collection_exists(name)):
-            quantization = (
-                models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
-                if self.binary_quantization
-                else None
-            )
-            self._call(
-                lambda: self.client.create_collection(
-                    name,
-                    vectors_config=models.VectorParams(
-                        size=spec.dimensions, distance=models.Distance.COSINE
-                    ),
-                    quantization_config=quantization,
-                )
-            )
-            if not self._local:  # the embedded mode ignores payload indexes (and warns)
-                for key, schema in (
-                    ("doc_id", models.PayloadSchemaType.KEYWORD),
-                    ("chunk_index", models.PayloadSchemaType.INTEGER),
-                ):
-                    self._call(
-                        lambda key=key, schema=schema: self.client.create_payload_index(
-                            name, key, schema
-                        )
-                    )
-            return
-        vectors = self._call(lambda: self.client.get_collection(name)).config.params.vectors
+        if isinstance(error, UnexpectedResponse):
+            return error.status_code in (429, 502, 503, 504)
+        if isinstance(error, (ResponseHandlingException, httpx.TransportError)):
+            return True
+        code = getattr(error, "code", None)  # grpc.RpcError
+        if callable(code):
+            name = getattr(code(), "name", "")
+            return name in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
+        return False
+
+    def is_record_error(self, error: BaseException) -> bool:
+        """A server's "bad request" for a write (a payload it cannot take)."""
+        from qdrant_client.http.exceptions import UnexpectedResponse
+
+        if isinstance(error, UnexpectedResponse) and error.status_code in (400, 422):
+            return True
+        return super().is_record_error(error)
+
+    # -- collection primitives ----------------------------------------------------------
+
+    def _layout(self, name: str) -> CollectionLayout | None:
+        if not self.client.collection_exists(name):
+            return None
+        vectors = self.client.get_collection(name).config.params.vectors
         if not isinstance(vectors, models.VectorParams):
             raise CollectionMismatchError(
                 f"collection {name!r} uses named vectors ({', '.join(vectors or {})}); "
                 "this sink writes one unnamed vector, use another collection"
             )
-        check_layout(name, spec, size=vectors.size, metric=vectors.distance.value)
-        stored = self.stored_spec()
-        if stored is None and self.count():
-            raise CollectionMismatchError(
-                f"collection {name!r} holds points not written by jina-connectors; "
-                "use another collection name"
-            )
-        check_recorded_spec(name, spec, stored)
+        return CollectionLayout(vectors.size, vectors.distance.value.lower(), "float")
 
-    def stored_spec(self) -> CollectionSpec | None:
-        if self._spec is None:
-            self._spec = self._spec_of(self.collection)
-        return self._spec
-
-    def _spec_of(self, name: str) -> CollectionSpec | None:
-        if not self._call(lambda: self.client.collection_exists(name)):
-            return None
-        points, _ = self._call(
-            lambda: self.client.scroll(name, limit=1, with_payload=_SPEC_FIELDS, with_vectors=False)
-        )
-        payload = (points[0].payload or {}) if points else {}
-        if not all(key in payload for key in ("model", "dimensions")):
-            return None  # empty, or not written by jina-connectors
-        return CollectionSpec.from_payload(payload)
-
-    def count(self) -> int:
+    def _create(self, spec: CollectionSpec) -> bool:
         name = self.collection
-        if not self._call(lambda: self.client.collection_exists(name)):
-            return 0
-        return self._call(lambda: self.client.count(name, exact=True)).count
-
-    def describe_collections(self) -> list[CollectionInfo]:
-        names = [c.name for c in self._call(self.client.get_collections).collections]
-        return [
-            CollectionInfo(
-                name=name,
-                count=self._call(lambda name=name: self.client.count(name, exact=True)).count,
-                spec=self._spec_of(name),
-            )
-            for name in sorted(names)
-        ]
-
-    # -- writes -------------------------------------------------------------------------
-
-    def fetch_states(self, ids: Sequence[str]) -> dict[str, ChunkState]:
-        states: dict[str, ChunkState] = {}
-        for start in range(0, len(ids), _FETCH_PAGE):
-            page = list(ids[start : start + _FETCH_PAGE])
-            points = self._call(
-                lambda page=page: self.client.retrieve(
-                    self.collection, page, with_payload=_STATE_FIELDS, with_vectors=False
-                )
-            )
-            for point in points:
-                payload = point.payload or {}
-                if "content_hash" in payload and "chunk_count" in payload:
-                    states[str(point.id)] = ChunkState(
-                        str(payload["content_hash"]), int(payload["chunk_count"])
-                    )
-        return states
-
-    def upsert(self, records: Sequence[ChunkRecord]) -> None:
-        if not records:
-            return
-        batch = models.Batch(
-            ids=[r.id for r in records],
-            vectors=np.stack([r.vector for r in records]).astype(np.float32).tolist(),
-            payloads=[r.payload() for r in records],
+        if self.client.collection_exists(name):
+            return False
+        quantization = (
+            models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+            if self.binary_quantization
+            else None
         )
-        self._call(lambda: self.client.upsert(self.collection, points=batch, wait=True))
+        self.client.create_collection(
+            name,
+            vectors_config=models.VectorParams(
+                size=spec.dimensions, distance=models.Distance.COSINE
+            ),
+            quantization_config=quantization,
+        )
+        if not self._local:  # the embedded mode ignores payload indexes (and warns)
+            for key, schema in (
+                ("doc_id", models.PayloadSchemaType.KEYWORD),
+                ("chunk_index", models.PayloadSchemaType.INTEGER),
+            ):
+                self.client.create_payload_index(name, key, schema)
+        return True
 
-    def delete_stale(self, keep: Mapping[str, int]) -> None:
-        if not keep:
-            return
+    def _sample_payload(self, name: str) -> Mapping[str, Any] | None:
+        if not self.client.collection_exists(name):
+            return None
+        points, _ = self.client.scroll(
+            name, limit=1, with_payload=list(SPEC_KEYS), with_vectors=False
+        )
+        return (points[0].payload or {}) if points else None
+
+    def _count(self, name: str) -> int:
+        if not self.client.collection_exists(name):
+            return 0
+        return self.client.count(name, exact=True).count
+
+    def _list_collections(self) -> list[str]:
+        return [c.name for c in self.client.get_collections().collections]
+
+    # -- write primitives ---------------------------------------------------------------
+
+    def _fetch(self, ids: list[str]) -> dict[str, Mapping[str, Any]]:
+        try:
+            points = self.client.retrieve(
+                self.collection, ids, with_payload=list(STATE_KEYS), with_vectors=False
+            )
+        except Exception:
+            if not self.client.collection_exists(self.collection):
+                return {}  # an absent collection holds no points
+            raise
+        return {str(point.id): point.payload or {} for point in points}
+
+    def _upsert(self, request: Sequence[ChunkRecord]) -> None:
+        batch = models.Batch(
+            ids=[r.id for r in request],
+            vectors=np.stack([r.vector for r in request]).astype(np.float32).tolist(),
+            payloads=[r.payload() for r in request],
+        )
+        self.client.upsert(self.collection, points=batch, wait=True)
+
+    def _delete_stale(self, request: Mapping[str, int]) -> None:
         selector = models.Filter(
             should=[
                 models.Filter(
@@ -242,48 +205,44 @@ class QdrantSink:
                         models.FieldCondition(key="chunk_index", range=models.Range(gte=count)),
                     ]
                 )
-                for doc_id, count in keep.items()
+                for doc_id, count in request.items()
             ]
         )
-        self._call(
-            lambda: self.client.delete(
-                self.collection, points_selector=models.FilterSelector(filter=selector), wait=True
-            )
+        self.client.delete(
+            self.collection, points_selector=models.FilterSelector(filter=selector), wait=True
         )
 
-    # -- search -------------------------------------------------------------------------
+    # -- search primitives --------------------------------------------------------------
 
-    def search(
-        self,
-        query: str,
-        k: int = 5,
-        filter: SearchFilter | models.Filter | None = None,
-        *,
-        model: str | Embedder | None = None,
-    ) -> list[Hit]:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        query_filter = filter if isinstance(filter, models.Filter) else _to_filter(filter)
-        spec = self.stored_spec()
-        if spec is None:
-            return []
-        vector = embed_query(query, spec, model)
+    def _is_native_filter(self, filter: Any) -> bool:
+        return isinstance(filter, models.Filter)
+
+    def _native_filter(self, items: list[tuple[str, bool, list[Any]]]) -> models.Filter:
+        """Equality on ``doc_id`` or user metadata; a list of values matches any of them."""
+        must: list[models.Condition] = []
+        for key, is_metadata, values in items:
+            field = f"metadata.{key}" if is_metadata else key
+            conditions = list(_conditions(field, values))
+            must.append(conditions[0] if len(conditions) == 1 else models.Filter(should=conditions))
+        return models.Filter(must=must)
+
+    def _search(
+        self, vector: np.ndarray, k: int, filter: Any, spec: CollectionSpec
+    ) -> list[tuple[str, float, Mapping[str, Any]]]:
         search_params = None
         if self.binary_quantization and not self._local:
             search_params = models.SearchParams(
                 quantization=models.QuantizationSearchParams(rescore=True, oversampling=2.0)
             )
-        response = self._call(
-            lambda: self.client.query_points(
-                self.collection,
-                query=vector.astype(np.float32).tolist(),
-                query_filter=query_filter,
-                search_params=search_params,
-                limit=k,
-                with_payload=True,
-            )
+        response = self.client.query_points(
+            self.collection,
+            query=np.asarray(vector, dtype=np.float32).tolist(),
+            query_filter=filter,
+            search_params=search_params,
+            limit=k,
+            with_payload=True,
         )
-        return [Hit.from_payload(str(p.id), p.score, p.payload or {}) for p in response.points]
+        return [(str(p.id), p.score, p.payload or {}) for p in response.points]
 
 
 def _open_client(location: str | os.PathLike[str] | None, api_key: str | None) -> QdrantClient:
@@ -296,18 +255,6 @@ def _open_client(location: str | os.PathLike[str] | None, api_key: str | None) -
         return QdrantClient(url=location, api_key=api_key)
     Path(location).mkdir(parents=True, exist_ok=True)
     return QdrantClient(path=location)
-
-
-def _to_filter(filter: SearchFilter | None) -> models.Filter | None:
-    """Equality on ``doc_id`` or user metadata; a list of values matches any of them."""
-    if not filter:
-        return None
-    must: list[models.Condition] = []
-    for key, is_metadata, values in filter_items(filter):
-        field = f"metadata.{key}" if is_metadata else key
-        conditions = list(_conditions(field, values))
-        must.append(conditions[0] if len(conditions) == 1 else models.Filter(should=conditions))
-    return models.Filter(must=must)
 
 
 def _conditions(field: str, values: list[Any]) -> Iterator[models.FieldCondition]:

@@ -159,5 +159,25 @@ CRASH_SETTINGS: dict[str, Any] = {
     "batch_size": 2,
     "write_batch_size": 3,
     "max_pending_batches": 1,
-    "progress": False,
+    "show_progress": False,
 }
+
+
+def dump_pinecone(server: Any, index: str, namespace: str = "") -> dict[str, StoredPoint]:
+    """Every record of a namespace of the local Pinecone server, with the payload nested back
+    as the pipeline wrote it (``metadata.<key>`` under ``metadata``; Pinecone returns every
+    number as a float, integral ones are read back as ints)."""
+
+    def number(value: Any) -> Any:
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+    points: dict[str, StoredPoint] = {}
+    for point_id, (values, metadata) in server.records(index, namespace).items():
+        payload: dict[str, Any] = {"metadata": {}}
+        for key, value in metadata.items():
+            if key.startswith("metadata."):
+                payload["metadata"][key.removeprefix("metadata.")] = number(value)
+            else:
+                payload[key] = number(value)
+        points[point_id] = StoredPoint(payload, np.asarray(values, dtype=np.float32))
+    return points

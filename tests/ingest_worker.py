@@ -1,8 +1,10 @@
 """Run one ingestion and SIGKILL this process at a chosen point (for the crash tests).
 
-    python ingest_worker.py DB LOCATION MODEL CORPUS_JSON KILL_POINT
+    python ingest_worker.py DB LOCATION COLLECTION MODEL CORPUS_JSON KILL_POINT
 
-``DB`` is ``qdrant`` or ``milvus``; ``CORPUS_JSON`` a file holding a list of records;
+``DB`` is ``qdrant``, ``milvus`` or ``pinecone`` (``LOCATION`` is then the URL of the local
+test server, the key comes from ``PINECONE_API_KEY``); ``CORPUS_JSON`` a file holding a list
+of records;
 ``KILL_POINT`` is ``OPERATION:N``: the process kills itself with SIGKILL
 
 - ``before-upsert:N``  just before the N-th upsert call,
@@ -66,20 +68,24 @@ class KillingSink:
         return getattr(self.inner, name)
 
 
-def open_sink(db: str, location: str) -> VectorSink:
+def open_sink(db: str, location: str, collection: str) -> VectorSink:
     if db == "qdrant":
         from jina_connectors.qdrant import QdrantSink
 
-        return QdrantSink("docs", location=location)
-    from jina_connectors.milvus import MilvusSink
+        return QdrantSink(collection, location=location)
+    if db == "milvus":
+        from jina_connectors.milvus import MilvusSink
 
-    return MilvusSink("docs", uri=location)
+        return MilvusSink(collection, location=location)
+    from jina_connectors.pinecone import PineconeSink
+
+    return PineconeSink(collection, location=location)
 
 
 def main() -> None:
-    db, location, model, corpus_file, kill_point = sys.argv[1:6]
+    db, location, collection, model, corpus_file, kill_point = sys.argv[1:7]
     corpus = json.loads(Path(corpus_file).read_text(encoding="utf-8"))
-    sink = open_sink(db, location)
+    sink = open_sink(db, location, collection)
     wrapped = KillingSink(sink, kill_point) if kill_point != "none" else sink
     report = ingest(corpus, wrapped, model=model, **CRASH_SETTINGS)  # type: ignore[arg-type]
     sink.close()

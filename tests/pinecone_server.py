@@ -126,6 +126,9 @@ class PineconeTestServer:
     def __init__(self, api_key: str = "test-key") -> None:
         self.api_key = api_key
         self.requests: list[RecordedRequest] = []
+        #: Metadata bytes allowed per record. Lower it to play a service that measures
+        #: metadata differently from the client (which then sends records it refuses).
+        self.max_metadata_bytes = MAX_METADATA_BYTES
         self._indexes: dict[str, _Index] = {}
         self._failures: list[_Failure] = []
         self._lock = threading.RLock()
@@ -398,7 +401,7 @@ class PineconeTestServer:
             values = _dense_values(vector.get("values"), index.dimension, f"vectors[{position}]")
             metadata = vector.get("metadata")
             if metadata is not None:
-                _check_metadata(metadata, vector["id"])
+                _check_metadata(metadata, vector["id"], self.max_metadata_bytes)
             staged[vector["id"]] = _Record(values, _stored_metadata(metadata))
         namespace = _namespace(body)
         index.namespaces.setdefault(namespace, {}).update(staged)
@@ -540,7 +543,7 @@ def _dense_values(values: Any, dimension: int, where: str) -> np.ndarray:
     return array
 
 
-def _check_metadata(metadata: Any, record_id: str) -> None:
+def _check_metadata(metadata: Any, record_id: str, limit: int = MAX_METADATA_BYTES) -> None:
     if not isinstance(metadata, dict):
         raise _invalid(f"Metadata of vector {record_id} must be an object")
     for key, value in metadata.items():
@@ -555,10 +558,9 @@ def _check_metadata(metadata: Any, record_id: str) -> None:
                 "number, boolean or list of strings"
             )
     size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
-    if size > MAX_METADATA_BYTES:
+    if size > limit:
         raise _invalid(
-            f"Metadata size is {size} bytes, which exceeds the limit of {MAX_METADATA_BYTES} "
-            "bytes per vector"
+            f"Metadata size is {size} bytes, which exceeds the limit of {limit} bytes per vector"
         )
 
 

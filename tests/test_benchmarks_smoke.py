@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from embedder_core import Embedder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SPEECHES = REPO_ROOT.parent / "shared" / "data" / "sotu_speeches.jsonl"
 ALL_BENCHMARKS = ("full_size", "long_inputs", "minilm", "late_chunking", "ingestion", "server")
 
 
@@ -33,11 +32,22 @@ def _importable_benchmarks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(REPO_ROOT))
 
 
-def test_quick_run_reports_every_benchmark(tmp_path: Path) -> None:
-    selected = ALL_BENCHMARKS if SPEECHES.is_file() else ("full_size", "long_inputs")
+@pytest.fixture
+def speeches(request: pytest.FixtureRequest) -> Path | None:
+    """The shared speeches (read through `shared_data_dir`); None when they are absent, so
+    that the benchmarks that need no speeches still run."""
+    try:
+        return request.getfixturevalue("shared_data_dir") / "sotu_speeches.jsonl"
+    except pytest.skip.Exception:
+        return None
+
+
+def test_quick_run_reports_every_benchmark(tmp_path: Path, speeches: Path | None) -> None:
+    selected = ALL_BENCHMARKS if speeches is not None else ("full_size", "long_inputs")
     output = tmp_path / "results.json"
     command = [sys.executable, "-m", "benchmarks", "--quick", "--output", str(output)]
-    command += ["--cache-dir", str(tmp_path / "cache"), "--speeches", str(SPEECHES)]
+    command += ["--cache-dir", str(tmp_path / "cache")]
+    command += ["--speeches", str(speeches)] if speeches is not None else []
     command += [arg for name in selected for arg in ("--only", name)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     run = subprocess.run(
@@ -74,14 +84,17 @@ def test_quick_run_reports_every_benchmark(tmp_path: Path) -> None:
         assert run_details["peak_bytes"] >= run_details["footprint_before_bytes"] > 0
 
 
-def test_isolated_case_returns_its_figures_and_only_its_ceiling_samples(tmp_path: Path) -> None:
+def test_isolated_case_returns_its_figures_and_only_its_ceiling_samples(
+    tmp_path: Path, speeches: Path | None
+) -> None:
     # The full run puts every case in a fresh process; the quick run above does not.
     import torch
 
     from benchmarks.__main__ import _run_isolated
     from benchmarks.context import QUICK, Context
 
-    ctx = Context(QUICK, torch.device("cpu"), torch.float32, tmp_path, SPEECHES, ceiling_repeats=1)
+    speeches = speeches or tmp_path / "no-speeches.jsonl"  # full_size reads no speeches
+    ctx = Context(QUICK, torch.device("cpu"), torch.float32, tmp_path, speeches, ceiling_repeats=1)
     ctx.measure_ceiling()
     result, samples = _run_isolated("full_size", ctx)
     assert len(samples) == 2  # full_size samples the ceiling before and after its runs

@@ -1,7 +1,8 @@
 """The generated checkpoint has the released jina-embeddings-v3 format, and loading is safe.
 
-Expected names and shapes are written here from ../shared/jina-embeddings-v3-facts.md,
-not taken from embedder_core.testing.
+Expected names and shapes are written here from the released checkpoint's published
+``config.json`` fields and ``model.safetensors`` tensor names (base weight plus per-task
+``lora_A``/``lora_B`` under ``parametrizations.weight``), not taken from embedder_core.testing.
 """
 
 from __future__ import annotations

@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
+import re
 import threading
+import time
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from ingest_corpus import CORPUS_V1, CORPUS_V2, assert_same_points, dump_qdrant
+from ingest_corpus import CORPUS_V1, assert_same_points, dump_qdrant
 
 from jina_connectors.ingest import (
     ChunkRecord,
-    CollectionMismatchError,
     Document,
     InvalidDocumentError,
     chunk_id,
+    content_hash,
     ingest,
     iter_documents,
+    resolve_settings,
 )
 
 pytest.importorskip("qdrant_client")
 
 from jina_connectors.qdrant import QdrantSink
 
-SETTINGS: dict[str, Any] = {"chunk_size": 16, "progress": False}
+SETTINGS: dict[str, Any] = {"chunk_size": 16, "show_progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -149,17 +155,24 @@ def test_bad_records_do_not_cost_the_rest_of_the_batch(minilm: Any, sink: Qdrant
     assert report.points_written == report.chunks == len(stored)
 
 
-def test_a_document_that_cannot_be_embedded_is_a_bad_record(minilm: Any, sink: QdrantSink) -> None:
-    def sentences_but_broken_on_volcanoes(text: str) -> list[tuple[int, int]]:
-        if "volcano" in text:
-            return [(0, len(text) + 10)]  # a span past the end of the text
-        return [(0, text.index(".") + 1), (text.index(".") + 2, len(text))]
+def test_a_document_the_embedder_rejects_as_input_is_a_bad_record(
+    minilm: Any, sink: QdrantSink
+) -> None:
+    # The core refuses a chunk that covers no token (a bell character is no token): input
+    # errors raised by embedder_core cost only their own document.
+    documents = [dict(doc) for doc in CORPUS_V1]
+    documents[1]["text"] += " \a\a"
 
-    report = ingest(
-        CORPUS_V1, sink, model=minilm, chunker=sentences_but_broken_on_volcanoes, **SETTINGS
-    )
+    def two_spans(text: str) -> list[tuple[int, int]]:
+        first = text.index(".") + 1
+        if text.endswith("\a\a"):
+            return [(0, first), (len(text) - 2, len(text))]
+        return [(0, first), (first + 1, len(text))]
+
+    report = ingest(documents, sink, model=minilm, chunker=two_spans, **SETTINGS)
     assert [e.record for e in report.errors] == ["documents[1]"]
-    assert "cannot be embedded: span 0" in str(report.errors[0])
+    assert "cannot be embedded: document 0: span 1" in str(report.errors[0])
+    assert "covers no token" in str(report.errors[0])
     stored = dump_qdrant(sink.client, "docs")
     assert sorted({p.payload["doc_id"] for p in stored.values()}) == [
         "bread",
@@ -168,6 +181,68 @@ def test_a_document_that_cannot_be_embedded_is_a_bad_record(minilm: Any, sink: Q
         "whales",
     ]
     assert len(stored) == 8 == report.points_written
+
+
+def test_spans_a_custom_chunker_gets_wrong_are_bad_records(minilm: Any, sink: QdrantSink) -> None:
+    spans: dict[str, Any] = {
+        "bread": [(0, 10_000)],  # past the end
+        "volcano": [(5, 5)],  # empty
+        "chess": [(0, 5), "x"],  # not a pair
+        "whales": [],  # no chunks
+        "tea": [(0, 3), (3, 12)],
+    }
+    documents = [{**doc, "metadata": {}} for doc in CORPUS_V1]
+    report = ingest(
+        documents,
+        sink,
+        model=minilm,
+        chunker=lambda text: spans[next(d["id"] for d in CORPUS_V1 if d["text"] == text)],
+        **SETTINGS,
+    )
+    lengths = [len(doc["text"]) for doc in CORPUS_V1]
+    assert [str(e) for e in report.errors] == [
+        f"documents[0]: chunker span 0 (0, 10000) is empty or outside the text "
+        f"(length {lengths[0]})",
+        f"documents[1]: chunker span 0 (5, 5) is empty or outside the text (length {lengths[1]})",
+        "documents[2]: chunker span 1 is 'x', not a (start, end) pair",
+        "documents[3]: produced no chunks",
+    ]
+    assert [p.payload["text"] for p in dump_qdrant(sink.client, "docs").values()] in (
+        ["Tea", " is made "],
+        [" is made ", "Tea"],
+    )
+
+
+class _BrokenEmbedder:
+    """A real embedder whose document embedding fails with a bug of ours (or of a library)."""
+
+    def __init__(self, inner: Any, error: BaseException) -> None:
+        self.inner = inner
+        self.error = error
+
+    def embed_documents(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TypeError("embed_documents() got an unexpected keyword argument 'chunkr'"),
+        ValueError("operands could not be broadcast together with shapes (3,) (4,)"),
+        RuntimeError("CUDA error: device-side assert triggered"),
+    ],
+    ids=["TypeError", "ValueError", "RuntimeError"],
+)
+def test_a_bug_in_embedding_stops_the_run_instead_of_making_bad_records(
+    minilm: Any, sink: QdrantSink, error: BaseException
+) -> None:
+    broken = _BrokenEmbedder(minilm, error)
+    with pytest.raises(type(error), match=re.escape(str(error))):
+        ingest(CORPUS_V1, sink, model=broken, **SETTINGS)  # type: ignore[arg-type]
+    assert sink.count() == 0
 
 
 def test_on_error_raise_stops_before_writing(minilm: Any, sink: QdrantSink) -> None:
@@ -254,117 +329,130 @@ def test_same_points_whatever_the_batching(minilm: Any) -> None:
 # -- idempotence ---------------------------------------------------------------------------
 
 
-def test_rerun_writes_nothing(minilm: Any, sink: QdrantSink) -> None:
-    ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
-    before = dump_qdrant(sink.client, "docs")
-    report = ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
-    assert (report.documents, report.skipped, report.chunks, report.points_written) == (5, 5, 0, 0)
-    assert_same_points(dump_qdrant(sink.client, "docs"), before, atol=0)
+def test_the_content_hash_covers_every_setting_that_changes_a_vector(minilm: Any) -> None:
+    settings = resolve_settings(minilm, chunk_size=16)
+    assert set(settings.fingerprint()) == {
+        "model",
+        "task",
+        "dimensions",
+        "embedding_type",
+        "late_chunking",
+        "chunker",
+        "chunk_size",
+        "late_chunking_window",
+        "late_chunking_overlap",
+    }
+    document = Document("doc", "Some text.")
+    other_values = {
+        "model": "another/model",
+        "task": "text-matching",
+        "dimensions": 128,
+        "embedding_type": "ubinary",
+        "late_chunking": False,
+        "chunker": "tokens",
+        "chunk_size": 17,
+        "late_chunking_window": 1024,
+        "late_chunking_overlap": 64,
+    }
+    digest = content_hash(document, settings)
+    for name, value in other_values.items():
+        assert getattr(settings, name) != value
+        changed = dataclasses.replace(settings, **{name: value})
+        assert content_hash(document, changed) != digest, name
+    # What does not change a vector does not change the hash.
+    same = dataclasses.replace(settings, late_chunking_options=object())
+    assert content_hash(document, same) == digest
+    assert content_hash(document, settings, [(0, 4)]) != content_hash(document, settings, [(0, 5)])
 
 
-def test_changed_shrunk_and_new_documents_leave_no_stale_chunks(
+@pytest.fixture(scope="module")
+def private_tiny(tiny_jina_dir: Path) -> Any:
+    """A jina-format embedder of this module's own (its settings may be changed)."""
+    from embedder_core import Embedder
+
+    return Embedder.from_pretrained(str(tiny_jina_dir), device="cpu")
+
+
+def _window(window: int | None) -> dict[str, Any]:
+    """The ingest options that set the late-chunking window to ``window`` tokens."""
+    from embedder_core import LateChunkingOptions
+
+    return {"late_chunking_options": None if window is None else LateChunkingOptions(window=window)}
+
+
+LONG = [{"id": "long", "text": " ".join(doc["text"] for doc in CORPUS_V1 * 2)}, *CORPUS_V1[:2]]
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["chunk_size", "chunker", "late_chunking", "window", "lambda", "partial"],
+)
+def test_a_rerun_with_a_changed_setting_re_embeds_every_document(
+    change: str, minilm: Any, private_tiny: Any, sink: QdrantSink
+) -> None:
+    """Whatever setting changed, the re-run re-embeds everything and the collection then
+    holds exactly what a first run with the new setting writes."""
+    embedder: Any = minilm
+    corpus: list[dict[str, Any]] = CORPUS_V1
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    if change == "chunk_size":
+        after = {"chunk_size": 40}
+    elif change == "chunker":
+        after = {"chunker": "tokens"}
+    elif change == "late_chunking":
+        after = {"late_chunking": False}
+    elif change == "window":
+        embedder, corpus = private_tiny, LONG
+        assert private_tiny.count_tokens(LONG[0]["text"])[0] > 2 * private_tiny.max_tokens
+    elif change == "lambda":  # every lambda has the same __qualname__
+        before = {"chunker": lambda text: [(0, text.index(".") + 1)]}
+        after = {"chunker": lambda text: [(0, text.index(" "))]}
+    elif change == "partial":  # a functools.partial has no __qualname__ at all
+        before = {"chunker": functools.partial(_first_characters, count=20)}
+        after = {"chunker": functools.partial(_first_characters, count=30)}
+
+    def run(target: QdrantSink, second: bool) -> Any:
+        options = after if second else before
+        model = embedder
+        if change == "window":
+            options = {**options, **_window(48 if second else None)}
+        return ingest(corpus, target, model=model, **{**SETTINGS, **options})
+
+    run(sink, second=False)
+    first = dump_qdrant(sink.client, "docs")
+    report = run(sink, second=True)
+    assert (report.skipped, report.documents) == (0, len(corpus))
+    with QdrantSink("docs", location=":memory:") as reference:
+        run(reference, second=True)
+        expected = dump_qdrant(reference.client, "docs")
+    assert_same_points(dump_qdrant(sink.client, "docs"), expected)
+    assert payloads_differ(first, expected)
+    if change == "window":  # the setting really changes vectors, not only the hash
+        assert any(
+            not np.allclose(first[i].vector, expected[i].vector, atol=1e-4) for i in expected
+        )
+
+
+def _first_characters(text: str, count: int) -> list[tuple[int, int]]:
+    return [(0, count)]
+
+
+def payloads_differ(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return {k: p.payload for k, p in a.items()} != {k: p.payload for k, p in b.items()}
+
+
+def test_a_custom_chunker_that_makes_the_same_chunks_changes_nothing(
     minilm: Any, sink: QdrantSink
 ) -> None:
-    ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
-    report = ingest(CORPUS_V2, sink, model=minilm, **SETTINGS)
-    assert report.skipped == 2  # bread and whales
-    assert report.documents == 6
-    stored = dump_qdrant(sink.client, "docs")
-    assert_same_points(stored, fresh_dump(minilm, CORPUS_V2))
-    chess = [p.payload for p in stored.values() if p.payload["doc_id"] == "chess"]
-    assert len(chess) == 1 and chess[0]["text"] == "Chess is a board game for two players."
-    tea = [p.payload for p in stored.values() if p.payload["doc_id"] == "tea"]
-    assert all(p["metadata"] == {"topic": "drinks", "year": 2023, "rating": 4.5} for p in tea)
+    def by_sentence(text: str) -> list[tuple[int, int]]:
+        end = text.index(".") + 1
+        return [(0, end), (end + 1, len(text))]
 
-
-def test_changed_settings_rewrite_every_document(minilm: Any, sink: QdrantSink) -> None:
-    ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
-    report = ingest(CORPUS_V1, sink, model=minilm, **{**SETTINGS, "chunk_size": 40})
-    assert report.skipped == 0
-    assert_same_points(
-        dump_qdrant(sink.client, "docs"), fresh_dump(minilm, CORPUS_V1, chunk_size=40)
-    )
-
-
-# -- mismatched collections ----------------------------------------------------------------
-
-
-def test_dimension_mismatch_leaves_the_collection_untouched(minilm: Any, sink: QdrantSink) -> None:
-    ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
-    before = dump_qdrant(sink.client, "docs")
-    with pytest.raises(
-        CollectionMismatchError, match=r"size 384 and metric cosine.*needs size 128"
-    ):
-        ingest(CORPUS_V2, sink, model=minilm, dimensions=128, **SETTINGS)
-    assert_same_points(dump_qdrant(sink.client, "docs"), before, atol=0)
-
-
-def test_metric_mismatch_leaves_the_collection_untouched(minilm: Any, sink: QdrantSink) -> None:
-    from qdrant_client import models
-
-    sink.client.create_collection(
-        "docs", vectors_config=models.VectorParams(size=384, distance=models.Distance.DOT)
-    )
-    sink.client.upsert("docs", [models.PointStruct(id=1, vector=[0.5] * 384, payload={"a": 1})])
-    with pytest.raises(
-        CollectionMismatchError, match=r"metric dot, .*needs size 384 and metric cosine"
-    ):
-        ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
-    points = dump_qdrant(sink.client, "docs")
-    assert list(points) == ["1"] and points["1"].payload == {"a": 1}
-
-
-def test_model_mismatch_at_equal_dimensions(
-    minilm: Any, tiny_jina_embedder: Any, sink: QdrantSink
-) -> None:
-    width = tiny_jina_embedder.dimension
-    ingest(CORPUS_V1[:1], sink, model=tiny_jina_embedder, **SETTINGS)
-    before = dump_qdrant(sink.client, "docs")
-    with pytest.raises(CollectionMismatchError, match="holds vectors of model"):
-        ingest(CORPUS_V1, sink, model=minilm, dimensions=width, **SETTINGS)
-    assert_same_points(dump_qdrant(sink.client, "docs"), before, atol=0)
-
-
-# -- search --------------------------------------------------------------------------------
-
-
-def test_search_finds_the_answering_passage(minilm: Any, sink: QdrantSink) -> None:
-    assert sink.search("anything") == []  # no collection yet
-    ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
-    hits = sink.search("How long should the dough rise?", k=3)
-    assert len(hits) == 3
-    assert hits[0].doc_id == "bread" and "rise for two hours" in hits[0].text
-    assert hits[0].score > hits[1].score >= hits[2].score
-    assert hits[0].metadata == CORPUS_V1[0]["metadata"]
-    assert hits[0].id == chunk_id("bread", hits[0].chunk_index)
-
-    hits = sink.search("Which animal is the largest ever?", k=2)
-    assert hits[0].doc_id == "whales" and "blue whale" in hits[0].text
-
-    # Filters: doc_id, metadata equality, any-of lists, ints, floats and booleans.
-    assert {h.doc_id for h in sink.search("dough", k=50, filter={"doc_id": "tea"})} == {"tea"}
-    science = sink.search("dough", k=50, filter={"topic": "science"})
-    assert {h.doc_id for h in science} == {"volcano", "whales"}
-    assert {h.doc_id for h in sink.search("x", k=50, filter={"year": [2020, 2023]})} == {
-        "bread",
-        "tea",
-    }
-    assert {h.doc_id for h in sink.search("x", k=50, filter={"rating": 4.5})} == {"bread", "tea"}
-    assert {h.doc_id for h in sink.search("x", k=50, filter={"verified": False})} == {
-        "volcano",
-        "tea",
-    }
-    assert sink.search("x", filter={"topic": "food", "year": 2021}) == []
-
-
-def test_search_rejects_bad_arguments(minilm: Any, sink: QdrantSink) -> None:
-    ingest(CORPUS_V1[:1], sink, model=minilm, **SETTINGS)
-    with pytest.raises(ValueError, match="k must be a positive integer"):
-        sink.search("dough", k=0)
-    with pytest.raises(ValueError, match="query must be a non-empty string"):
-        sink.search("  ")
-    with pytest.raises(ValueError, match="filter value for 'topic' must be a scalar"):
-        sink.search("dough", filter={"topic": {"a": 1}})  # type: ignore[dict-item]
+    ingest(CORPUS_V1, sink, model=minilm, chunker=by_sentence, **SETTINGS)
+    same_spans = functools.partial(lambda text, f: f(text), f=by_sentence)
+    report = ingest(CORPUS_V1, sink, model=minilm, chunker=same_spans, **SETTINGS)
+    assert (report.skipped, report.points_written) == (5, 0)
 
 
 # -- the background writer -----------------------------------------------------------------
@@ -444,3 +532,158 @@ def test_a_write_error_reaches_the_caller(minilm: Any, sink: QdrantSink) -> None
     report = ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
     assert report.skipped == 1
     assert_same_points(dump_qdrant(sink.client, "docs"), fresh_dump(minilm, CORPUS_V1))
+
+
+class _RefusingSink:
+    """A real QdrantSink that refuses, as a database would, any write holding some documents."""
+
+    def __init__(self, inner: QdrantSink, refused: set[str]) -> None:
+        self.inner = inner
+        self.collection = inner.collection
+        self.refused = refused
+        self.upserts: list[set[str]] = []
+
+    def upsert(self, records: Sequence[ChunkRecord]) -> None:
+        docs = {r.doc_id for r in records}
+        self.upserts.append(docs)
+        if docs & self.refused:
+            raise InvalidDocumentError("upsert", f"refused {sorted(docs & self.refused)}")
+        self.inner.upsert(records)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_document_the_database_refuses_is_a_bad_record_and_the_rest_is_stored(
+    minilm: Any, sink: QdrantSink
+) -> None:
+    refusing = _RefusingSink(sink, {"volcano"})
+    report = ingest(CORPUS_V1, refusing, model=minilm, batch_size=5, **SETTINGS)  # type: ignore[arg-type]
+    assert [e.record for e in report.errors] == ["documents[1]"]
+    assert "document 'volcano' was refused by the database" in str(report.errors[0])
+    others = [doc for doc in CORPUS_V1 if doc["id"] != "volcano"]
+    assert_same_points(dump_qdrant(sink.client, "docs"), fresh_dump(minilm, others))
+    assert report.points_written == sink.count()
+    # Found by halving: {all} -> {bread, volcano} / {chess, whales, tea} -> {bread} / {volcano}.
+    assert refusing.upserts[0] == {d["id"] for d in CORPUS_V1}
+    assert {"volcano"} in refusing.upserts and len(refusing.upserts) <= 5
+    # The refused document was not marked complete: a re-run tries it again, alone.
+    again = ingest(CORPUS_V1, refusing, model=minilm, **SETTINGS)  # type: ignore[arg-type]
+    assert (again.skipped, [e.record for e in again.errors]) == (4, ["documents[1]"])
+
+
+def test_a_database_that_refuses_every_document_stops_the_run(
+    minilm: Any, sink: QdrantSink
+) -> None:
+    refusing = _RefusingSink(sink, {d["id"] for d in CORPUS_V1})
+    with pytest.raises(InvalidDocumentError, match="refused"):
+        ingest(CORPUS_V1, refusing, model=minilm, batch_size=5, **SETTINGS)  # type: ignore[arg-type]
+    assert sink.count() == 0
+
+
+def _recording_opens(monkeypatch: pytest.MonkeyPatch, file: Path) -> list[Any]:
+    opened: list[Any] = []
+    real_open = Path.open
+
+    def recording_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(self, *args, **kwargs)
+        if self == file:
+            opened.append(handle)
+        return handle
+
+    monkeypatch.setattr(Path, "open", recording_open)
+    return opened
+
+
+def test_a_failed_run_closes_the_file_it_was_reading(
+    minilm: Any, sink: QdrantSink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text("".join(json.dumps(doc) + "\n" for doc in CORPUS_V1), encoding="utf-8")
+    opened = _recording_opens(monkeypatch, jsonl)
+    failing = _FailingSink(sink)
+    try:
+        ingest(iter_documents([jsonl]), failing, model=minilm, batch_size=1, **SETTINGS)  # type: ignore[arg-type]
+    except ConnectionError:
+        # The traceback (and so the failed run's frames and arguments) is still alive here.
+        assert len(opened) == 1 and opened[0].closed
+    else:  # pragma: no cover - the sink always fails
+        pytest.fail("the write error did not reach the caller")
+
+    # A reader that stops early and closes the generator closes the file at once.
+    documents = iter_documents(iter_documents([jsonl]))
+    assert next(documents).id == "bread"
+    assert not opened[1].closed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        documents.close()
+    assert opened[1].closed
+
+
+class _StuckSink:
+    """A real QdrantSink whose first upsert hangs (a database that stopped answering)."""
+
+    def __init__(self, inner: QdrantSink) -> None:
+        self.inner = inner
+        self.collection = inner.collection
+        self.stuck = threading.Event()
+        self.release = threading.Event()
+
+    def upsert(self, records: Sequence[ChunkRecord]) -> None:
+        self.stuck.set()
+        self.release.wait(60)
+        self.inner.upsert(records)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_ctrl_c_is_not_held_up_by_a_stuck_writer(
+    minilm: Any, sink: QdrantSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import jina_connectors.writer
+
+    monkeypatch.setattr(jina_connectors.writer, "ABANDON_WAIT_SECONDS", 0.5)
+    stuck = _StuckSink(sink)
+
+    def documents() -> Iterator[dict[str, Any]]:
+        yield from CORPUS_V1[:2]  # the writer hangs on the first, the second waits in the queue
+        stuck.stuck.wait(30)
+        raise KeyboardInterrupt  # what Ctrl-C raises in the main thread
+
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            ingest(
+                documents(), stuck, model=minilm, batch_size=1, max_pending_batches=1, **SETTINGS
+            )  # type: ignore[arg-type]
+        except BaseException as error:
+            outcome.append(error)
+
+    caller = threading.Thread(target=run, daemon=True)
+    started = time.monotonic()
+    caller.start()
+    caller.join(20)
+    try:
+        assert not caller.is_alive(), "ingest hung behind the stuck writer"
+        assert [type(e) for e in outcome] == [KeyboardInterrupt]
+        assert time.monotonic() - started < 15
+    finally:
+        stuck.release.set()
+
+
+def test_importing_the_package_and_cli_loads_no_model_or_database_code() -> None:
+    """The CLI answers --help and usage errors without torch, numpy or a database client."""
+    import subprocess
+    import sys
+
+    heavy = ["torch", "transformers", "numpy", "embedder_core", "qdrant_client", "pymilvus"]
+    code = (
+        "import sys, jina_connectors, jina_connectors.ingest, jina_connectors.cli; "
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"

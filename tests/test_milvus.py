@@ -1,4 +1,5 @@
-"""MilvusSink on Milvus Lite files (float and binary vectors), and JinaEmbeddingFunction."""
+"""MilvusSink beyond the sink contract (``test_sink_contract.py``): binary vectors, Milvus'
+limits as bad records, and JinaEmbeddingFunction as a drop-in for pymilvus'."""
 
 from __future__ import annotations
 
@@ -7,24 +8,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ingest_corpus import CORPUS_V1, CORPUS_V2, assert_same_points, dump_milvus, dump_qdrant
+from ingest_corpus import CORPUS_V1, assert_same_points, dump_milvus, dump_qdrant
 
 pytest.importorskip("milvus_lite")
 
 from pymilvus import DataType, MilvusClient
+from pymilvus.exceptions import MilvusException
 
-from jina_connectors.ingest import (
-    CollectionInfo,
-    CollectionMismatchError,
-    CollectionSpec,
-    VectorSink,
-    chunk_id,
-    ingest,
-)
+from jina_connectors.ingest import CollectionMismatchError, CollectionSpec, ingest
 from jina_connectors.milvus import JinaEmbeddingFunction, MilvusSink
 from jina_connectors.qdrant import QdrantSink
 
-SETTINGS: dict[str, Any] = {"chunk_size": 16, "progress": False}
+SETTINGS: dict[str, Any] = {"chunk_size": 16, "show_progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -41,74 +36,10 @@ def qdrant_reference(embedder: Any, corpus: list[dict[str, Any]], **settings: An
         return dump_qdrant(sink.client, "docs")
 
 
-def test_milvus_lite_ingest_search_and_reopen(minilm: Any, tmp_path: Path) -> None:
-    file = tmp_path / "milvus.db"
-    with MilvusSink("docs", uri=file) as sink:
-        assert isinstance(sink, VectorSink)
-        report = ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
-        stored = dump_milvus(sink.client, "docs")
-        assert report.points_written == len(stored) == sink.count()
-        assert_same_points(stored, qdrant_reference(minilm, CORPUS_V1), atol=1e-5)
-        description = sink.client.describe_collection("docs")
-        fields = {f["name"]: f for f in description["fields"]}
-        assert fields["id"]["is_primary"] and fields["id"]["type"] == DataType.VARCHAR
-        assert fields["vector"]["type"] == DataType.FLOAT_VECTOR
-        assert fields["vector"]["params"]["dim"] == 384
-        assert fields["metadata"]["type"] == DataType.JSON
-        assert sink.client.describe_index("docs", "vector")["metric_type"] == "COSINE"
-
-    with MilvusSink("docs", uri=str(file)) as reopened:
-        spec = CollectionSpec(minilm.model_name, 384)
-        assert reopened.describe_collections() == [CollectionInfo("docs", len(stored), spec)]
-        hits = reopened.search("How long should the dough rise?", k=3)
-        assert hits[0].doc_id == "bread" and "rise for two hours" in hits[0].text
-        assert hits[0].id == chunk_id("bread", hits[0].chunk_index)
-        assert hits[0].metadata == CORPUS_V1[0]["metadata"]
-        assert hits[0].score > hits[1].score >= hits[2].score
-        assert {h.doc_id for h in reopened.search("x", k=50, filter={"year": [2020, 2023]})} == {
-            "bread",
-            "tea",
-        }
-        assert {h.doc_id for h in reopened.search("x", k=50, filter={"verified": False})} == {
-            "volcano",
-            "tea",
-        }
-        assert {h.doc_id for h in reopened.search("x", k=50, filter={"rating": 4.5})} == {
-            "bread",
-            "tea",
-        }
-        native = reopened.search("x", k=50, filter='metadata["topic"] == "science"')
-        assert {h.doc_id for h in native} == {"volcano", "whales"}
-        again = ingest(CORPUS_V1, reopened, model=minilm, **SETTINGS)
-        assert (again.skipped, again.points_written) == (5, 0)
-
-
-def test_changed_and_shrunk_documents(minilm: Any, tmp_path: Path) -> None:
-    with MilvusSink("docs", uri=tmp_path / "m.db") as sink:
-        ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
-        report = ingest(CORPUS_V2, sink, model=minilm, **SETTINGS)
-        assert report.skipped == 2
-        assert_same_points(dump_milvus(sink.client, "docs"), qdrant_reference(minilm, CORPUS_V2))
-
-
-def test_awkward_document_ids(minilm: Any, tmp_path: Path) -> None:
-    awkward = 'say "hi" \\ back\\slash, it\'s ünïcode ✓ 😀'
-    long_doc = {"id": awkward, "text": CORPUS_V1[1]["text"], "metadata": {}}
-    short_doc = {"id": awkward, "text": "A volcano is an opening in the crust.", "metadata": {}}
-    with MilvusSink("docs", uri=tmp_path / "m.db") as sink:
-        ingest([long_doc, CORPUS_V1[0]], sink, model=minilm, **SETTINGS)
-        ingest([short_doc, CORPUS_V1[0]], sink, model=minilm, **SETTINGS)  # shrinks to 1 chunk
-        rows = dump_milvus(sink.client, "docs")
-        mine = [p.payload for p in rows.values() if p.payload["doc_id"] == awkward]
-        assert [p["text"] for p in mine] == [short_doc["text"]]
-        hits = sink.search("crust", k=10, filter={"doc_id": awkward})
-        assert [h.doc_id for h in hits] == [awkward]
-
-
 def test_binary_vectors_with_hamming(minilm: Any, tmp_path: Path) -> None:
     from embedder_core import convert_embeddings
 
-    with MilvusSink("bits", uri=tmp_path / "m.db") as sink:
+    with MilvusSink("bits", location=tmp_path / "m.db") as sink:
         ingest(CORPUS_V1, sink, model=minilm, embedding_type="ubinary", dimensions=100, **SETTINGS)
         fields = {f["name"]: f for f in sink.client.describe_collection("bits")["fields"]}
         assert fields["vector"]["type"] == DataType.BINARY_VECTOR
@@ -134,41 +65,60 @@ def test_binary_vectors_with_hamming(minilm: Any, tmp_path: Path) -> None:
         assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
 
 
-def test_mismatched_collections_are_left_untouched(minilm: Any, tmp_path: Path) -> None:
-    with MilvusSink("docs", uri=tmp_path / "m.db") as sink:
+def test_binary_and_float_collections_do_not_mix(minilm: Any, tmp_path: Path) -> None:
+    with MilvusSink("docs", location=tmp_path / "m.db") as sink:
         ingest(CORPUS_V1[:2], sink, model=minilm, **SETTINGS)
         before = dump_milvus(sink.client, "docs")
-        with pytest.raises(CollectionMismatchError, match="holds FLOAT_VECTOR vectors"):
-            ingest(CORPUS_V2, sink, model=minilm, embedding_type="ubinary", **SETTINGS)
-        with pytest.raises(CollectionMismatchError, match=r"size 384 .*needs size 64"):
-            ingest(CORPUS_V2, sink, model=minilm, dimensions=64, **SETTINGS)
+        with pytest.raises(CollectionMismatchError, match="holds float vectors"):
+            ingest(CORPUS_V1, sink, model=minilm, embedding_type="ubinary", **SETTINGS)
         assert_same_points(dump_milvus(sink.client, "docs"), before, atol=0)
 
-        sink.client.create_collection("foreign", dimension=384)  # quick-setup schema
-        sink.client.insert("foreign", [{"id": 1, "vector": [0.1] * 384}])
-        with MilvusSink("foreign", client=sink.client) as foreign:
-            with pytest.raises(CollectionMismatchError, match="not created by jina-connectors"):
-                ingest(CORPUS_V1, foreign, model=minilm, **SETTINGS)
-            assert foreign.count() == 1
-            infos = {info.name: info for info in foreign.describe_collections()}
-            assert infos["foreign"] == CollectionInfo("foreign", 1, None)
-            assert infos["docs"].spec == CollectionSpec(minilm.model_name, 384)
 
-
-def test_a_chunk_over_the_text_limit_is_a_clear_error(
+def test_a_chunk_over_the_text_limit_is_a_bad_record_and_the_rest_is_stored(
     tiny_jina_embedder: Any, tmp_path: Path
 ) -> None:
-    text = "All work and no play makes a dull day. " * 1800  # 70,200 bytes
-    with MilvusSink("docs", uri=tmp_path / "m.db") as sink:
-        with pytest.raises(ValueError, match="chunk 0 of document 'big' is longer than"):
-            ingest(
-                [{"id": "big", "text": text}],
-                sink,
-                model=tiny_jina_embedder,
-                chunker=lambda t: [(0, len(t))],
-                progress=False,
-            )
-        assert sink.count() == 0
+    big = {"id": "big", "text": "All work and no play makes a dull day. " * 1800}  # 70,200 bytes
+    documents = [CORPUS_V1[0], big, CORPUS_V1[1]]
+    with MilvusSink("docs", location=tmp_path / "m.db") as sink:
+        report = ingest(
+            documents,
+            sink,
+            model=tiny_jina_embedder,
+            chunker=lambda text: [(0, len(text))],  # one chunk per document
+            show_progress=False,
+        )
+        assert [str(e) for e in report.errors] == [
+            "documents[1]: document 'big' chunk 0: its text takes 70200 bytes, over Milvus' "
+            "65535-byte text limit; use a smaller chunk_size"
+        ]
+        stored = dump_milvus(sink.client, "docs")
+        assert sorted(p.payload["doc_id"] for p in stored.values()) == ["bread", "volcano"]
+        assert report.points_written == sink.count() == 2
+
+
+def test_a_write_the_server_refuses_makes_only_its_document_a_bad_record(
+    minilm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Milvus server checks what Milvus Lite does not (a VARCHAR over its declared length is
+    refused, status 1100); here the server's answer is played by a wrapped client."""
+    refused = {"id": "refused", "text": "This chunk is REFUSED by the server. It has two."}
+    with MilvusSink("docs", location=tmp_path / "m.db") as sink:
+        real_upsert = sink.client.upsert
+
+        def server_upsert(collection: str, rows: list[dict[str, Any]], **kwargs: Any) -> Any:
+            if any("REFUSED" in row["text"] for row in rows):
+                raise MilvusException(
+                    1100, "length of varchar field text exceeds max length: invalid parameter"
+                )
+            return real_upsert(collection, rows, **kwargs)
+
+        monkeypatch.setattr(sink.client, "upsert", server_upsert)
+        documents = [*CORPUS_V1[:3], refused, *CORPUS_V1[3:]]
+        report = ingest(documents, sink, model=minilm, batch_size=6, **SETTINGS)
+        assert [e.record for e in report.errors] == ["documents[3]"]
+        assert "document 'refused' was refused by the database" in str(report.errors[0])
+        assert "exceeds max length" in str(report.errors[0])
+        assert_same_points(dump_milvus(sink.client, "docs"), qdrant_reference(minilm, CORPUS_V1))
 
 
 # -- JinaEmbeddingFunction -------------------------------------------------------------------
@@ -225,3 +175,53 @@ def test_embedding_function_with_a_milvus_client(minilm: Any, tmp_path: Path) ->
         assert sentences[best["id"]] == CORPUS_V1[3]["text"]  # whales
     finally:
         client.close()
+
+
+def test_embedding_function_takes_the_hosted_call_unchanged(
+    tiny_jina_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pymilvus' ``JinaEmbeddingFunction(model_name="jina-embeddings-v3", api_key=...,
+    task=..., dimensions=..., late_chunking=...)`` works as written, plus ``device``; the
+    hosted model name is the local ``jinaai/jina-embeddings-v3`` (here: the tiny checkpoint
+    stands in for it, offline)."""
+    import huggingface_hub
+
+    import embedder_core.embedder as embedder_module
+    from embedder_core import DEFAULT_MODEL, get_embedder
+
+    requested: list[str] = []
+
+    def hub_is_the_tiny_checkpoint(**kwargs: Any) -> str:
+        requested.append(kwargs["repo_id"])
+        return str(tiny_jina_dir)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub_is_the_tiny_checkpoint)
+    # The stand-in must not stay in the process-wide cache as the real jina-embeddings-v3.
+    monkeypatch.setattr(embedder_module, "_CACHE", [])
+    ef = JinaEmbeddingFunction(
+        model_name="jina-embeddings-v3",
+        api_key=None,
+        task="retrieval.passage",
+        dimensions=16,
+        late_chunking=True,
+        device="cpu",
+    )
+    embedder = get_embedder(str(tiny_jina_dir), device="cpu")
+    texts = ["Berlin is the capital of Germany.", "Its population is 3.8 million."]
+    assert ef.model_name == DEFAULT_MODEL and ef.dim == 16
+    assert requested == [DEFAULT_MODEL]
+    np.testing.assert_allclose(
+        np.stack(ef(texts)),
+        embedder.encode(texts, task="retrieval.passage", dimensions=16, late_chunking=True),
+        atol=1e-6,
+    )
+    # The hosted class's positional order, with an API key (ignored, never stored).
+    positional = JinaEmbeddingFunction("jina-embeddings-v3", "jina_secret", "text-matching", 8)
+    assert (positional.task, positional.dim, positional.late_chunking) == (
+        "text-matching",
+        8,
+        False,
+    )
+    assert "jina_secret" not in repr(vars(positional))
+    with pytest.raises(ValueError, match="device and dtype apply to a model name"):
+        JinaEmbeddingFunction(embedder, device="cpu")

@@ -135,6 +135,8 @@ def fake_hub(tiny_jina_dir: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[
     """A Hub whose every repository is the tiny checkpoint; records what was asked for."""
     import huggingface_hub
 
+    import embedder_core.embedder as embedder_module
+
     calls: list[dict[str, Any]] = []
 
     def download(**kwargs: Any) -> str:
@@ -142,6 +144,8 @@ def fake_hub(tiny_jina_dir: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[
         return str(tiny_jina_dir)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
+    # Hub ids loaded from the stand-in stay out of the process-wide cache of other tests.
+    monkeypatch.setattr(embedder_module, "_CACHE", [])
     return calls
 
 
@@ -174,7 +178,8 @@ def test_get_embedder_maps_the_hosted_name_to_one_instance(
 def test_the_framework_loader_still_maps_the_hosted_name(
     fake_hub: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    from jina_connectors._loading import HOSTED_MODEL_NAMES, load_embedder
+    from embedder_core import HOSTED_MODEL_NAMES
+    from jina_connectors._loading import load_embedder
 
     monkeypatch.chdir(tmp_path)
     assert HOSTED_MODEL_NAMES["jina-embeddings-v3"] == DEFAULT_MODEL

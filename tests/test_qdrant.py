@@ -1,5 +1,6 @@
-"""QdrantSink: the embedded folder mode across reopening, server requests (retries, binary
-quantization, payload indexes) against a local HTTP endpoint, and collection checks."""
+"""QdrantSink beyond the sink contract (``test_sink_contract.py``): a shared client, named
+vectors, binary quantization, and server requests (retries, binary quantization, payload
+indexes) against a local HTTP endpoint."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ingest_corpus import CORPUS_V1, dump_qdrant
+from ingest_corpus import CORPUS_V1
 
 pytest.importorskip("qdrant_client")
 
@@ -21,7 +22,6 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from jina_connectors.ingest import (
-    CollectionInfo,
     CollectionMismatchError,
     CollectionSpec,
     VectorSink,
@@ -29,7 +29,7 @@ from jina_connectors.ingest import (
 )
 from jina_connectors.qdrant import QdrantSink
 
-SETTINGS: dict[str, Any] = {"chunk_size": 16, "progress": False}
+SETTINGS: dict[str, Any] = {"chunk_size": 16, "show_progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -37,23 +37,6 @@ def minilm(minilm_dir: Path) -> Any:
     from embedder_core import get_embedder
 
     return get_embedder(str(minilm_dir))
-
-
-def test_local_folder_persists_across_reopening(minilm: Any, tmp_path: Path) -> None:
-    folder = tmp_path / "qdrant"
-    with QdrantSink("docs", location=folder) as sink:
-        first = ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
-        stored = dump_qdrant(sink.client, "docs")
-
-    with QdrantSink("docs", location=str(folder)) as reopened:
-        spec = CollectionSpec(minilm.model_name, 384, "float", "retrieval.passage")
-        assert reopened.stored_spec() == spec
-        assert reopened.count() == first.points_written == len(stored)
-        assert reopened.describe_collections() == [CollectionInfo("docs", len(stored), spec)]
-        hit = reopened.search("Which piece can jump over others?", k=1)[0]
-        assert hit.doc_id == "chess" and "knight" in hit.text
-        again = ingest(CORPUS_V1, reopened, model=minilm, **SETTINGS)
-        assert (again.skipped, again.points_written) == (5, 0)
 
 
 def test_a_given_client_is_shared_and_left_open(minilm: Any) -> None:
@@ -79,30 +62,6 @@ def test_named_vectors_collection_is_refused(minilm: Any) -> None:
         with pytest.raises(CollectionMismatchError, match="uses named vectors"):
             ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
         assert sink.client.count("docs").count == 0
-
-
-def test_a_collection_of_foreign_points_is_refused(minilm: Any) -> None:
-    with QdrantSink("docs", location=":memory:") as sink:
-        sink.client.create_collection(
-            "docs", vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE)
-        )
-        sink.client.upsert("docs", [models.PointStruct(id=1, vector=[0.5] * 384, payload={})])
-        with pytest.raises(CollectionMismatchError, match="not written by jina-connectors"):
-            ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
-        assert sink.describe_collections() == [CollectionInfo("docs", 1, None)]
-        assert sink.search("anything") == []
-
-
-def test_native_filters_pass_through(minilm: Any) -> None:
-    with QdrantSink("docs", location=":memory:") as sink:
-        ingest(CORPUS_V1, sink, model=minilm, **SETTINGS)
-        native = models.Filter(
-            must=[models.FieldCondition(key="metadata.year", range=models.Range(gte=2022))]
-        )
-        assert {h.doc_id for h in sink.search("animals", k=50, filter=native)} == {
-            "whales",
-            "tea",
-        }
 
 
 def test_binary_quantization_in_embedded_mode_searches_exactly(minilm: Any) -> None:

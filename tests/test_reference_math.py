@@ -1,6 +1,8 @@
 """An independent reference for the jina-embeddings-v3 math, checked against `Embedder`.
 
-The reference below is written from ../shared/jina-embeddings-v3-facts.md only: it reads
+The reference below is written from the released checkpoint's published format and math
+only (a post-norm XLM-RoBERTa encoder with rotary positions, no absolute position
+embeddings, and per-task LoRA with scale lora_alpha / lora_rank): it reads
 model.safetensors with `safetensors.torch.load_file`, merges each task's LoRA weights
 explicitly, and runs a plain per-sequence post-norm BERT forward in float64 (rotary
 angles in float32, as the facts say). It imports nothing from embedder_core's model code.

@@ -1,0 +1,665 @@
+"""The ingestion pipeline: documents in, chunks embedded with ``retrieval.passage``, points out.
+
+Stages (each a public function, so that another engine, such as a Ray job, can run the same
+ones and keep the same ids, hashes and completeness rule):
+
+1. :func:`resolve_settings`: every setting that changes a vector, validated, in one frozen
+   :class:`EmbeddingSettings` (before any model work or write).
+2. :func:`prepare_document`: a document's content hash, and a custom chunker's spans.
+3. :func:`changed_documents`: the documents that are not stored complete with that hash.
+4. :func:`embed_records`: chunks and vectors of a batch of documents, as
+   :class:`~jina_connectors.sink.ChunkRecord` lists (:func:`embed_isolating` finds the bad
+   documents of a batch that fails on bad input).
+5. :func:`~jina_connectors.writer.write_job`: upsert, then delete stale chunks, on the
+   background writer.
+
+See :mod:`jina_connectors.ingest` for the guarantees this gives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from .documents import Document, DocumentSource, iter_documents
+from .errors import InvalidDocumentError
+from .sink import (
+    PASSAGE_TASK,
+    ChunkRecord,
+    ChunkState,
+    CollectionSpec,
+    SinkEmbeddingType,
+    VectorSink,
+    chunk_id,
+    resolve_embedder,
+)
+from .writer import BackgroundWriter, WriteJob
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from embedder_core import Embedder, LateChunkingOptions
+
+# Bad records, one warning each (also listed in IngestReport.errors).
+bad_record_logger = logging.getLogger("jina_connectors.ingest.records")
+
+Span = tuple[int, int]
+#: A custom chunker: a document's text in, the character spans of its chunks out.
+Chunker = Callable[[str], Sequence[Span]]
+BUILTIN_CHUNKERS = ("sentences", "tokens")
+CUSTOM_CHUNKER = "custom"
+
+
+@dataclass
+class IngestReport:
+    """What one :func:`ingest` run did.
+
+    ``documents``: valid documents read; ``skipped``: those already stored unchanged;
+    ``chunks``: chunks embedded; ``points_written``: points upserted; ``errors``: one
+    :class:`InvalidDocumentError` per bad record (skipped, the rest was ingested).
+    """
+
+    documents: int = 0
+    chunks: int = 0
+    points_written: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    errors: list[InvalidDocumentError] = field(default_factory=list)
+
+    @property
+    def points_per_second(self) -> float:
+        return self.points_written / self.seconds if self.seconds > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------
+
+
+# Carried along for the embedding stage; what they change is hashed in other fields.
+_NOT_HASHED: Any = {"hashed": False}
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """Every setting that changes a document's chunks or vectors, as one frozen value.
+
+    The content hash of every document covers all hashed fields (:meth:`fingerprint`), so a
+    change to any of them re-embeds every document. ``model`` is the embedder's canonical
+    ``model_name``; ``chunker`` is ``"sentences"``, ``"tokens"`` or ``"custom"`` (a custom
+    chunker's spans are hashed per document instead, see :func:`prepare_document`);
+    ``chunk_size`` is None for a custom chunker, ``late_chunking_window``/``_overlap`` are
+    None without late chunking (they change nothing then).
+    """
+
+    model: str
+    task: str
+    dimensions: int
+    embedding_type: SinkEmbeddingType
+    late_chunking: bool
+    chunker: str
+    chunk_size: int | None
+    late_chunking_window: int | None
+    late_chunking_overlap: int | None
+    #: The custom chunker (when ``chunker == "custom"``).
+    custom_chunker: Chunker | None = field(
+        default=None, compare=False, repr=False, metadata=_NOT_HASHED
+    )
+    #: Passed as is to the embedder's ``late_chunking_options=`` (when not None).
+    late_chunking_options: LateChunkingOptions | None = field(
+        default=None, compare=False, repr=False, metadata=_NOT_HASHED
+    )
+
+    @property
+    def spec(self) -> CollectionSpec:
+        """The collection spec that points written with these settings record."""
+        return CollectionSpec(self.model, self.dimensions, self.embedding_type, self.task)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The hashed fields (every field not marked otherwise), as JSON values."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.metadata.get("hashed", True)
+        }
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _late_chunking_windows(options: LateChunkingOptions | None) -> tuple[int | None, int]:
+    """(window, overlap) in effect for late chunking: ``options``, else the core's defaults."""
+    from embedder_core import LateChunkingOptions
+
+    if options is None:
+        options = LateChunkingOptions()
+    elif not isinstance(options, LateChunkingOptions):
+        raise TypeError(
+            f"late_chunking_options must be a LateChunkingOptions, got {type(options).__name__}"
+        )
+    return options.window, options.overlap
+
+
+def resolve_settings(
+    embedder: Embedder,
+    *,
+    dimensions: int | None = None,
+    embedding_type: str = "float",
+    late_chunking: bool = True,
+    late_chunking_options: LateChunkingOptions | None = None,
+    chunker: str | Chunker = "sentences",
+    chunk_size: int = 256,
+) -> EmbeddingSettings:
+    """Validate the options of :func:`ingest` against ``embedder`` and freeze them."""
+    if embedding_type not in ("float", "ubinary"):
+        raise ValueError(f"embedding_type must be 'float' or 'ubinary', got {embedding_type!r}")
+    if dimensions is not None and (
+        isinstance(dimensions, bool)
+        or not isinstance(dimensions, int)
+        or not 1 <= dimensions <= embedder.dimension
+    ):
+        raise ValueError(
+            f"dimensions must be an integer in [1, {embedder.dimension}] for "
+            f"{embedder.model_name!r}, got {dimensions!r}"
+        )
+    if not isinstance(late_chunking, bool):
+        raise ValueError(f"late_chunking must be True or False, got {late_chunking!r}")
+    _positive_int("chunk_size", chunk_size)
+    custom = callable(chunker)
+    if not (custom or chunker in BUILTIN_CHUNKERS):
+        raise ValueError(f"chunker must be 'sentences', 'tokens' or a callable, got {chunker!r}")
+    if late_chunking_options is not None and not late_chunking:
+        raise ValueError("late_chunking_options needs late_chunking=True")
+    window, overlap = (
+        _late_chunking_windows(late_chunking_options) if late_chunking else (None, None)
+    )
+    return EmbeddingSettings(
+        model=embedder.model_name,
+        task=PASSAGE_TASK,
+        dimensions=dimensions or embedder.dimension,
+        embedding_type=embedding_type,  # type: ignore[arg-type]
+        late_chunking=late_chunking,
+        chunker=CUSTOM_CHUNKER if custom else str(chunker),
+        chunk_size=None if custom else chunk_size,
+        late_chunking_window=window,
+        late_chunking_overlap=overlap,
+        custom_chunker=chunker if custom else None,  # type: ignore[arg-type]
+        late_chunking_options=late_chunking_options,
+    )
+
+
+def passage_spec(
+    embedder: Embedder, dimensions: int | None = None, embedding_type: str = "float"
+) -> CollectionSpec:
+    """The collection spec :func:`ingest` writes with these settings (validated)."""
+    return resolve_settings(embedder, dimensions=dimensions, embedding_type=embedding_type).spec
+
+
+# --------------------------------------------------------------------------------------
+# Stages
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreparedDocument:
+    """A document with its content hash; ``spans`` are a custom chunker's chunks (hashed)."""
+
+    document: Document
+    content_hash: str
+    spans: tuple[Span, ...] | None = None
+
+    @property
+    def source(self) -> str:
+        """How error messages name the document."""
+        return self.document.record or self.document.id
+
+
+def content_hash(
+    document: Document, settings: EmbeddingSettings, spans: Sequence[Span] | None = None
+) -> str:
+    """SHA-256 of the document's text and metadata, every hashed setting, and the spans of a
+    custom chunker: equal hashes mean equal chunks and vectors."""
+    key = {
+        "text": document.text,
+        "metadata": dict(document.metadata),
+        "settings": settings.fingerprint(),
+        "spans": None if spans is None else [list(span) for span in spans],
+    }
+    # default=str: a setting of another type (an option object's field) still hashes by value.
+    encoded = json.dumps(key, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def prepare_document(document: Document, settings: EmbeddingSettings) -> PreparedDocument:
+    """Hash ``document``. With a custom chunker, its spans are computed here, checked, and
+    hashed: a chunker changed in any way (a new lambda, another ``functools.partial``) is seen
+    by the chunks it makes, whatever its name. Spans that are not ``(start, end)`` character
+    ranges of non-blank text, or none at all, raise :class:`InvalidDocumentError`; whatever
+    the chunker itself raises propagates (it is the caller's code)."""
+    if settings.custom_chunker is None:
+        return PreparedDocument(document, content_hash(document, settings))
+    spans = _checked_spans(document, settings.custom_chunker(document.text))
+    return PreparedDocument(document, content_hash(document, settings, spans), spans)
+
+
+def _checked_spans(document: Document, spans: Any) -> tuple[Span, ...]:
+    source = document.record or document.id
+    text = document.text
+    checked: list[Span] = []
+    try:
+        items = list(spans)
+    except TypeError:
+        raise InvalidDocumentError(
+            source, f"the chunker returned {type(spans).__name__}, not a list of spans"
+        ) from None
+    for i, span in enumerate(items):
+        try:
+            start, end = span
+        except (TypeError, ValueError):
+            raise InvalidDocumentError(
+                source, f"chunker span {i} is {span!r}, not a (start, end) pair"
+            ) from None
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in (start, end)):
+            raise InvalidDocumentError(source, f"chunker span {i} {span!r} is not two integers")
+        if not 0 <= start < end <= len(text):
+            raise InvalidDocumentError(
+                source,
+                f"chunker span {i} ({start}, {end}) is empty or outside the text "
+                f"(length {len(text)})",
+            )
+        if not text[start:end].strip():
+            raise InvalidDocumentError(source, f"chunker span {i} ({start}, {end}) is blank")
+        checked.append((int(start), int(end)))
+    if not checked:
+        raise InvalidDocumentError(source, "produced no chunks")
+    return tuple(checked)
+
+
+def changed_documents(
+    sink: VectorSink, prepared: Sequence[PreparedDocument]
+) -> list[PreparedDocument]:
+    """The documents that are not stored complete with their current hash.
+
+    A document is complete when chunks ``0..n-1`` all exist with its hash and
+    ``chunk_count == n``, and chunk ``n`` does not exist. Two lookups per batch: every
+    document's chunk 0, then the other chunks of the candidates and their chunk ``n``.
+    """
+    firsts = sink.fetch_states([chunk_id(p.document.id, 0) for p in prepared])
+    candidates: list[tuple[PreparedDocument, int]] = []
+    for p in prepared:
+        first = firsts.get(chunk_id(p.document.id, 0))
+        if first is not None and first.content_hash == p.content_hash and first.chunk_count >= 1:
+            candidates.append((p, first.chunk_count))
+    ids = [chunk_id(p.document.id, i) for p, n in candidates for i in range(1, n + 1)]
+    rest = sink.fetch_states(ids) if ids else {}
+    complete: set[str] = set()
+    for p, n in candidates:
+        expected = ChunkState(p.content_hash, n)
+        doc_id = p.document.id
+        if chunk_id(doc_id, n) not in rest and all(
+            rest.get(chunk_id(doc_id, i)) == expected for i in range(1, n)
+        ):
+            complete.add(doc_id)
+    return [p for p in prepared if p.document.id not in complete]
+
+
+def is_input_error(error: BaseException) -> bool:
+    """Whether an embedding failure is the input's fault, so only its document is a bad record.
+
+    Input errors: :class:`InvalidDocumentError`, the core's ``TokenLimitError``, and a
+    ``ValueError`` raised by ``embedder_core``'s own input checks (a span that covers no
+    token, a piece that produces no tokens, an empty input). Every other exception (a
+    ``TypeError``, a ``RuntimeError``, a ``ValueError`` from numpy, torch or our own code)
+    is a bug or a system failure and propagates: it would fail every document alike.
+    """
+    if isinstance(error, InvalidDocumentError):
+        return True
+    if not isinstance(error, ValueError):
+        return False
+    from embedder_core import TokenLimitError
+
+    if isinstance(error, TokenLimitError):
+        return True
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    module = "" if frame is None else str(frame.tb_frame.f_globals.get("__name__", ""))
+    return module.partition(".")[0] == "embedder_core"
+
+
+def embed_records(
+    embedder: Embedder, settings: EmbeddingSettings, prepared: Sequence[PreparedDocument]
+) -> list[list[ChunkRecord]]:
+    """Chunk and embed the documents together (late chunking per document: documents share
+    forward batches but are never joined); one list of records per document, in order.
+
+    Raises what the embedder raises; :func:`embed_isolating` turns input errors into bad
+    records.
+    """
+    import numpy as np
+
+    from embedder_core import convert_embeddings
+
+    if not prepared:
+        return []
+    texts = [p.document.text for p in prepared]
+    extra: dict[str, Any] = {}
+    if settings.late_chunking_options is not None:
+        extra["late_chunking_options"] = settings.late_chunking_options
+    spans: list[list[Span]]
+    vectors: list[np.ndarray]
+    if settings.late_chunking:
+        if settings.custom_chunker is None:
+            per_document = embedder.embed_documents(
+                texts,
+                task=settings.task,
+                chunker=settings.chunker,  # type: ignore[arg-type]
+                chunk_size=settings.chunk_size or 0,
+                dimensions=settings.dimensions,
+                **extra,
+            )
+            spans = [[(c.start, c.end) for c in chunks] for chunks in per_document]
+            rows = [
+                np.stack([c.embedding for c in chunks])
+                if chunks
+                else np.zeros((0, settings.dimensions), np.float32)
+                for chunks in per_document
+            ]
+        else:
+            spans = [list(p.spans or ()) for p in prepared]
+            rows = embedder.embed_spans(
+                list(zip(texts, spans, strict=True)),
+                task=settings.task,
+                dimensions=settings.dimensions,
+                **extra,
+            )
+        vectors = [
+            np.asarray(convert_embeddings(doc_rows, settings.embedding_type)) for doc_rows in rows
+        ]
+    else:
+        if settings.custom_chunker is None:
+            spans = embedder.chunk(
+                texts,
+                chunker=settings.chunker,  # type: ignore[arg-type]
+                chunk_size=settings.chunk_size or 0,
+            )
+        else:
+            spans = [list(p.spans or ()) for p in prepared]
+        flat = [text[a:b] for text, doc_spans in zip(texts, spans) for a, b in doc_spans]
+        encoded = np.asarray(
+            embedder.encode(
+                flat,
+                task=settings.task,
+                dimensions=settings.dimensions,
+                embedding_type=settings.embedding_type,
+            )
+        )
+        bounds = np.cumsum([0, *(len(s) for s in spans)])
+        vectors = [encoded[a:b] for a, b in itertools.pairwise(bounds)]
+    return [
+        chunk_records(settings, p, doc_spans, doc_vectors)
+        for p, doc_spans, doc_vectors in zip(prepared, spans, vectors, strict=True)
+    ]
+
+
+def chunk_records(
+    settings: EmbeddingSettings,
+    prepared: PreparedDocument,
+    spans: Sequence[Span],
+    vectors: Any,
+) -> list[ChunkRecord]:
+    """The points of one document: chunk ``i`` of ``spans`` with row ``i`` of ``vectors``."""
+    import numpy as np
+
+    document = prepared.document
+    return [
+        ChunkRecord(
+            id=chunk_id(document.id, index),
+            vector=np.asarray(vector),
+            text=document.text[start:end],
+            doc_id=document.id,
+            chunk_index=index,
+            chunk_count=len(spans),
+            start=start,
+            end=end,
+            content_hash=prepared.content_hash,
+            metadata=document.metadata,
+            model=settings.model,
+            task=settings.task,
+            dimensions=settings.dimensions,
+            embedding_type=settings.embedding_type,
+        )
+        for index, ((start, end), vector) in enumerate(zip(spans, vectors, strict=True))
+    ]
+
+
+def embed_isolating(
+    embedder: Embedder,
+    settings: EmbeddingSettings,
+    prepared: Sequence[PreparedDocument],
+    on_bad: Callable[[InvalidDocumentError], None],
+) -> list[tuple[PreparedDocument, list[ChunkRecord]]]:
+    """:func:`embed_records`, but a batch that fails on bad input (:func:`is_input_error`) is
+    embedded again one document at a time, so one bad document never costs the rest of its
+    batch; each bad document (and one that yields no chunks) goes to ``on_bad``."""
+    if not prepared:
+        return []
+    try:
+        per_document = embed_records(embedder, settings, prepared)
+    except Exception as error:
+        if not is_input_error(error):
+            raise
+        if len(prepared) == 1:
+            on_bad(InvalidDocumentError(prepared[0].source, f"cannot be embedded: {error}"))
+            return []
+        return [
+            pair for one in prepared for pair in embed_isolating(embedder, settings, [one], on_bad)
+        ]
+    embedded = []
+    for p, records in zip(prepared, per_document, strict=True):
+        if records:
+            embedded.append((p, records))
+        else:
+            on_bad(InvalidDocumentError(p.source, "produced no chunks"))
+    return embedded
+
+
+def check_records(
+    sink: VectorSink,
+    embedded: Iterable[tuple[PreparedDocument, list[ChunkRecord]]],
+    on_bad: Callable[[InvalidDocumentError], None],
+) -> list[tuple[PreparedDocument, list[ChunkRecord]]]:
+    """The documents whose every record ``sink.check_record`` accepts; the others go to
+    ``on_bad`` before anything of them is written."""
+    accepted = []
+    for p, records in embedded:
+        try:
+            for record in records:
+                try:
+                    sink.check_record(record)
+                except InvalidDocumentError:
+                    raise
+                except ValueError as error:
+                    raise InvalidDocumentError(p.source, f"{record.name}: {error}") from None
+        except InvalidDocumentError as error:
+            if error.record != p.source:
+                error = InvalidDocumentError(p.source, str(error))
+            on_bad(error)
+            continue
+        accepted.append((p, records))
+    return accepted
+
+
+def document_batches(
+    documents: DocumentSource | Iterable[DocumentSource],
+    batch_size: int,
+    sink: VectorSink,
+    on_bad: Callable[[InvalidDocumentError], None],
+) -> Iterator[list[Document]]:
+    """Valid documents in batches of ``batch_size``; bad records (including metadata the sink
+    cannot store, ``sink.check_metadata``) go to ``on_bad``. Closing this generator closes
+    the file being read."""
+    items = iter_documents(documents)
+    batch: list[Document] = []
+    try:
+        for item in items:
+            if isinstance(item, Document):
+                try:
+                    sink.check_metadata(item.metadata)
+                except ValueError as error:
+                    item = InvalidDocumentError(item.record or item.id, str(error))
+            if isinstance(item, InvalidDocumentError):
+                on_bad(item)
+                continue
+            batch.append(item)
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+    finally:
+        items.close()
+
+
+# --------------------------------------------------------------------------------------
+# The whole pipeline
+# --------------------------------------------------------------------------------------
+
+
+def ingest(
+    documents: DocumentSource | Iterable[DocumentSource],
+    sink: VectorSink,
+    *,
+    model: str | Embedder | None = None,
+    dimensions: int | None = None,
+    embedding_type: SinkEmbeddingType = "float",
+    late_chunking: bool = True,
+    late_chunking_options: LateChunkingOptions | None = None,
+    chunker: str | Chunker = "sentences",
+    chunk_size: int = 256,
+    batch_size: int = 16,
+    write_batch_size: int = 256,
+    max_pending_batches: int = 2,
+    on_error: Literal["skip", "raise"] = "skip",
+    show_progress: bool = True,
+) -> IngestReport:
+    """Chunk, embed (``retrieval.passage``) and write ``documents`` into ``sink``.
+
+    Args:
+        documents: texts, ``{"id", "text", "metadata"}`` records, ``Path``s of
+            ``.txt``/``.md``/``.jsonl`` files or folders, or an iterable of those (see
+            :func:`~jina_connectors.documents.iter_documents`). Streams are read lazily,
+            ``batch_size`` documents at a time.
+        sink: where to write (``QdrantSink``, ``MilvusSink``, ``PineconeSink``...).
+        model: model id/path or a loaded ``Embedder``; None: the default model.
+        dimensions: Matryoshka width; None: the model's full width.
+        embedding_type: ``"float"`` (cosine) or ``"ubinary"`` (packed bits, Hamming), if the
+            sink supports it.
+        late_chunking: embed each document whole and pool per chunk (default), or embed each
+            chunk on its own.
+        late_chunking_options: the core's per-call late-chunking options (window and
+            overlap of long documents), passed to the embedder as given; None: its defaults.
+        chunker: ``"sentences"``, ``"tokens"``, or a callable returning ``(start, end)``
+            character spans of a text; chunk_size: maximum tokens per chunk of the built-in
+            chunkers. A custom chunker's spans are part of each document's content hash.
+        batch_size: documents embedded together; write_batch_size: points per write;
+        max_pending_batches: embedded batches waiting for the background writer.
+        on_error: ``"skip"`` records each bad record in ``report.errors`` and goes on;
+            ``"raise"`` raises its :class:`InvalidDocumentError`.
+        show_progress: show a progress bar.
+
+    Bad records are input that cannot be stored: an invalid record, metadata the database
+    cannot hold, a document the embedder rejects as input (:func:`is_input_error`), a record
+    the sink's checks refuse, or a document the database refuses. Any other error (a bug, an
+    unreachable database) stops the run. Unchanged documents are skipped, changed ones
+    replace all their old chunks, and a run killed at any point is completed by running it
+    again (see :mod:`jina_connectors.ingest`).
+    """
+    for name, value in (
+        ("batch_size", batch_size),
+        ("write_batch_size", write_batch_size),
+        ("max_pending_batches", max_pending_batches),
+    ):
+        _positive_int(name, value)
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+    _positive_int("chunk_size", chunk_size)
+    if not (callable(chunker) or chunker in BUILTIN_CHUNKERS):
+        raise ValueError(f"chunker must be 'sentences', 'tokens' or a callable, got {chunker!r}")
+    embedder = resolve_embedder(model)
+    settings = resolve_settings(
+        embedder,
+        dimensions=dimensions,
+        embedding_type=embedding_type,
+        late_chunking=late_chunking,
+        late_chunking_options=late_chunking_options,
+        chunker=chunker,
+        chunk_size=chunk_size,
+    )
+    sink.ensure_collection(settings.spec)
+
+    from tqdm import tqdm
+
+    report = IngestReport()
+    report_lock = threading.Lock()  # the writer thread reports too
+
+    def on_bad(error: InvalidDocumentError) -> None:
+        if on_error == "raise":
+            raise error
+        bad_record_logger.warning("skipped bad record %s", error)
+        with report_lock:
+            report.errors.append(error)
+
+    started = time.perf_counter()
+    batches = document_batches(documents, batch_size, sink, on_bad)
+    try:
+        with tqdm(
+            desc=f"ingest → {sink.collection}",
+            unit="doc",
+            disable=not show_progress,
+            dynamic_ncols=True,
+        ) as bar:
+
+            def on_written(documents: int, points: int) -> None:
+                with report_lock:
+                    report.points_written += points
+                bar.update(documents)
+                bar.set_postfix(points=report.points_written, refresh=False)
+
+            with BackgroundWriter(
+                sink,
+                write_batch_size=write_batch_size,
+                max_pending=max_pending_batches,
+                on_written=on_written,
+                on_bad=on_bad,
+            ) as writer:
+                for batch in batches:
+                    report.documents += len(batch)
+                    prepared = []
+                    for document in batch:
+                        try:
+                            prepared.append(prepare_document(document, settings))
+                        except InvalidDocumentError as error:
+                            on_bad(error)
+                    changed = changed_documents(sink, prepared)
+                    report.skipped += len(prepared) - len(changed)
+                    embedded = check_records(
+                        sink, embed_isolating(embedder, settings, changed, on_bad), on_bad
+                    )
+                    job = WriteJob.of([(p.source, r) for p, r in embedded], completes=len(batch))
+                    report.chunks += len(job.records)
+                    writer.put(job)
+    finally:
+        batches.close()
+    report.seconds = time.perf_counter() - started
+    return report

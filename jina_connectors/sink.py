@@ -1,0 +1,623 @@
+"""What the pipeline writes and reads (records, states, hits) and the :class:`VectorSink` base
+class that every database sink derives from.
+
+The base class owns everything that is the same for every database: retries of transient
+errors, paging of fetches and writes, the ``k`` check, the collection-spec cache, the context
+manager, the layout and mismatch checks (vector size and metric, the model/task/dimensions/type
+recorded in the points, points not written by jina-connectors), query embedding, and the
+locking that makes a sink safe to share between the pipeline and its background writer. A
+database module implements only a handful of primitive methods that translate to its client.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+
+from .errors import CollectionMismatchError, InvalidDocumentError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from embedder_core import Embedder
+
+logger = logging.getLogger("jina_connectors.sink")
+
+# Fixed namespace of chunk ids: uuid5(CHUNK_NAMESPACE, f"{doc_id}\x1f{chunk_index}").
+CHUNK_NAMESPACE = uuid.UUID("8a7c1f3e-5d2b-5f4a-9c6e-1b0d2e3f4a5b")
+PASSAGE_TASK = "retrieval.passage"
+QUERY_TASK = "retrieval.query"
+DEFAULT_COLLECTION = "documents"
+# Vector types a sink may be asked to store; each sink says which ones it supports.
+SinkEmbeddingType = Literal["float", "ubinary"]
+# Payload keys the pipeline writes; user metadata lives under "metadata".
+PAYLOAD_KEYS = (
+    "text",
+    "doc_id",
+    "chunk_index",
+    "chunk_count",
+    "start",
+    "end",
+    "metadata",
+    "content_hash",
+    "model",
+    "task",
+    "dimensions",
+    "embedding_type",
+)
+SPEC_KEYS = ("model", "dimensions", "embedding_type", "task")
+STATE_KEYS = ("content_hash", "chunk_count")
+
+T = TypeVar("T")
+S = TypeVar("S", bound="VectorSink")
+
+
+def chunk_id(doc_id: str, chunk_index: int) -> str:
+    """Deterministic point id of a chunk: a UUID5 of document id and chunk index."""
+    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{doc_id}\x1f{chunk_index}"))
+
+
+# --------------------------------------------------------------------------------------
+# Data passed between the pipeline and the sinks
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """What a collection holds: vectors of ``model`` at ``dimensions``, as ``embedding_type``.
+
+    ``embedding_type="float"`` vectors are compared by cosine; ``"ubinary"`` vectors are packed
+    sign bits (``ceil(dimensions / 8)`` bytes) compared by Hamming distance.
+    """
+
+    model: str
+    dimensions: int
+    embedding_type: SinkEmbeddingType = "float"
+    task: str = PASSAGE_TASK
+
+    @property
+    def metric(self) -> Literal["cosine", "hamming"]:
+        return "hamming" if self.embedding_type == "ubinary" else "cosine"
+
+    @property
+    def vector_bits(self) -> int:
+        """Binary vector width in bits, a multiple of 8 (the packed bytes times 8)."""
+        return 8 * -(-self.dimensions // 8)
+
+    @property
+    def vector_size(self) -> int:
+        """The collection's vector size: dimensions for float vectors, bits for binary ones."""
+        return self.vector_bits if self.embedding_type == "ubinary" else self.dimensions
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> CollectionSpec:
+        return cls(
+            model=str(payload["model"]),
+            dimensions=int(payload["dimensions"]),
+            embedding_type=payload.get("embedding_type", "float"),
+            task=str(payload.get("task", PASSAGE_TASK)),
+        )
+
+
+def spec_of_payload(payload: Mapping[str, Any] | None) -> CollectionSpec | None:
+    """The spec recorded in a point's payload; None for no point or a point without one."""
+    if not payload or not all(key in payload for key in ("model", "dimensions")):
+        return None
+    return CollectionSpec.from_payload(payload)
+
+
+@dataclass(frozen=True)
+class CollectionLayout:
+    """An existing collection's vectors as the database describes them: ``size`` (dimensions
+    for float vectors, bits for binary ones), ``metric`` (lower case) and vector type."""
+
+    size: int
+    metric: str
+    embedding_type: SinkEmbeddingType = "float"
+
+
+@dataclass(frozen=True)
+class ChunkState:
+    """What the completeness check needs to know about a stored chunk."""
+
+    content_hash: str
+    chunk_count: int
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """One point to write: its deterministic id, vector and payload fields.
+
+    ``vector`` is float32 ``(dimensions,)`` for float collections, or uint8 packed bits
+    ``(ceil(dimensions / 8),)`` for ``ubinary`` ones.
+    """
+
+    id: str
+    vector: np.ndarray
+    text: str
+    doc_id: str
+    chunk_index: int
+    chunk_count: int
+    start: int
+    end: int
+    content_hash: str
+    metadata: Mapping[str, Any]
+    model: str
+    task: str
+    dimensions: int
+    embedding_type: SinkEmbeddingType
+
+    @property
+    def name(self) -> str:
+        """How error messages name this record: ``document 'a.md' chunk 3``."""
+        return f"document {self.doc_id!r} chunk {self.chunk_index}"
+
+    def payload(self) -> dict[str, Any]:
+        """Every field except ``id`` and ``vector``, as JSON-compatible values."""
+        return {
+            "text": self.text,
+            "doc_id": self.doc_id,
+            "chunk_index": self.chunk_index,
+            "chunk_count": self.chunk_count,
+            "start": self.start,
+            "end": self.end,
+            "metadata": dict(self.metadata),
+            "content_hash": self.content_hash,
+            "model": self.model,
+            "task": self.task,
+            "dimensions": self.dimensions,
+            "embedding_type": self.embedding_type,
+        }
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result. ``score``: higher is more similar (cosine, or ``1 - hamming/bits``)."""
+
+    id: str
+    score: float
+    text: str
+    doc_id: str
+    chunk_index: int
+    start: int
+    end: int
+    metadata: dict[str, Any]
+
+    @classmethod
+    def from_payload(cls, id: str, score: float, payload: Mapping[str, Any]) -> Hit:
+        return cls(
+            id=str(id),
+            score=float(score),
+            text=str(payload.get("text", "")),
+            doc_id=str(payload.get("doc_id", "")),
+            chunk_index=int(payload.get("chunk_index", 0)),
+            start=int(payload.get("start", 0)),
+            end=int(payload.get("end", 0)),
+            metadata=dict(payload.get("metadata") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """A collection of a database, for ``jina-connectors info``. ``spec`` is None when empty
+    or not written by jina-connectors."""
+
+    name: str
+    count: int
+    spec: CollectionSpec | None
+
+
+# A search filter: equality on ``doc_id`` or on user-metadata keys; a list value means
+# "any of". ``{"doc_id": "a.md"}``, ``{"president": ["lincoln", "grant"], "year": 1862}``.
+# Sinks also accept their database's native filter object.
+FilterValue = str | int | float | bool | Sequence[str | int | float | bool]
+SearchFilter = Mapping[str, FilterValue]
+
+
+def filter_items(filter: SearchFilter) -> list[tuple[str, bool, list[Any]]]:
+    """A :data:`SearchFilter` as ``(key, is_metadata_key, allowed values)`` triples."""
+    items: list[tuple[str, bool, list[Any]]] = []
+    for key, value in filter.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"filter keys must be non-empty strings, got {key!r}")
+        values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+        if not values:
+            raise ValueError(f"filter value list for {key!r} is empty")
+        for v in values:
+            if not isinstance(v, (str, int, float, bool)):
+                raise ValueError(f"filter value for {key!r} must be a scalar, got {v!r}")
+        items.append((key, key != "doc_id", values))
+    return items
+
+
+# --------------------------------------------------------------------------------------
+# Checks and helpers
+# --------------------------------------------------------------------------------------
+
+
+def with_retries(
+    operation: Callable[[], T],
+    is_transient: Callable[[BaseException], bool],
+    *,
+    attempts: int = 5,
+    max_wait: float = 8.0,
+) -> T:
+    """Run ``operation``, retrying transient errors with jittered exponential backoff."""
+    import tenacity
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=tenacity.wait_exponential(multiplier=0.2, max=max_wait) + tenacity.wait_random(0, 0.2),
+        retry=tenacity.retry_if_exception(is_transient),
+        before_sleep=lambda state: logger.warning(
+            "transient database error (attempt %d of %d), retrying: %s",
+            state.attempt_number,
+            attempts,
+            state.outcome.exception() if state.outcome else "",
+        ),
+        reraise=True,
+    )
+    return retrying(operation)
+
+
+def check_layout(collection: str, spec: CollectionSpec, layout: CollectionLayout) -> None:
+    """Raise :class:`CollectionMismatchError` unless an existing collection's vector type,
+    size and metric are the ones ``spec`` needs."""
+    if layout.embedding_type != spec.embedding_type:
+        raise CollectionMismatchError(
+            f"collection {collection!r} holds {layout.embedding_type} vectors; "
+            f"embedding_type={spec.embedding_type!r} needs {spec.embedding_type} vectors; use "
+            "another collection name"
+        )
+    metric = layout.metric.lower()
+    if layout.size != spec.vector_size or metric != spec.metric:
+        raise CollectionMismatchError(
+            f"collection {collection!r} exists with vectors of size {layout.size} and metric "
+            f"{metric}, but {spec.model} at dimensions={spec.dimensions} ({spec.embedding_type}) "
+            f"needs size {spec.vector_size} and metric {spec.metric}; use another collection "
+            "name, or delete this one yourself (it is never recreated automatically)"
+        )
+
+
+def check_recorded_spec(
+    collection: str, spec: CollectionSpec, stored: CollectionSpec | None
+) -> None:
+    """Raise :class:`CollectionMismatchError` if the points of ``collection`` were built with
+    another model, task, dimensions or embedding type than ``spec``."""
+    if stored is None or stored == spec:
+        return
+    raise CollectionMismatchError(
+        f"collection {collection!r} holds vectors of model {stored.model!r} "
+        f"(task {stored.task}, dimensions={stored.dimensions}, {stored.embedding_type}), "
+        f"not of {spec.model!r} (task {spec.task}, dimensions={spec.dimensions}, "
+        f"{spec.embedding_type}); mixing them would make search meaningless. Use another "
+        "collection name or the same model and settings"
+    )
+
+
+def resolve_embedder(model: str | os.PathLike[str] | Embedder | None) -> Embedder:
+    """An :class:`embedder_core.Embedder`: given, or the shared one for a model id or path
+    (None: the default model; the hosted name ``jina-embeddings-v3`` is its Hub id)."""
+    if model is None or isinstance(model, (str, os.PathLike)):
+        from ._loading import load_embedder
+
+        return load_embedder(None if model is None else os.fspath(model))
+    return model
+
+
+def embed_query(
+    query: str, spec: CollectionSpec, model: str | Embedder | None = None
+) -> np.ndarray:
+    """One query vector for a collection built as ``spec``: task ``retrieval.query`` at the
+    collection's dimensions and type, with the collection's model unless ``model`` is given.
+    Float32 ``(dimensions,)``, or uint8 packed bits for ``ubinary``."""
+    import numpy as np
+
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("the query must be a non-empty string")
+    embedder = resolve_embedder(spec.model if model is None else model)
+    if embedder.dimension < spec.dimensions:
+        raise CollectionMismatchError(
+            f"model {embedder.model_name!r} gives {embedder.dimension}-dimensional vectors, but "
+            f"the collection holds {spec.dimensions}-dimensional vectors of {spec.model!r}"
+        )
+    vectors = embedder.encode(
+        [query],
+        task=QUERY_TASK,
+        dimensions=spec.dimensions,
+        embedding_type=spec.embedding_type,
+    )
+    return np.asarray(vectors)[0]
+
+
+# --------------------------------------------------------------------------------------
+# The sink base class
+# --------------------------------------------------------------------------------------
+
+
+class VectorSink(ABC):
+    """A database collection the pipeline writes to and searches; one sink, one collection.
+
+    Public methods (the contract :func:`~jina_connectors.pipeline.ingest` relies on) are
+    implemented here once; a database module implements the primitives below them. Every
+    primitive call goes through :meth:`_call`, which retries transient errors with backoff
+    (``attempts`` tries in all) and serializes calls when the client is not thread-safe.
+
+    Thread safety: one sink may be used from several threads at once (the pipeline looks up
+    chunk states while its background writer writes). Lazy handles, caches and counters are
+    guarded by ``_state_lock``; a client that is not thread-safe sets ``_io_lock``.
+    """
+
+    #: Vector types this database can store.
+    embedding_types: ClassVar[tuple[SinkEmbeddingType, ...]] = ("float",)
+    #: Ids per fetch request.
+    fetch_page_size: ClassVar[int] = 1000
+    #: Largest ``k`` a search may ask for; None: no limit.
+    max_k: ClassVar[int | None] = None
+    #: The database's name, for messages.
+    database: ClassVar[str] = "vector database"
+
+    collection: str
+
+    def __init__(self, collection: str, *, attempts: int = 5) -> None:
+        if not isinstance(collection, str) or not collection:
+            raise ValueError(f"collection must be a non-empty string, got {collection!r}")
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ValueError(f"attempts must be a positive integer, got {attempts!r}")
+        self.collection = collection
+        self.attempts = attempts
+        self._state_lock = threading.RLock()
+        self._io_lock: AbstractContextManager[Any] = nullcontext()
+        self._spec: CollectionSpec | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.collection!r})"
+
+    def __enter__(self: S) -> S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the client (once; later calls do nothing)."""
+        with self._state_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._close()
+
+    def _call(self, operation: Callable[[], T]) -> T:
+        with self._io_lock:
+            return with_retries(operation, self._is_transient, attempts=self.attempts)
+
+    # -- the collection -------------------------------------------------------------------
+
+    def ensure_collection(self, spec: CollectionSpec) -> None:
+        """Create the collection for ``spec`` (cosine for float, Hamming for ubinary), or check
+        that the existing one matches: vector type, size and metric, the model/task/dimensions
+        recorded in its points, and that its points were written by jina-connectors. Raise
+        :class:`CollectionMismatchError` otherwise, writing nothing."""
+        if spec.embedding_type not in self.embedding_types:
+            raise ValueError(self._unsupported_type_message(spec.embedding_type))
+        name = self.collection
+        layout = self._call(lambda: self._layout(name))
+        if layout is None:
+            if self._call(lambda: self._create(spec)):
+                return  # a new, empty collection made for spec
+            # Created meanwhile by someone else: check it like any existing collection.
+            layout = self._call(lambda: self._layout(name))
+            if layout is None:
+                raise RuntimeError(f"{self.database} collection {name!r} vanished after creation")
+        check_layout(name, spec, layout)
+        stored = self.stored_spec()
+        if stored is None and self.count() > 0:
+            raise CollectionMismatchError(
+                f"{self._where()} holds points not written by jina-connectors; use another "
+                "collection name"
+            )
+        check_recorded_spec(name, spec, stored)
+
+    def stored_spec(self) -> CollectionSpec | None:
+        """The spec recorded in the collection's points; None if absent, empty or foreign.
+
+        Cached once found: a collection's spec changes only if it is emptied and refilled.
+        """
+        with self._state_lock:
+            if self._spec is not None:
+                return self._spec
+        spec = spec_of_payload(self._call(lambda: self._sample_payload(self.collection)))
+        with self._state_lock:
+            if spec is not None:
+                self._spec = spec
+        return spec
+
+    def count(self) -> int:
+        """Number of points in the collection (0 if it does not exist)."""
+        return self._call(lambda: self._count(self.collection))
+
+    def describe_collections(self) -> list[CollectionInfo]:
+        """Every collection of this database with its point count and recorded spec."""
+        names = self._call(self._list_collections)
+        return [
+            CollectionInfo(
+                name,
+                self._call(lambda name=name: self._count(name)),
+                spec_of_payload(self._call(lambda name=name: self._sample_payload(name))),
+            )
+            for name in sorted(names)
+        ]
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def check_metadata(self, metadata: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` for user metadata this database cannot store. The pipeline
+        calls it for every document before embedding; a failing document is a bad record."""
+        return None  # every database here stores any JSON metadata, unless it says otherwise
+
+    def check_record(self, record: ChunkRecord) -> None:
+        """Raise ``ValueError`` for a record this database cannot store (a text or id over a
+        length limit...). The pipeline checks every record before writing; a failing record
+        makes its document a bad record."""
+        return None  # no per-record limits, unless the database says otherwise
+
+    def is_record_error(self, error: BaseException) -> bool:
+        """Whether a failed write was refused because of what some record holds (so writing
+        its documents one group at a time finds the culprit), rather than a database error."""
+        return isinstance(error, InvalidDocumentError)
+
+    def fetch_states(self, ids: Sequence[str]) -> dict[str, ChunkState]:
+        """``content_hash``/``chunk_count`` of the given point ids that exist (others omitted)."""
+        states: dict[str, ChunkState] = {}
+        size = self.fetch_page_size
+        for start in range(0, len(ids), size):
+            page = list(ids[start : start + size])
+            for point_id, payload in self._call(lambda page=page: self._fetch(page)).items():
+                if all(key in payload for key in STATE_KEYS):
+                    states[str(point_id)] = ChunkState(
+                        str(payload["content_hash"]), int(payload["chunk_count"])
+                    )
+        return states
+
+    def upsert(self, records: Sequence[ChunkRecord]) -> None:
+        """Insert or overwrite the points (ids are deterministic), in requests within the
+        database's limits. Every record is checked before the first request is sent."""
+        if not records:
+            return
+        for record in records:
+            try:
+                self.check_record(record)
+            except InvalidDocumentError:
+                raise
+            except ValueError as exc:
+                raise InvalidDocumentError(record.name, str(exc)) from None
+        for request in self._upsert_requests(records):
+            self._call(lambda request=request: self._upsert(request))
+
+    def delete_stale(self, keep: Mapping[str, int]) -> None:
+        """For each ``doc_id -> n``: delete that document's points with ``chunk_index >= n``."""
+        for request in self._delete_requests(keep) if keep else ():
+            self._call(lambda request=request: self._delete_stale(request))
+
+    # -- search ---------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        filter: SearchFilter | Any | None = None,
+        *,
+        model: str | Embedder | None = None,
+    ) -> list[Hit]:
+        """The ``k`` best hits for ``query``, best first.
+
+        The query is embedded with :func:`embed_query` (``retrieval.query``, the collection's
+        own model and dimensions unless ``model`` overrides the model). ``filter``: a
+        :data:`SearchFilter` mapping, or the database's native filter. An absent, empty or
+        foreign collection returns ``[]``.
+        """
+        limit = self.max_k
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1 or (limit and k > limit):
+            bound = f"an integer in [1, {limit}]" if limit else "a positive integer"
+            raise ValueError(f"k must be {bound}, got {k!r}")
+        native = self._translate_filter(filter)
+        spec = self.stored_spec()
+        if spec is None:
+            return []
+        vector = embed_query(query, spec, model)
+        found = self._call(lambda: self._search(vector, k, native, spec))
+        return [Hit.from_payload(point_id, score, payload) for point_id, score, payload in found]
+
+    def _translate_filter(self, filter: SearchFilter | Any | None) -> Any:
+        if filter is None or (isinstance(filter, Mapping) and not filter):
+            return None
+        if self._is_native_filter(filter):
+            return filter
+        if not isinstance(filter, Mapping):
+            raise TypeError(f"filter must be a mapping, got {type(filter).__name__}")
+        return self._native_filter(filter_items(filter))
+
+    # -- messages -------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"{self.database} collection {self.collection!r}"
+
+    def _unsupported_type_message(self, embedding_type: str) -> str:
+        kinds = " or ".join(repr(t) for t in self.embedding_types)
+        return f"the {self.database} sink stores {kinds} vectors, not {embedding_type!r}"
+
+    # -- primitives: what a database module implements ------------------------------------
+
+    @abstractmethod
+    def _is_transient(self, error: BaseException) -> bool:
+        """Whether ``error`` is worth retrying (throttling, unavailable, timeouts)."""
+
+    @abstractmethod
+    def _layout(self, name: str) -> CollectionLayout | None:
+        """The collection's vector layout; None if it does not exist. Raise
+        :class:`CollectionMismatchError` for a collection of another kind (named vectors,
+        a schema without our fields...)."""
+
+    @abstractmethod
+    def _create(self, spec: CollectionSpec) -> bool:
+        """Create the collection for ``spec``; return False, creating nothing, if another
+        process created it meanwhile (its layout is checked next)."""
+
+    @abstractmethod
+    def _sample_payload(self, name: str) -> Mapping[str, Any] | None:
+        """The payload of any one point (spec fields at least); None if absent or empty."""
+
+    @abstractmethod
+    def _count(self, name: str) -> int:
+        """Points in the collection; 0 if it does not exist."""
+
+    @abstractmethod
+    def _list_collections(self) -> list[str]:
+        """Names of every collection of the database."""
+
+    @abstractmethod
+    def _fetch(self, ids: list[str]) -> Mapping[str, Mapping[str, Any]]:
+        """``content_hash``/``chunk_count`` payload of each existing id of one page."""
+
+    def _upsert_requests(self, records: Sequence[ChunkRecord]) -> Iterable[Any]:
+        """The records as requests within the database's limits (default: one request)."""
+        return [records]
+
+    @abstractmethod
+    def _upsert(self, request: Any) -> None:
+        """Send one upsert request made by :meth:`_upsert_requests`."""
+
+    def _delete_requests(self, keep: Mapping[str, int]) -> Iterable[Any]:
+        """``keep`` as stale-chunk deletions within the database's limits (default: one)."""
+        return [keep]
+
+    @abstractmethod
+    def _delete_stale(self, request: Any) -> None:
+        """Send one deletion made by :meth:`_delete_requests`."""
+
+    @abstractmethod
+    def _search(
+        self, vector: np.ndarray, k: int, filter: Any, spec: CollectionSpec
+    ) -> list[tuple[str, float, Mapping[str, Any]]]:
+        """``(id, score, payload)`` of the ``k`` nearest points, best first (score: higher is
+        more similar)."""
+
+    @abstractmethod
+    def _is_native_filter(self, filter: Any) -> bool:
+        """Whether ``filter`` is the database's own filter (passed through as is)."""
+
+    @abstractmethod
+    def _native_filter(self, items: list[tuple[str, bool, list[Any]]]) -> Any:
+        """A native filter for :func:`filter_items` triples (every key must match)."""
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Release the client if this sink opened it."""
