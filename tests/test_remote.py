@@ -485,7 +485,7 @@ def test_ingest_and_search_through_a_server(
     ]
     local_sink = QdrantSink("local", location=":memory:")
     remote_sink = QdrantSink("remote", client=local_sink.client)
-    settings: dict[str, Any] = {"chunk_size": 16, "progress": False}
+    settings: dict[str, Any] = {"chunk_size": 16, "show_progress": False}
     local_report = ingest(documents, local_sink, model=str(tiny_jina_dir), **settings)
     remote_report = ingest(documents, remote_sink, model=server, **settings)
     assert remote_report.chunks == local_report.chunks > 2
