@@ -9,7 +9,9 @@ prober sends a single short query at a time; its latency under each load and on 
 server is compared with `encode` of that query in process.
 
 Each server runs in its own process, as deployed; the clients run in this one, on the same
-cores, so every served figure also pays for its clients. infinity-emb is found as the
+cores, so every served figure also pays for its clients. In-process `encode` runs in a fresh
+process too. All three get `OMP_WAIT_POLICY=PASSIVE` (what `serve` sets by default). Each
+load level runs `repeats` times and keeps its fastest run. infinity-emb is found as the
 `infinity_emb` executable on PATH or at `$INFINITY_EMB` (it pins its own dependencies:
 install it in a separate virtualenv); without it its rows are skipped.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import gc
+import json
 import os
 import shutil
 import socket
@@ -55,26 +57,15 @@ def run(ctx: Context) -> CaseResult:
     paragraphs = speech_paragraphs(ctx.speeches(), ctx.sizes.server_paragraphs, seed=SEED)
     probes = ctx.sizes.server_probes
 
-    # In process: the same texts in one call, and the query alone.
-    embedder = ctx.load_embedder(model_dir)
-    counts = embedder.count_tokens(paragraphs)
-    tokens = sum(min(count, embedder.max_tokens) for count in counts)
-    embedder.encode(paragraphs[:32])  # warm-up
-    in_process_seconds = []
-    reference = embedder.encode(paragraphs)
-    for _ in range(ctx.sizes.repeats):
-        started = time.perf_counter()
-        embedder.encode(paragraphs)
-        in_process_seconds.append(time.perf_counter() - started)
-    query_seconds = []
-    for _ in range(probes):
-        started = time.perf_counter()
-        embedder.encode(QUERY)
-        query_seconds.append(time.perf_counter() - started)
-    embedder = None
-    gc.collect()
+    # In process: the same texts in one call, and the query alone, in a fresh process with
+    # the servers' environment (one OpenMP wait policy for all three ways).
+    ctx.log("in-process encode")
+    measured = _in_process(model_dir, str(ctx.device), paragraphs, probes, ctx.sizes.repeats)
+    tokens = measured["tokens"]
+    reference = measured["rows"]
+    in_process_seconds = measured["seconds"]
     in_process_rate = tokens / min(in_process_seconds)
-    in_process_query_ms = 1000 * float(np.median(query_seconds))
+    in_process_query_ms = 1000 * float(np.median(measured["query_seconds"]))
 
     ctx.log("serving with jina-connectors")
     with _ours(model_dir, str(ctx.device)) as url:
@@ -161,6 +152,8 @@ def run(ctx: Context) -> CaseResult:
             "in_process_seconds": in_process_seconds,
             "in_process_tokens_per_s": in_process_rate,
             "in_process_query_ms_p50": in_process_query_ms,
+            "environment": {"OMP_WAIT_POLICY": _SERVER_ENV["OMP_WAIT_POLICY"]},
+            "load_runs_per_level": ctx.sizes.repeats,
             "ours": _summary(ours),
             "infinity": _summary(infinity) if infinity is not None else None,
             "infinity_note": infinity_note,
@@ -186,8 +179,10 @@ def _measure(
     result: dict[str, Any] = {"idle": asyncio.run(_idle(url, extra, probes)), "loads": {}}
     asyncio.run(_load(url, extra, requests[: max(CLIENTS)], max(CLIENTS)))  # warm-up
     for clients in CLIENTS:
-        load = asyncio.run(_load(url, extra, requests, clients))
+        runs = [asyncio.run(_load(url, extra, requests, clients)) for _ in range(ctx.sizes.repeats)]
+        load = min(runs, key=lambda run: run["seconds"])  # machine noise only slows a run
         load["tokens_per_s"] = tokens / load["seconds"]
+        load["all_seconds"] = [run["seconds"] for run in runs]
         result["loads"][clients] = load
         ctx.log(
             f"  {clients} clients: {load['tokens_per_s']:.0f} tokens/s, query p50 "
@@ -288,6 +283,86 @@ def _summary(measured: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------- in process
+# Every way runs with this environment: the wait policy `jina-connectors serve` sets by
+# default, given to infinity-emb and to in-process encode too, so that OpenMP threads that
+# spin between operations (which cost a server's event loop its cores) are not what is
+# compared.
+_SERVER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def _in_process(
+    model_dir: Path, device: str, paragraphs: Sequence[str], probes: int, repeats: int
+) -> dict[str, Any]:
+    """``encode`` of all paragraphs in one call (best of ``repeats``) and of the query alone
+    (``probes`` times), in a fresh process; also the rows and the token count."""
+    with tempfile.TemporaryDirectory() as scratch:
+        job = Path(scratch) / "job.json"
+        rows = Path(scratch) / "rows.npy"
+        job.write_text(
+            json.dumps(
+                {
+                    "model": str(model_dir),
+                    "device": device,
+                    "paragraphs": list(paragraphs),
+                    "probes": probes,
+                    "repeats": repeats,
+                    "rows": str(rows),
+                }
+            )
+        )
+        code = (
+            "import sys; from benchmarks.server import in_process_job; in_process_job(sys.argv[1])"
+        )
+        env = {**os.environ, **_SERVER_ENV, "PYTHONPATH": _python_path()}
+        run = subprocess.run(
+            [sys.executable, "-c", code, str(job)],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if run.returncode != 0:
+            raise RuntimeError(f"in-process measurement failed: {run.stderr[-2000:]}")
+        result: dict[str, Any] = json.loads(job.read_text())["result"]
+        result["rows"] = np.load(rows)
+    return result
+
+
+def in_process_job(path: str) -> None:
+    """The in-process measurement (run by ``_in_process`` in a fresh process)."""
+    from embedder_core import Embedder
+
+    job_file = Path(path)
+    job = json.loads(job_file.read_text())
+    paragraphs, probes = job["paragraphs"], job["probes"]
+    embedder = Embedder.from_pretrained(job["model"], device=job["device"])
+    counts = embedder.count_tokens(paragraphs)
+    embedder.encode(paragraphs[:32])  # warm-up
+    np.save(job["rows"], embedder.encode(paragraphs))
+    seconds = []
+    for _ in range(job["repeats"]):
+        started = time.perf_counter()
+        embedder.encode(paragraphs)
+        seconds.append(time.perf_counter() - started)
+    query_seconds = []
+    for _ in range(probes):
+        started = time.perf_counter()
+        embedder.encode(QUERY)
+        query_seconds.append(time.perf_counter() - started)
+    job["result"] = {
+        "tokens": sum(min(count, embedder.max_tokens) for count in counts),
+        "seconds": seconds,
+        "query_seconds": query_seconds,
+    }
+    job_file.write_text(json.dumps(job))
+
+
+def _python_path() -> str:
+    return os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+
+
 # ------------------------------------------------------------------------ servers
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -333,8 +408,8 @@ def _ours(model_dir: Path, device: str) -> Any:
     command = [sys.executable, "-m", "jina_connectors.cli", "serve", "--model", str(model_dir)]
     command += ["--port", str(port), "--device", device, "--served-model-name", SERVED_NAME]
     command += ["--log-level", "warning"]
-    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    return _process(command, port, {**os.environ, "PYTHONPATH": path}, "/health")
+    env = {**os.environ, **_SERVER_ENV, "PYTHONPATH": _python_path()}
+    return _process(command, port, env, "/health")
 
 
 def _infinity_executable() -> str | None:
@@ -349,5 +424,5 @@ def _infinity(executable: str, model_dir: Path, device: str) -> Any:
     command += ["--engine", "torch", "--device", device, "--log-level", "warning"]
     # Its own environment: none of this process's Python settings.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["HF_HUB_OFFLINE"] = "1"
+    env.update(_SERVER_ENV, HF_HUB_OFFLINE="1")
     return _process(command, port, env, "/health")  # not under --url-prefix
