@@ -10,8 +10,10 @@ server is compared with `encode` of that query in process.
 
 Each server runs in its own process, as deployed; the clients run in this one, on the same
 cores, so every served figure also pays for its clients. In-process `encode` runs in a fresh
-process too. All three get `OMP_WAIT_POLICY=PASSIVE` (what `serve` sets by default). Each
-load level runs `repeats` times and keeps its fastest run. infinity-emb is found as the
+process too. All three get `OMP_WAIT_POLICY=PASSIVE` (what `serve` sets by default). Both
+servers run at once and their runs alternate (each load level `repeats` times, the fastest
+kept; idle probes interleaved), so both see the same machine noise; in-process `encode` is
+measured before and after them, the best kept. infinity-emb is found as the
 `infinity_emb` executable on PATH or at `$INFINITY_EMB` (it pins its own dependencies:
 install it in a separate virtualenv); without it its rows are skipped.
 """
@@ -29,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,32 +60,42 @@ def run(ctx: Context) -> CaseResult:
     probes = ctx.sizes.server_probes
 
     # In process: the same texts in one call, and the query alone, in a fresh process with
-    # the servers' environment (one OpenMP wait policy for all three ways).
+    # the servers' environment (one OpenMP wait policy for all three ways); once before and
+    # once after the servers, best kept, since the machine's load drifts.
     ctx.log("in-process encode")
-    measured = _in_process(model_dir, str(ctx.device), paragraphs, probes, ctx.sizes.repeats)
-    tokens = measured["tokens"]
-    reference = measured["rows"]
-    in_process_seconds = measured["seconds"]
-    in_process_rate = tokens / min(in_process_seconds)
-    in_process_query_ms = 1000 * float(np.median(measured["query_seconds"]))
+    device = str(ctx.device)
+    measured = [_in_process(model_dir, device, paragraphs, probes, ctx.sizes.repeats)]
+    tokens = measured[0]["tokens"]
+    reference = measured[0]["rows"]
 
-    ctx.log("serving with jina-connectors")
-    with _ours(model_dir, str(ctx.device)) as url:
-        # Our server refuses over-long inputs unless asked to cut them, as the hosted APIs
-        # do; infinity-emb and in-process encode cut them.
-        ours = _measure(url, {"truncate": True}, paragraphs, tokens, probes, ctx)
+    # Both servers run at once and their runs alternate, so that both see the same noise.
+    # Ours refuses over-long inputs unless asked to cut them, as the hosted APIs do;
+    # infinity-emb and in-process encode cut them.
+    servers: dict[str, tuple[Any, dict[str, Any]]] = {
+        "ours": (_ours(model_dir, device), {"truncate": True})
+    }
     infinity_executable = _infinity_executable()
-    infinity: dict[str, Any] | None = None
     infinity_note = "infinity_emb not found (PATH or $INFINITY_EMB): skipped"
     if infinity_executable is not None and ctx.device.type in ("cpu", "cuda"):
-        ctx.log(f"serving with infinity-emb ({infinity_executable})")
-        try:
-            with _infinity(infinity_executable, model_dir, ctx.device.type) as url:
-                infinity = _measure(url, {}, paragraphs, tokens, probes, ctx)
-            infinity_note = "measured"
-        except (OSError, TimeoutError, httpx.HTTPError) as error:
-            infinity_note = f"infinity_emb failed: {type(error).__name__}: {error}"
-            ctx.log(infinity_note)
+        servers["infinity"] = (_infinity(infinity_executable, model_dir, ctx.device.type), {})
+        infinity_note = f"measured ({infinity_executable})"
+    with ExitStack() as stack:
+        urls: dict[str, tuple[str, dict[str, Any]]] = {}
+        for name, (server, extra) in servers.items():
+            ctx.log(f"starting {name}")
+            try:
+                urls[name] = (stack.enter_context(server), extra)
+            except (OSError, TimeoutError, httpx.HTTPError) as error:
+                if name == "ours":
+                    raise
+                infinity_note = f"infinity_emb failed: {type(error).__name__}: {error}"
+                ctx.log(infinity_note)
+        results = _measure(urls, paragraphs, tokens, probes, ctx)
+    ours, infinity = results["ours"], results.get("infinity")
+    measured.append(_in_process(model_dir, device, paragraphs, probes, ctx.sizes.repeats))
+    in_process_seconds = [seconds for run in measured for seconds in run["seconds"]]
+    in_process_rate = tokens / min(in_process_seconds)
+    in_process_query_ms = min(1000 * float(np.median(run["query_seconds"])) for run in measured)
 
     figures = []
     for clients in CLIENTS:
@@ -163,32 +175,43 @@ def run(ctx: Context) -> CaseResult:
 
 # --------------------------------------------------------------------------- load
 def _measure(
-    url: str,
-    extra: dict[str, Any],
+    servers: dict[str, tuple[str, dict[str, Any]]],
     paragraphs: Sequence[str],
     tokens: int,
     probes: int,
     ctx: Context,
-) -> dict[str, Any]:
-    """Idle query latency, then each load level with a prober beside it. ``extra``: fields
-    added to every request body."""
+) -> dict[str, dict[str, Any]]:
+    """Per server (name -> (URL, fields added to every request body)): idle query latency,
+    then each load level with a prober beside it; the servers' runs alternate."""
     requests = [
         list(paragraphs[i : i + TEXTS_PER_REQUEST])
         for i in range(0, len(paragraphs), TEXTS_PER_REQUEST)
     ]
-    result: dict[str, Any] = {"idle": asyncio.run(_idle(url, extra, probes)), "loads": {}}
-    asyncio.run(_load(url, extra, requests[: max(CLIENTS)], max(CLIENTS)))  # warm-up
+    results: dict[str, dict[str, Any]] = {name: {"loads": {}} for name in servers}
+    idle: dict[str, list[float]] = {name: [] for name in servers}
+    for url, extra in servers.values():  # warm-up: connections, first batches
+        asyncio.run(_idle(url, extra, 3))
+        asyncio.run(_load(url, extra, requests[: max(CLIENTS)], max(CLIENTS)))
+    for _ in range(probes):
+        for name, (url, extra) in servers.items():
+            idle[name] += asyncio.run(_idle(url, extra, 1))
+    for name in servers:
+        results[name]["idle"] = _percentiles(idle[name])
     for clients in CLIENTS:
-        runs = [asyncio.run(_load(url, extra, requests, clients)) for _ in range(ctx.sizes.repeats)]
-        load = min(runs, key=lambda run: run["seconds"])  # machine noise only slows a run
-        load["tokens_per_s"] = tokens / load["seconds"]
-        load["all_seconds"] = [run["seconds"] for run in runs]
-        result["loads"][clients] = load
-        ctx.log(
-            f"  {clients} clients: {load['tokens_per_s']:.0f} tokens/s, query p50 "
-            f"{load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms"
-        )
-    return result
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+        for _ in range(ctx.sizes.repeats):
+            for name, (url, extra) in servers.items():
+                runs[name].append(asyncio.run(_load(url, extra, requests, clients)))
+        for name in servers:
+            load = min(runs[name], key=lambda run: run["seconds"])  # noise only slows runs
+            load["tokens_per_s"] = tokens / load["seconds"]
+            load["all_seconds"] = [run["seconds"] for run in runs[name]]
+            results[name]["loads"][clients] = load
+            ctx.log(
+                f"  {name}, {clients} clients: {load['tokens_per_s']:.0f} tokens/s, query "
+                f"p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms"
+            )
+    return results
 
 
 def _body(texts: Sequence[str], extra: dict[str, Any]) -> dict[str, Any]:
@@ -219,16 +242,16 @@ def _percentiles(seconds: Sequence[float]) -> dict[str, float]:
     }
 
 
-async def _idle(url: str, extra: dict[str, Any], probes: int) -> dict[str, float]:
+async def _idle(url: str, extra: dict[str, Any], probes: int) -> list[float]:
+    """Seconds of ``probes`` single queries, one at a time, after one to connect."""
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
-        for _ in range(3):  # warm-up: connection, first batch
-            await _post(client, [QUERY], extra)
+        await _post(client, [QUERY], extra)
         seconds = []
         for _ in range(probes):
             started = time.perf_counter()
             await _post(client, [QUERY], extra)
             seconds.append(time.perf_counter() - started)
-    return _percentiles(seconds)
+    return seconds
 
 
 async def _load(

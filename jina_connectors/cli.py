@@ -279,8 +279,8 @@ def serve(
 ) -> None:
     """Serve the model over HTTP: Jina- and OpenAI-compatible /v1/embeddings (docs at /docs)."""
     # The event loop and tokenizer threads need the cores while the model runs: OpenMP
-    # threads that spin between operations starve them (measured on 2 cores: idle query
-    # latency 714 -> 40 ms, 64-client load 4x faster). Read when torch loads, so set first.
+    # threads that spin between operations starve them (measured on a busy 2-core machine:
+    # idle query 714 -> 40 ms, 64-client load 4x faster). Read when torch loads: set first.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         from .server import ModelLoadError, run_server
