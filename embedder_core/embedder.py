@@ -1,8 +1,8 @@
 """The ``Embedder`` facade: one loaded model, shared by every adapter of the suite.
 
-Data flows one way: texts -> token ids -> sequence jobs (with what to pool) ->
-token-budget batches -> model -> pooled float32 sums -> dimensions/normalization ->
-output type.
+Data flows one way: texts -> token ids -> sequence jobs (with what to pool) -> the
+model's scheduler (token-budget batches shared by every caller) -> pooled float32 rows ->
+dimensions/normalization -> output type.
 """
 
 from __future__ import annotations
@@ -10,27 +10,28 @@ from __future__ import annotations
 import operator
 import os
 import threading
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .batching import plan_batches
 from .chunking import Chunker, Span, check_spans, chunk_spans
 from .errors import TokenLimitError
 from .late_chunking import SequenceJob, document_jobs
 from .loading import default_model, read_config, resolve_model_dir
-from .models.base import PackedBatch, TokenEncoder
+from .models.base import TokenEncoder
 from .models.hf_encoder import HFEncoder, hf_max_tokens, sentence_transformers_settings
 from .models.jina_v3 import JinaV3Config, JinaV3Model, is_jina_v3_config
 from .output import check_embedding_type, convert_embeddings, truncate_and_normalize
+from .scheduler import EmbeddingScheduler, PendingEmbeddings, Reduction
 from .tokenization import TextTokenizer, TokenOffsets
+
+T = TypeVar("T")
 
 # The five jina-embeddings-v3 task names. Encoders without adapters accept them too, as
 # prompt-only tasks, so that every adapter can always say which side of retrieval it is.
@@ -100,12 +101,11 @@ class Embedder:
         self._tokenizer = tokenizer
         self._tasks = tasks
         self._pooling = pooling
-        self._lock = threading.Lock()
         self.model_name = model_name
         self.max_tokens = max_tokens
         self.has_adapters = has_adapters
         budget = max_batch_tokens or _DEFAULT_BATCH_TOKENS.get(model.device.type, 16384)
-        self._batch_tokens = max(int(budget), 1)
+        self._scheduler = EmbeddingScheduler(model, max_batch_tokens=max(int(budget), 1))
 
     @classmethod
     def from_pretrained(
@@ -180,8 +180,14 @@ class Embedder:
 
     @property
     def max_batch_tokens(self) -> int:
-        """Current padded-token budget of one forward batch (halved after an out-of-memory)."""
-        return self._batch_tokens
+        """Current token budget of one forward batch (halved after an out-of-memory)."""
+        return self._scheduler.max_batch_tokens
+
+    @property
+    def scheduler(self) -> EmbeddingScheduler:
+        """The scheduler that batches every caller's work for this model (queue metrics,
+        batch listeners, ``max_queued_tokens``, ``close``)."""
+        return self._scheduler
 
     def instruction(self, task: str | None) -> str:
         """The text prepended to inputs of ``task``."""
@@ -212,6 +218,37 @@ class Embedder:
         ``late_chunking=True`` treats the texts as consecutive pieces of one document:
         ``<s>``, the instruction, the pieces (each tokenized on its own), ``</s>`` are
         encoded together and each row is the mean of its piece's token states.
+        Same as ``submit(...).result()``: concurrent callers share forward batches.
+        """
+        return self.submit(
+            texts,
+            task=task,
+            dimensions=dimensions,
+            late_chunking=late_chunking,
+            normalized=normalized,
+            embedding_type=embedding_type,
+            truncate=truncate,
+            show_progress=show_progress,
+        ).result()
+
+    def submit(
+        self,
+        texts: str | Sequence[str],
+        *,
+        task: str | Sequence[str | None] | None = None,
+        dimensions: int | None = None,
+        late_chunking: bool = False,
+        normalized: bool = True,
+        embedding_type: str = "float",
+        truncate: bool = True,
+        show_progress: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> PendingEmbeddings[np.ndarray | list[str]]:
+        """``encode`` without waiting: checks and tokenizes now, computes in the background.
+
+        Bad input raises here, before anything is queued. The handle's ``result()`` is what
+        ``encode`` returns; ``cancel()`` drops the work not yet computed. ``on_progress``
+        is called on the scheduler's thread with the tokens each batch computed.
         """
         items = _check_texts(texts)
         tasks = self._resolve_tasks(task, len(items))
@@ -221,8 +258,13 @@ class Embedder:
             jobs = self._piece_jobs(items, tasks)
         else:
             jobs = self._sequence_jobs(items, tasks, truncate)
-        pooled = self._run(jobs, len(items), show_progress)
-        return convert_embeddings(truncate_and_normalize(pooled, width, normalized), embedding_type)
+
+        def finish(pooled: np.ndarray) -> np.ndarray | list[str]:
+            return convert_embeddings(
+                truncate_and_normalize(pooled, width, normalized), embedding_type
+            )
+
+        return self._schedule(jobs, len(items), finish, show_progress, on_progress)
 
     def embed_spans(
         self,
@@ -239,12 +281,33 @@ class Embedder:
         a span is pooled over the tokens whose characters overlap it, so overlapping
         spans never duplicate text.
         """
+        return self.submit_spans(
+            documents,
+            task=task,
+            dimensions=dimensions,
+            normalized=normalized,
+            show_progress=show_progress,
+        ).result()
+
+    def submit_spans(
+        self,
+        documents: Sequence[tuple[str, Sequence[Span]]],
+        *,
+        task: str | None = "retrieval.passage",
+        dimensions: int | None = None,
+        normalized: bool = True,
+        show_progress: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> PendingEmbeddings[list[np.ndarray]]:
+        """``embed_spans`` without waiting (see ``submit``)."""
         texts = _check_texts([doc for doc, _ in documents])
         spans = [check_spans(text, doc_spans) for text, (_, doc_spans) in zip(texts, documents)]
         resolved = self._task(task)
         width = self._check_dimensions(dimensions)
         encoded = self._tokenizer.encode_with_offsets(texts)
-        return self._late_chunk(encoded, spans, resolved, width, normalized, show_progress)
+        return self._late_chunk(
+            encoded, spans, resolved, width, normalized, show_progress, on_progress, _same
+        )
 
     def chunk(
         self, texts: str | Sequence[str], *, chunker: Chunker = "sentences", chunk_size: int = 256
@@ -272,6 +335,29 @@ class Embedder:
 
         Documents share forward batches but are never encoded together.
         """
+        return self.submit_documents(
+            texts,
+            task=task,
+            chunker=chunker,
+            chunk_size=chunk_size,
+            dimensions=dimensions,
+            normalized=normalized,
+            show_progress=show_progress,
+        ).result()
+
+    def submit_documents(
+        self,
+        texts: Sequence[str],
+        *,
+        task: str | None = "retrieval.passage",
+        chunker: Chunker = "sentences",
+        chunk_size: int = 256,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        show_progress: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> PendingEmbeddings[list[list[DocumentChunk]]]:
+        """``embed_documents`` without waiting (see ``submit``)."""
         items = _check_texts(texts)
         resolved = self._task(task)
         width = self._check_dimensions(dimensions)
@@ -280,14 +366,19 @@ class Embedder:
             chunk_spans(text, offsets, chunker, chunk_size)
             for text, (_, offsets) in zip(items, encoded)
         ]
-        vectors = self._late_chunk(encoded, spans, resolved, width, normalized, show_progress)
-        return [
-            [
-                DocumentChunk(text[start:end], start, end, row)
-                for (start, end), row in zip(doc_spans, rows)
+
+        def chunks(vectors: list[np.ndarray]) -> list[list[DocumentChunk]]:
+            return [
+                [
+                    DocumentChunk(text[start:end], start, end, row)
+                    for (start, end), row in zip(doc_spans, rows)
+                ]
+                for text, doc_spans, rows in zip(items, spans, vectors)
             ]
-            for text, doc_spans, rows in zip(items, spans, vectors)
-        ]
+
+        return self._late_chunk(
+            encoded, spans, resolved, width, normalized, show_progress, on_progress, chunks
+        )
 
     def embed_document(
         self,
@@ -403,7 +494,9 @@ class Embedder:
         width: int,
         normalized: bool,
         show_progress: bool,
-    ) -> list[np.ndarray]:
+        on_progress: Callable[[int], None] | None,
+        finish: Callable[[list[np.ndarray]], T],
+    ) -> PendingEmbeddings[T]:
         head = self._head(task)
         jobs: list[SequenceJob] = []
         first_rows = [0]
@@ -425,71 +518,56 @@ class Embedder:
                 overlap=self.late_chunking_overlap,
             )
             first_rows.append(first_rows[-1] + len(doc_spans))
-        pooled = truncate_and_normalize(
-            self._run(jobs, first_rows[-1], show_progress), width, normalized
-        )
-        return [pooled[a:b] for a, b in pairwise(first_rows)]
+
+        def split(pooled: np.ndarray) -> T:
+            rows = truncate_and_normalize(pooled, width, normalized)
+            return finish([rows[a:b] for a, b in pairwise(first_rows)])
+
+        return self._schedule(jobs, first_rows[-1], split, show_progress, on_progress)
 
     # ------------------------------------------------------------------- running
-    @torch.inference_mode()
-    def _run(self, jobs: list[SequenceJob], rows: int, show_progress: bool) -> np.ndarray:
-        """Run the jobs in token-budget batches; mean of the pooled states per output row."""
-        counts = np.zeros(rows, dtype=np.float64)
-        for job in jobs:
-            for row, start, end in job.pools:
-                counts[row] += end - start
-        if not rows:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock:
-            sums = torch.zeros(rows, self.dimension, dtype=torch.float32, device=self.device)
-            queue = deque(plan_batches([len(j.ids) for j in jobs], self._batch_tokens))
-            total = sum(len(j.ids) for j in jobs)
-            with tqdm(total=total, disable=not show_progress, unit="tok", desc="embedding") as bar:
-                while queue:
-                    batch = [jobs[i] for i in queue.popleft()]
-                    try:
-                        self._forward(batch, sums)
-                    except torch.cuda.OutOfMemoryError:
-                        if len(batch) == 1:
-                            raise
-                        # Halve the budget for this and every later batch, and retry.
-                        self._batch_tokens = max(self._batch_tokens // 2, 1)
-                        if self.device.type == "cuda":
-                            torch.cuda.empty_cache()
-                        lengths = [len(j.ids) for j in batch]
-                        retry = plan_batches(lengths, self._batch_tokens)
-                        jobs_index = {id(j): i for i, j in enumerate(jobs)}
-                        queue.extendleft(
-                            [jobs_index[id(batch[k])] for k in group] for group in reversed(retry)
-                        )
-                        continue
-                    bar.update(sum(len(j.ids) for j in batch))
-            means = sums.cpu().numpy()
-        return (means / np.maximum(counts, 1)[:, None]).astype(np.float32)
+    def _schedule(
+        self,
+        jobs: list[SequenceJob],
+        rows: int,
+        finish: Callable[[np.ndarray], T],
+        show_progress: bool,
+        on_progress: Callable[[int], None] | None,
+    ) -> PendingEmbeddings[T]:
+        """Queue the jobs on the model's scheduler; ``finish`` turns the pooled rows into
+        the output (on the scheduler's thread)."""
+        if on_progress is not None and not callable(on_progress):
+            raise TypeError("on_progress must be callable or None")
+        reduction: Reduction = "max" if self._pooling == "max" else "mean"
+        if not show_progress:
+            return self._scheduler.submit(
+                jobs, rows, reduction=reduction, finalize=finish, on_progress=on_progress
+            )
+        total = sum(len(job.ids) for job in jobs)
+        bar = tqdm(total=total, unit="tok", desc="embedding")
 
-    def _forward(self, batch: list[SequenceJob], sums: torch.Tensor) -> None:
-        ids = torch.tensor([t for job in batch for t in job.ids], dtype=torch.long)
-        token_index: list[np.ndarray] = []
-        row_index: list[np.ndarray] = []
-        offset = 0
-        for job in batch:
-            for row, start, end in job.pools:
-                token_index.append(np.arange(offset + start, offset + end))
-                row_index.append(np.full(end - start, row))
-            offset += len(job.ids)
-        if not token_index:
-            return
-        tokens = torch.from_numpy(np.concatenate(token_index))
-        targets = torch.from_numpy(np.concatenate(row_index))
-        if self.device.type == "cuda":
-            ids, tokens, targets = (t.pin_memory() for t in (ids, tokens, targets))
-        ids = ids.to(self.device, non_blocking=True)
-        states = self._model.token_states(
-            PackedBatch(ids, [len(j.ids) for j in batch], [j.task for j in batch])
-        )
-        tokens = tokens.to(self.device, non_blocking=True)
-        targets = targets.to(self.device, non_blocking=True)
-        sums.index_add_(0, targets, states.index_select(0, tokens).float())
+        def progress(tokens: int) -> None:
+            bar.update(tokens)
+            if on_progress is not None:
+                on_progress(tokens)
+
+        def finish_and_close(pooled: np.ndarray) -> T:
+            bar.close()  # before the result is delivered, so the bar ends before encode does
+            return finish(pooled)
+
+        try:
+            pending = self._scheduler.submit(
+                jobs, rows, reduction=reduction, finalize=finish_and_close, on_progress=progress
+            )
+        except BaseException:
+            bar.close()
+            raise
+        pending.future.add_done_callback(lambda _: bar.close())  # failed or cancelled
+        return pending
+
+
+def _same(value: T) -> T:
+    return value
 
 
 def _check_texts(texts: str | Sequence[str]) -> list[str]:

@@ -22,3 +22,20 @@ class TokenLimitError(ValueError):
         self.index = index
         self.token_count = token_count
         self.max_tokens = max_tokens
+
+
+class QueueFullError(RuntimeError):
+    """The scheduler already holds more queued tokens than its ``max_queued_tokens``."""
+
+    def __init__(self, queued_tokens: int, request_tokens: int, limit: int) -> None:
+        super().__init__(
+            f"{queued_tokens} tokens are queued; {request_tokens} more would pass the limit "
+            f"of {limit}; retry later"
+        )
+        self.queued_tokens = queued_tokens
+        self.request_tokens = request_tokens
+        self.limit = limit
+
+
+class SchedulerClosedError(RuntimeError):
+    """The embedder's scheduler was closed; it accepts no more work."""

@@ -31,6 +31,9 @@ class TokenEncoder(Protocol):
     hidden_size: int
     device: torch.device
     dtype: torch.dtype
+    #: True when the model runs a batch without padding, so that a batch costs the sum of
+    #: its sequences' lengths; False when it pads them (cost: count x longest).
+    packed: bool
 
     def token_states(self, batch: PackedBatch) -> torch.Tensor:
         """(num_tokens, hidden_size) final hidden states, in the model's dtype."""
