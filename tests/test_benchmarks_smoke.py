@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEECHES = REPO_ROOT.parent / "shared" / "data" / "sotu_speeches.jsonl"
-ALL_BENCHMARKS = ("full_size", "long_inputs", "minilm", "late_chunking", "ingestion")
+ALL_BENCHMARKS = ("full_size", "long_inputs", "minilm", "late_chunking", "ingestion", "scheduler")
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +34,7 @@ def _importable_benchmarks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_quick_run_reports_every_benchmark(tmp_path: Path) -> None:
-    selected = ALL_BENCHMARKS if SPEECHES.is_file() else ("full_size", "long_inputs")
+    selected = ALL_BENCHMARKS if SPEECHES.is_file() else ("full_size", "long_inputs", "scheduler")
     output = tmp_path / "results.json"
     command = [sys.executable, "-m", "benchmarks", "--quick", "--output", str(output)]
     command += ["--cache-dir", str(tmp_path / "cache"), "--speeches", str(SPEECHES)]
@@ -65,6 +65,7 @@ def test_quick_run_reports_every_benchmark(tmp_path: Path) -> None:
     assert cosines["full_size"]["met"] is True, cosines["full_size"]
     if "minilm" in selected:
         assert cosines["minilm"]["met"] is True, cosines["minilm"]
+    assert cosines["scheduler"]["met"] is True, cosines["scheduler"]
     full_size = results["details"]["full_size"]
     assert full_size["tokens"] == sum(full_size["lengths"])
     assert full_size["baseline_padded_tokens"] >= full_size["tokens"]
