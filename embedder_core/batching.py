@@ -63,3 +63,17 @@ def padded_batch_around(lengths: Sequence[int], head: int, max_batch_tokens: int
             hi += 1
         else:
             return order[lo:hi]
+
+
+def padded_batch_with(lengths: Sequence[int], head: int, max_batch_tokens: int) -> list[int]:
+    """The densest (real / padded tokens) of two batches that hold ``head``: the one that
+    cutting all of ``lengths`` in one call would give it, and its length neighbours."""
+    cut = next(group for group in plan_batches(lengths, max_batch_tokens) if head in group)
+    around = padded_batch_around(lengths, head, max_batch_tokens)
+
+    def density(group: list[int]) -> float:
+        return sum(lengths[i] for i in group) / batch_cost(
+            [lengths[i] for i in group], packed=False
+        )
+
+    return cut if density(cut) > density(around) else around

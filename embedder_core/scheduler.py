@@ -17,8 +17,9 @@ goes into the very next batch. Within a request, sequences run longest first.
 Budgets: a packed model (no padding) costs the sum of lengths; a padded one costs count x
 longest, and there the fair order alone would mix lengths and waste padding. For a padded
 model the scheduler therefore takes a window of several batches' worth of sequences in fair
-order, sorts it by length, and runs the batch of neighbours in length around the first
-sequence of the fair order; the rest wait for the next selection.
+order and runs the densest of two batches that hold its first sequence: the one cutting the
+window by length (as one call would) gives it, and its length neighbours grown by least
+padding. The rest wait for the next selection.
 
 No batching delay: an idle worker wakes on each submit and runs what is there at once.
 """
@@ -43,7 +44,7 @@ from typing import Any, Generic, Literal, TypeVar, overload
 import numpy as np
 import torch
 
-from .batching import batch_cost, padded_batch_around, plan_batches
+from .batching import batch_cost, padded_batch_with, plan_batches
 from .errors import QueueFullError, SchedulerClosedError
 from .late_chunking import SequenceJob
 from .models.base import PackedBatch, TokenEncoder
@@ -54,10 +55,12 @@ Reduction = Literal["mean", "max"]
 _REDUCTIONS = ("mean", "max")
 T = TypeVar("T")
 
-# A padded model's fair window: this many batches' budget of sequences (at most this many
-# sequences), sorted by length before one batch is cut from it.
-_WINDOW_BATCHES = 4
-_WINDOW_SEQUENCES = 4096
+# A padded model's fair window: this many batches' budget of sequences, at most this many
+# sequences (selection costs a few microseconds per windowed sequence). Simulated with
+# MiniLM's lengths of 512 random texts in 64 concurrent requests, real / padded tokens:
+# 0.80 with a 4-batch window, 0.85 with 8, 0.87 with 16; one call of all: 0.88.
+_WINDOW_BATCHES = 16
+_WINDOW_SEQUENCES = 2048
 
 _log = logging.getLogger(__name__)
 
@@ -444,7 +447,7 @@ class EmbeddingScheduler:
             else:
                 heapq.heappop(heap)
         if not self._packed and len(taken) > 1:
-            taken = [taken[i] for i in padded_batch_around(lengths, 0, budget)]
+            taken = [taken[i] for i in padded_batch_with(lengths, 0, budget)]
         batch = []
         for request, position in taken:
             job = request.order[position]

@@ -33,6 +33,7 @@ from embedder_core import (
     QueueFullError,
     SchedulerClosedError,
 )
+from embedder_core.batching import batch_cost, padded_batch_with, plan_batches
 from embedder_core.late_chunking import SequenceJob
 from embedder_core.loading import read_config
 from embedder_core.models.base import PackedBatch, TokenEncoder
@@ -270,6 +271,23 @@ def test_bad_requests_are_refused_before_queueing(jobs, rows, reduction, error):
     assert scheduler.queued_requests == 0 and model.batches == []
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_batch_planning_respects_the_budget_and_holds_the_head(seed: int):
+    rng = random.Random(seed)
+    lengths = [rng.randint(1, 300) for _ in range(rng.randint(1, 60))]
+    budget = rng.choice([1, 50, 256, 2048])
+    for packed in (True, False):
+        groups = plan_batches(lengths, budget, packed=packed)
+        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+        for group in groups:
+            group_lengths = [lengths[i] for i in group]
+            assert len(group) == 1 or batch_cost(group_lengths, packed=packed) <= budget
+    head = rng.randrange(len(lengths))
+    group = padded_batch_with(lengths, head, budget)
+    assert head in group and len(set(group)) == len(group)
+    assert len(group) == 1 or batch_cost([lengths[i] for i in group], packed=False) <= budget
+
+
 # --- sharing forwards -------------------------------------------------------------------
 
 
@@ -391,6 +409,42 @@ def test_a_stream_of_small_requests_does_not_starve_a_large_one():
     assert len(model.batches_with(1)) <= 11  # 160 x 64 tokens at >= 15 sequences a batch
     for pending in stream:
         pending.result(timeout=30)
+
+
+def padded_efficiency(requests: list[list[int]], budget: int) -> float:
+    """Real / padded tokens when ``requests`` (sequence lengths) all wait together."""
+    model = TableModel(packed=False)
+    gate = Gate(model, at=0)
+    scheduler = EmbeddingScheduler(model, max_batch_tokens=budget)
+    stats: list[BatchStats] = []
+    blocker = scheduler.submit(sequences_job(1, [3]), 1)
+    assert gate.entered.wait(30)
+    scheduler.add_batch_listener(stats.append)
+    pending = [scheduler.submit(sequences_job(2, lengths), len(lengths)) for lengths in requests]
+    gate.release()
+    for handle in (blocker, *pending):
+        handle.result(timeout=60)
+    return sum(s.tokens for s in stats) / sum(s.padded_tokens for s in stats)
+
+
+def one_call_efficiency(lengths: list[int], budget: int) -> float:
+    groups = plan_batches(lengths, budget)
+    padded = sum(batch_cost([lengths[i] for i in group], packed=False) for group in groups)
+    return sum(lengths) / padded
+
+
+@pytest.mark.parametrize("clients", [8, 64])
+def test_padded_batches_of_many_clients_pad_about_as_little_as_one_call(clients: int):
+    rng = random.Random(clients)
+    lengths = [round(3 * 80 ** rng.random()) for _ in range(512)]  # log-uniform 3..240
+    requests = [lengths[i::clients] for i in range(clients)]
+    ours = padded_efficiency(requests, 2048)
+    assert ours >= 0.95 * one_call_efficiency(lengths, 2048), ours
+
+
+def test_padded_batches_keep_long_and_short_requests_apart():
+    """Two requests of very different lengths: batches stay homogeneous, not mixed."""
+    assert padded_efficiency([[128] * 100, [16] * 800], 1024) >= 0.95
 
 
 # --- cancellation ---------------------------------------------------------------------
