@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 
 def batch_cost(lengths: Sequence[int], *, packed: bool) -> int:
     """Tokens a forward over sequences of ``lengths`` computes (padding included)."""
@@ -25,21 +27,23 @@ def plan_batches(
     shows up before any time is spent; for a padded model, sorting also keeps the padding
     small. A sequence longer than the budget runs alone.
     """
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    if not lengths:
+        return []
+    sizes = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-sizes, kind="stable")  # longest first, ties in index order
+    ordered = sizes[order]
+    ends = np.cumsum(ordered)
     batches: list[list[int]] = []
-    current: list[int] = []
-    total = longest = 0
-    for index in order:
-        length = lengths[index]
-        cost = total + length if packed else (len(current) + 1) * max(longest, length)
-        if current and cost > max_batch_tokens:
-            batches.append(current)
-            current, total, longest = [], 0, 0
-        current.append(index)
-        total += length
-        longest = max(longest, length)
-    if current:
-        batches.append(current)
+    start = 0
+    while start < len(order):
+        if packed:  # as many as fit in the budget, summed
+            before = ends[start - 1] if start else 0
+            stop = int(np.searchsorted(ends, before + max_batch_tokens, side="right"))
+        else:  # the first is the longest: count x first must fit
+            stop = start + max_batch_tokens // int(ordered[start])
+        stop = max(stop, start + 1)
+        batches.append(order[start:stop].tolist())
+        start = stop
     return batches
 
 
