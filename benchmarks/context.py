@@ -77,8 +77,8 @@ QUICK = Sizes(
     ingest_speeches=4,
     ingest_max_chars=1500,
     ingest_batch_size=2,
-    scheduler_texts=64,
-    scheduler_request_size=4,
+    scheduler_texts=24,
+    scheduler_request_size=2,
     scheduler_probes=5,
     repeats=1,
 )

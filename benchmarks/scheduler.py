@@ -54,7 +54,7 @@ def run(ctx: Context) -> CaseResult:
     budget = embedder.max_batch_tokens
     request_size = ctx.sizes.scheduler_request_size
     tokens = sum(min(n, embedder.max_tokens) for n in embedder.count_tokens(texts))
-    embedder.encode(texts[:64])  # warm-up
+    embedder.encode(texts[:16])  # warm-up
     batches: list[tuple[float, float]] = []  # (finished at, seconds)
     embedder.scheduler.add_batch_listener(
         lambda stats: batches.append((time.perf_counter(), stats.seconds))

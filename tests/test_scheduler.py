@@ -568,6 +568,24 @@ def test_an_error_in_a_forward_fails_only_that_batch_and_the_worker_survives():
 # --- progress, metrics, limits --------------------------------------------------------
 
 
+def test_the_worker_runs_in_inference_mode_on_one_daemon_thread():
+    model = TableModel(packed=True)
+    seen: list[tuple[bool, str, bool]] = []
+    model.hook = lambda index, batch: seen.append(
+        (
+            torch.is_inference_mode_enabled(),
+            threading.current_thread().name,
+            threading.current_thread().daemon,
+        )
+    )
+    scheduler = EmbeddingScheduler(model, max_batch_tokens=10)
+    assert scheduler._worker is None  # started by the first submit, not before
+    handles = [scheduler.submit(sequences_job(i, [8, 8]), 2) for i in range(3)]
+    for handle in handles:
+        handle.result(timeout=30)
+    assert seen and set(seen) == {(True, "embedder-scheduler", True)}
+
+
 def test_progress_reports_each_batch_of_a_long_request():
     model = TableModel(packed=True)
     scheduler = EmbeddingScheduler(model, max_batch_tokens=256)
