@@ -543,7 +543,7 @@ class Embedder:
             return self._scheduler.submit(
                 jobs, rows, reduction=reduction, finalize=finish, on_progress=on_progress
             )
-        total = sum(len(job.ids) for job in jobs)
+        total = sum(len(job.ids) for job in jobs if job.pools)  # the scheduler runs only these
         bar = tqdm(total=total, unit="tok", desc="embedding")
 
         def progress(tokens: int) -> None:

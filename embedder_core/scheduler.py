@@ -9,10 +9,11 @@ late-chunking windows are ordinary jobs. A row never depends on what else was in
 Fairness: start-time fair queuing by tokens. Every request carries a tag, its virtual start
 plus the tokens it has been served; a new request starts at the current virtual time (the
 smallest tag at the last batch), so it owes nothing for the past. Batches are filled with
-the next sequence of the request with the smallest tag, repeatedly (ties: fewer tokens
-served first, then arrival). So concurrent requests share every batch equally by tokens, a
-large job cannot starve small ones, and a short query that arrives while a large job runs
-goes into the very next batch. Within a request, sequences run longest first.
+the next sequence of the request with the smallest tag, repeatedly; among equal tags the
+request with the fewest tokens left goes first (then arrival). So concurrent requests share
+every batch equally by tokens, a large job cannot starve small ones, and a short query
+goes into the very next batch, even while a large job or many other requests wait. Within
+a request, sequences run longest first.
 
 Budgets: a packed model (no padding) costs the sum of lengths; a padded one costs count x
 longest, and there the fair order alone would mix lengths and waste padding. For a padded
@@ -152,7 +153,6 @@ class _Request:
         "on_progress",
         "order",
         "reduction",
-        "served",
         "tag",
         "unfinished",
         "waiting_tokens",
@@ -180,7 +180,6 @@ class _Request:
         self.waiting_tokens = tokens
         self.unfinished = len(jobs)  # jobs not computed yet
         self.in_flight = 0  # jobs taken into a batch (running or to retry), not computed
-        self.served = 0
         self.tag = 0
         self.arrival = 0
         self.accumulator: torch.Tensor | None = None
@@ -418,7 +417,7 @@ class EmbeddingScheduler:
         for request in list(self._active):
             if request.future.done():  # its done callback is about to run
                 continue
-            heap.append((request.tag, request.served, request.arrival, request))
+            heap.append((request.tag, request.waiting_tokens, request.arrival, request))
         if not heap:
             return None
         heapq.heapify(heap)
@@ -430,7 +429,7 @@ class EmbeddingScheduler:
         lengths: list[int] = []
         total = 0
         while heap and len(taken) < _WINDOW_SEQUENCES:
-            tag, served, arrival, request = heap[0]
+            tag, waiting, arrival, request = heap[0]
             position = cursors.get(request, request.cursor)
             length = len(request.jobs[request.order[position]].ids)
             if taken and total + length > limit:
@@ -444,7 +443,7 @@ class EmbeddingScheduler:
             position = request.next_waiting(position + 1)
             if position < len(request.order):
                 cursors[request] = position
-                heapq.heapreplace(heap, (tag + length, served + length, arrival, request))
+                heapq.heapreplace(heap, (tag + length, waiting - length, arrival, request))
             else:
                 heapq.heappop(heap)
         if not self._packed and len(taken) > 1:
@@ -455,7 +454,6 @@ class EmbeddingScheduler:
             request.order[position] = -1
             length = len(request.jobs[job].ids)
             request.waiting_tokens -= length
-            request.served += length
             request.tag += length
             request.in_flight += 1
             batch.append((request, job))

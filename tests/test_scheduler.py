@@ -371,6 +371,23 @@ def test_short_query_is_answered_in_the_next_batch_during_a_large_job(packed: bo
 
 
 @pytest.mark.parametrize("packed", [True, False])
+def test_short_query_overtakes_many_waiting_requests_of_equal_standing(packed: bool):
+    """Twenty requests wait, none served yet; a one-sequence query that arrives after them
+    still goes into the next batch (fewest tokens left first among equal tags)."""
+    model = TableModel(packed=packed)
+    gate = Gate(model, at=0)
+    scheduler = EmbeddingScheduler(model, max_batch_tokens=256)
+    blocker = scheduler.submit(sequences_job(1, [8]), 1)
+    assert gate.entered.wait(30)
+    crowd = [scheduler.submit(sequences_job(100 + i, [64] * 10), 10) for i in range(20)]
+    query = scheduler.submit(sequences_job(2, [10]), 1)
+    gate.release()
+    for handle in (blocker, query, *crowd):
+        handle.result(timeout=60)
+    assert model.batches_with(2) == [1]
+
+
+@pytest.mark.parametrize("packed", [True, False])
 def test_concurrent_large_requests_share_batches_equally_by_tokens(packed: bool):
     """Long sequences do not buy a request more of the batch: tokens served stay level."""
     model = TableModel(packed=packed)
