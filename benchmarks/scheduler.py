@@ -3,16 +3,15 @@
 Throughput: the same texts, split evenly over N threads that each send requests of
 `scheduler_request_size` texts, against one in-process `encode` of all the texts in one
 call. Latency: a short query sent over and over while 64 threads load the model, against
-the same query on an idle model, and against the mean forward-batch time under that load
-(the fairness promise: a short query waits about one batch, not for the whole queue).
-Overhead: the scheduler's round trip with a model that computes nothing.
+the same query on an idle model; and the forward batches that ended while each query
+waited (the fairness promise: the batch running when it arrives, then its own; not the
+whole queue). Overhead: the scheduler's round trip with a model that computes nothing.
 """
 
 from __future__ import annotations
 
 import gc
 import random
-import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from benchmarks.measure import min_row_cosine, synchronize, timed
 from benchmarks.report import CaseResult, Figure, Target
 
 if TYPE_CHECKING:
+    from embedder_core import BatchStats
     from embedder_core.models import PackedBatch
 
 NAME = "scheduler"
@@ -55,25 +55,32 @@ def run(ctx: Context) -> CaseResult:
     request_size = ctx.sizes.scheduler_request_size
     tokens = sum(min(n, embedder.max_tokens) for n in embedder.count_tokens(texts))
     embedder.encode(texts[:16])  # warm-up
-    batches: list[tuple[float, float]] = []  # (finished at, seconds)
+    batches: list[tuple[float, BatchStats]] = []  # (finished at, stats)
     embedder.scheduler.add_batch_listener(
-        lambda stats: batches.append((time.perf_counter(), stats.seconds))
+        lambda stats: batches.append((time.perf_counter(), stats))
     )
 
     # One call, then each thread count, alternately, so noise hits all alike; best kept.
     in_process_seconds: list[float] = []
     thread_seconds: dict[int, list[float]] = {n: [] for n in THREAD_COUNTS}
+    # Real / padded tokens of each way's batches: MiniLM pads, so this explains most of a
+    # throughput gap that is not the scheduler's own overhead.
+    density: dict[str, float] = {}
     reference = embedder.encode(texts)
     cosine = 1.0
     for _ in range(ctx.sizes.repeats):
+        batches.clear()
         seconds, _ = timed(lambda: embedder.encode(texts), ctx.device)
         in_process_seconds.append(seconds)
+        density["one call"] = _density(batches)
         for threads in THREAD_COUNTS:
+            batches.clear()
             seconds, rows = timed(
                 lambda threads=threads: _load(embedder.encode, texts, threads, request_size),
                 ctx.device,
             )
             thread_seconds[threads].append(seconds)
+            density[f"{threads} threads"] = _density(batches)
             cosine = min(cosine, min_row_cosine(rows, reference))
         ctx.log(
             f"in-process {min(in_process_seconds):.2f} s, "
@@ -82,12 +89,15 @@ def run(ctx: Context) -> CaseResult:
 
     # A short query, idle, then under the 64-thread load.
     idle = _latencies(lambda: embedder.encode(QUERY), ctx.sizes.scheduler_probes, ctx.device)
-    loaded: list[float] = []
+    spans: list[tuple[float, float]] = []  # (submitted, answered) of each query
     stop = threading.Event()
 
     def probe() -> None:
         while not stop.is_set():
-            loaded.extend(_latencies(lambda: embedder.encode(QUERY), 1, ctx.device))
+            start = time.perf_counter()
+            embedder.encode(QUERY)
+            synchronize(ctx.device)
+            spans.append((start, time.perf_counter()))
 
     batches.clear()
     prober = threading.Thread(target=probe)
@@ -96,8 +106,11 @@ def run(ctx: Context) -> CaseResult:
     _load(embedder.encode, texts, THREAD_COUNTS[-1], request_size)
     stop.set()
     prober.join()
-    load_batch_seconds = [s for at, s in batches if at >= start]
-    mean_batch = statistics.mean(load_batch_seconds)
+    load_batch_seconds = [stats.seconds for at, stats in batches if at >= start]
+    loaded = [end - begin for begin, end in spans]
+    # Forward batches that ended while each query waited: the one running when it arrived,
+    # then its own. Counted, not timed, so machine noise cannot blur it.
+    waited = [sum(begin < at <= end for at, _ in batches) for begin, end in spans]
     overhead = _scheduler_round_trip(ctx.sizes.scheduler_probes * 10)
     embedder = None
     gc.collect()
@@ -120,10 +133,10 @@ def run(ctx: Context) -> CaseResult:
         Figure(NAME, "short query p99 ms, 64-thread load vs idle", _ms(loaded, 99), _ms(idle, 99)),
         Figure(
             NAME,
-            "short query p99 under load / mean batch time",
-            _ms(loaded, 99) / (1000 * mean_batch),
+            "short query under load: batches waited (max)",
+            max(waited),
             None,
-            Target("<=", 2.5),
+            Target("<=", 2),
         ),
         Figure(
             NAME,
@@ -142,11 +155,13 @@ def run(ctx: Context) -> CaseResult:
             "request_size": request_size,
             "max_batch_tokens": budget,
             "in_process_seconds": in_process_seconds,
+            "real_over_padded_tokens": density,
             "thread_seconds": {str(n): s for n, s in thread_seconds.items()},
             "idle_query_ms": [1000 * s for s in idle],
             "loaded_query_ms": [1000 * s for s in loaded],
             "loaded_batches": len(load_batch_seconds),
-            "loaded_mean_batch_ms": 1000 * mean_batch,
+            "loaded_batch_ms_p50_p99": [_ms(load_batch_seconds, q) for q in (50, 99)],
+            "loaded_query_batches_waited": waited,
             "round_trip_us_p50_p99": [1e6 * float(np.percentile(overhead, q)) for q in (50, 99)],
         },
     )
@@ -174,6 +189,10 @@ def _load(
     for worker in workers:
         worker.join()
     return np.stack(rows)
+
+
+def _density(batches: list[tuple[float, BatchStats]]) -> float:
+    return sum(s.tokens for _, s in batches) / sum(s.padded_tokens for _, s in batches)
 
 
 def _latencies(call: Callable[[], object], count: int, device: torch.device) -> list[float]:
