@@ -36,6 +36,11 @@ class Sizes:
     ingest_speeches: int
     ingest_max_chars: int
     ingest_batch_size: int
+    # Scheduler: `scheduler_texts` random-length texts sent by concurrent threads in requests
+    # of `scheduler_request_size` texts; `scheduler_probes` idle short-query latencies.
+    scheduler_texts: int
+    scheduler_request_size: int
+    scheduler_probes: int
     repeats: int  # timed runs of the cheap benchmarks (best is kept)
 
 
@@ -52,6 +57,9 @@ FULL = Sizes(
     ingest_speeches=64,
     ingest_max_chars=6000,
     ingest_batch_size=16,  # the pipeline's default
+    scheduler_texts=512,
+    scheduler_request_size=8,
+    scheduler_probes=50,
     repeats=2,
 )
 
@@ -69,6 +77,9 @@ QUICK = Sizes(
     ingest_speeches=4,
     ingest_max_chars=1500,
     ingest_batch_size=2,
+    scheduler_texts=24,
+    scheduler_request_size=2,
+    scheduler_probes=5,
     repeats=1,
 )
 
