@@ -21,6 +21,7 @@ from ingest_corpus import CORPUS_V1, assert_same_points, dump_qdrant
 from jina_connectors.ingest import (
     ChunkRecord,
     Document,
+    IngestInterrupted,
     InvalidDocumentError,
     chunk_id,
     content_hash,
@@ -81,13 +82,35 @@ def test_documents_from_strings_records_files_and_folders(tmp_path: Path) -> Non
     docs = {d.id: d for d in items if isinstance(d, Document)}
     text_id = next(iter_documents("Plain string.")).id
     assert text_id.startswith("text-")
-    assert list(docs) == ["a.txt", "c1", "c.jsonl:3", "sub/b.md", "single.md", text_id, "r"]
-    assert docs["sub/b.md"].text == "# Beta\n\nBeta text."
-    assert docs["c1"].metadata == {"k": 1, "year": 1862}  # extra keys become metadata
+    at = folder.resolve().as_posix()  # files are named by their canonical absolute path
+    single_id = single.resolve().as_posix()
+    assert list(docs) == [
+        f"{at}/a.txt",
+        "c1",
+        f"{at}/c.jsonl:3",
+        f"{at}/sub/b.md",
+        single_id,
+        text_id,
+        "r",
+    ]
+    assert docs[f"{at}/sub/b.md"].text == "# Beta\n\nBeta text."
+    assert docs[f"{at}/sub/b.md"].metadata == {"source": f"{at}/sub/b.md"}
+    # Extra keys become metadata; the file is the record's source.
+    assert docs["c1"].metadata == {"source": f"{at}/c.jsonl", "k": 1, "year": 1862}
     assert docs["c1"].record == f"{folder / 'c.jsonl'}:1"
-    assert docs["c.jsonl:3"].text == "Delta."  # no id: file name and line number
+    assert docs[f"{at}/c.jsonl:3"].text == "Delta."  # no id: file id and line number
     assert docs[text_id].text == "Plain string."
-    assert docs["single.md"].text == "Single file."
+    assert docs[single_id].text == "Single file."
+
+    # With a root, file ids are relative to it.
+    relative = [d.id for d in iter_documents([folder, single], root=tmp_path)]
+    assert relative == [
+        "corpus/a.txt",
+        "c1",
+        "corpus/c.jsonl:3",
+        "corpus/sub/b.md",
+        "single.md",
+    ]
 
 
 def test_bad_records_are_named(tmp_path: Path) -> None:
@@ -105,7 +128,6 @@ def test_bad_records_are_named(tmp_path: Path) -> None:
         {"id": "text-type", "text": b"bytes"},
         {"id": "two\nlines", "text": "t"},
         jsonl,
-        tmp_path / "missing.txt",
     ]
     items = list(iter_documents(sources))
     errors = [i for i in items if isinstance(i, InvalidDocumentError)]
@@ -121,8 +143,7 @@ def test_bad_records_are_named(tmp_path: Path) -> None:
     assert messages[7] == "documents[8]: 'text' must be a string, got bytes"
     assert messages[8] == "documents[9]: 'id' contains the control character U+000A"
     assert messages[9].startswith(f"{jsonl}:2: invalid JSON")
-    assert messages[10] == f"{tmp_path / 'missing.txt'}: no such file or folder"
-    assert len(errors) == 11
+    assert len(errors) == 10
 
 
 def test_bad_records_do_not_cost_the_rest_of_the_batch(minilm: Any, sink: QdrantSink) -> None:
@@ -667,7 +688,7 @@ def test_ctrl_c_is_not_held_up_by_a_stuck_writer(
     caller.join(20)
     try:
         assert not caller.is_alive(), "ingest hung behind the stuck writer"
-        assert [type(e) for e in outcome] == [KeyboardInterrupt]
+        assert [type(e) for e in outcome] == [IngestInterrupted]  # a KeyboardInterrupt
         assert time.monotonic() - started < 15
     finally:
         stuck.release.set()
