@@ -138,6 +138,7 @@ def check_collection_listed(db: Database, collection: str, location: str | None)
     folder = Path(path)
     if not folder.exists():
         raise StoreNotFoundError("embedded Qdrant", folder)
+    store.check_qdrant_unlocked(folder)  # a store in use cannot be read at all
     names = store.qdrant_collections(folder)
     if names is not None and collection not in names:
         there = f"collections there: {', '.join(sorted(names))}" if names else "it holds none"

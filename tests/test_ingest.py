@@ -708,3 +708,94 @@ def test_importing_the_package_and_cli_loads_no_model_or_database_code() -> None
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_progress_counts_input_bytes_against_the_known_total(
+    tmp_path: Path, minilm: Any, sink: QdrantSink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bar counts input bytes (files' sizes) of a total known upfront, so it has an ETA;
+    a stream shows its rate only; a long batch also shows the core's token bar."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for doc in CORPUS_V1:
+        (folder / f"{doc['id']}.md").write_text(doc["text"], encoding="utf-8")
+    from tqdm import tqdm
+
+    size = tqdm.format_sizeof(sum(f.stat().st_size for f in folder.iterdir()), "", 1024)
+
+    def last_bar(err: str) -> str:
+        return [line for line in err.replace("\r", "\n").splitlines() if "ingest →" in line][-1]
+
+    settings = {**SETTINGS, "show_progress": True}
+    ingest([folder], sink, model=minilm, **settings)
+    bar = last_bar(capsys.readouterr().err)
+    assert "100%" in bar and f" {size}/{size} " in bar and "docs=5" in bar
+    assert "tok" not in bar
+    ingest([folder], sink, model=minilm, **settings)  # all unchanged: done as well
+    assert f" {size}/{size} " in last_bar(capsys.readouterr().err)
+
+    stream = (doc for doc in CORPUS_V1)
+    ingest(stream, sink, model=minilm, **settings)
+    bar = last_bar(capsys.readouterr().err)
+    assert not re.search(r"[0-9.]+[kMG]?/[0-9]", bar) and "B/s" in bar  # no total: a rate
+
+    long = " ".join(f"Sentence {i} talks about rivers and the weather." for i in range(1500))
+    assert len(long) >= 64 * 1024
+    ingest([long], sink, model=minilm, **settings)
+    err = capsys.readouterr().err
+    assert "embedding" in err and "tok" in err  # the core's bar, in tokens, with its total
+
+
+def test_a_file_has_one_id_whatever_path_reaches_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative, absolute, ``./``, ``..`` and symlinked spellings of one file give one id
+    (and, in one run, one document); two files never share an id."""
+    (tmp_path / "a" / "sub").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        (tmp_path / folder / "notes.md").write_text(f"Notes of {folder}.", encoding="utf-8")
+    (tmp_path / "link.md").symlink_to(tmp_path / "a" / "notes.md")
+    (tmp_path / "linked").symlink_to(tmp_path / "a")
+    monkeypatch.chdir(tmp_path / "a" / "sub")
+    spellings = [
+        Path("../notes.md"),
+        tmp_path / "a" / "notes.md",
+        Path("./../notes.md"),
+        tmp_path / "a" / "sub" / ".." / "notes.md",
+        tmp_path / "link.md",
+        tmp_path / "linked" / "notes.md",
+    ]
+    expected = (tmp_path / "a" / "notes.md").resolve().as_posix()
+    for spelling in spellings:
+        assert [d.id for d in iter_documents(spelling)] == [expected], spelling  # type: ignore[union-attr]
+    together = list(iter_documents([*spellings, tmp_path / "a", tmp_path / "b"]))
+    assert [d.id for d in together] == [
+        expected,
+        (tmp_path / "b" / "notes.md").resolve().as_posix(),
+    ]  # type: ignore[union-attr]
+
+
+def test_bad_paths_raise_before_anything_is_written(
+    tmp_path: Path, minilm: Any, sink: QdrantSink
+) -> None:
+    """A missing path, a file of another type, a file outside ``root``: typed errors before
+    any write (the CLI refuses them too), not bad records after a partial run."""
+    from jina_connectors.ingest import SourcePathError
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("Alpha.", encoding="utf-8")
+    (tmp_path / "report.pdf").write_text("%PDF", encoding="utf-8")
+    cases = [
+        ([tmp_path / "docs", tmp_path / "missing.md"], {}, "no such file or folder"),
+        ([tmp_path / "docs", tmp_path / "report.pdf"], {}, "unsupported file type '.pdf'"),
+        ([tmp_path / "report.pdf"], {"root": tmp_path / "docs"}, "unsupported file type"),
+        ([tmp_path / "docs"], {"root": tmp_path / "docs" / "a.md"}, "the root is not a folder"),
+        ([tmp_path / "docs", tmp_path], {"root": tmp_path / "docs"}, "lies outside the root"),
+    ]
+    for documents, options, message in cases:
+        with pytest.raises(SourcePathError, match=re.escape(message)):
+            ingest(documents, sink, model=minilm, **options, **SETTINGS)
+    with pytest.raises(ValueError, match="sync=True needs documents given as paths"):
+        ingest([tmp_path / "docs", "a text"], sink, model=minilm, sync=True, **SETTINGS)
+    assert sink.count() == 0 and not sink.client.collection_exists("docs")
