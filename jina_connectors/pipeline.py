@@ -40,7 +40,7 @@ from .documents import (
     sync_scope,
 )
 from .errors import InvalidDocumentError
-from .progress import IngestProgress
+from .progress import BatchProgress, IngestProgress
 from .sink import (
     PASSAGE_TASK,
     ChunkRecord,
@@ -371,11 +371,11 @@ def embed_records(
     settings: EmbeddingSettings,
     prepared: Sequence[PreparedDocument],
     *,
-    show_progress: bool = False,
+    progress: BatchProgress | None = None,
 ) -> list[list[ChunkRecord]]:
     """Chunk and embed the documents together (late chunking per document: documents share
     forward batches but are never joined); one list of records per document, in order.
-    ``show_progress``: the embedder draws its bar in tokens.
+    ``progress``: the batch's share of the progress bar (see :func:`_embedding_call`).
 
     Raises what the embedder raises; :func:`embed_isolating` turns input errors into bad
     records.
@@ -394,13 +394,15 @@ def embed_records(
     vectors: list[np.ndarray]
     if settings.late_chunking:
         if settings.custom_chunker is None:
-            per_document = embedder.embed_documents(
+            per_document = _embedding_call(
+                embedder,
+                "embed_documents",
+                progress,
                 texts,
                 task=settings.task,
-                chunker=settings.chunker,  # type: ignore[arg-type]
+                chunker=settings.chunker,
                 chunk_size=settings.chunk_size or 0,
                 dimensions=settings.dimensions,
-                show_progress=show_progress,
                 **extra,
             )
             spans = [[(c.start, c.end) for c in chunks] for chunks in per_document]
@@ -412,11 +414,13 @@ def embed_records(
             ]
         else:
             spans = [list(p.spans or ()) for p in prepared]
-            rows = embedder.embed_spans(
+            rows = _embedding_call(
+                embedder,
+                "embed_spans",
+                progress,
                 list(zip(texts, spans, strict=True)),
                 task=settings.task,
                 dimensions=settings.dimensions,
-                show_progress=show_progress,
                 **extra,
             )
         vectors = [
@@ -433,12 +437,14 @@ def embed_records(
             spans = [list(p.spans or ()) for p in prepared]
         flat = [text[a:b] for text, doc_spans in zip(texts, spans) for a, b in doc_spans]
         encoded = np.asarray(
-            embedder.encode(
+            _embedding_call(
+                embedder,
+                "encode",
+                progress,
                 flat,
                 task=settings.task,
                 dimensions=settings.dimensions,
                 embedding_type=settings.embedding_type,
-                show_progress=show_progress,
             )
         )
         bounds = np.cumsum([0, *(len(s) for s in spans)])
@@ -447,6 +453,34 @@ def embed_records(
         chunk_records(settings, p, doc_spans, doc_vectors)
         for p, doc_spans, doc_vectors in zip(prepared, spans, vectors, strict=True)
     ]
+
+
+# The embedder's waiting calls and their non-waiting forms, which report progress.
+_SUBMIT = {"embed_documents": "submit_documents", "embed_spans": "submit_spans", "encode": "submit"}
+
+
+def _embedding_call(
+    embedder: Embedder, method: str, progress: BatchProgress | None, *args: Any, **kwargs: Any
+) -> Any:
+    """``embedder.<method>(*args, **kwargs)``, followed by ``progress``.
+
+    An embedder with the core scheduler's ``submit_*`` methods reports the tokens each
+    forward batch ran (``on_progress``) and the request's token total (the handle's
+    ``tokens``), which move the bar inside the batch. Others are followed per batch, with
+    the core's own token bar for a long batch.
+    """
+    submit = getattr(embedder, _SUBMIT[method], None) if progress is not None else None
+    if submit is None:
+        long = progress is not None and progress.long
+        return getattr(embedder, method)(*args, show_progress=long, **kwargs)
+    assert progress is not None
+    pending = submit(*args, on_progress=progress.advance, **kwargs)
+    progress.expect(int(pending.tokens))
+    try:
+        return pending.result()
+    except BaseException:
+        pending.cancel()  # Ctrl-C or a failure: drop what has not run
+        raise
 
 
 def chunk_records(
@@ -486,7 +520,7 @@ def embed_isolating(
     prepared: Sequence[PreparedDocument],
     on_bad: Callable[[InvalidDocumentError], None],
     *,
-    show_progress: bool = False,
+    progress: BatchProgress | None = None,
 ) -> list[tuple[PreparedDocument, list[ChunkRecord]]]:
     """:func:`embed_records`, but a batch that fails on bad input (:func:`is_input_error`) is
     embedded again one document at a time, so one bad document never costs the rest of its
@@ -494,7 +528,7 @@ def embed_isolating(
     if not prepared:
         return []
     try:
-        per_document = embed_records(embedder, settings, prepared, show_progress=show_progress)
+        per_document = embed_records(embedder, settings, prepared, progress=progress)
     except Exception as error:
         if not is_input_error(error):
             raise
@@ -504,9 +538,7 @@ def embed_isolating(
         return [
             pair
             for one in prepared
-            for pair in embed_isolating(
-                embedder, settings, [one], on_bad, show_progress=show_progress
-            )
+            for pair in embed_isolating(embedder, settings, [one], on_bad, progress=progress)
         ]
     embedded = []
     for p, records in zip(prepared, per_document, strict=True):
@@ -719,10 +751,8 @@ def ingest(
                 report.skipped += len(prepared) - len(changed)
                 changed_ids = {p.document.id for p in changed}
                 progress.done(sum(d.input_bytes for d in batch if d.id not in changed_ids))
-                with progress.embedding(sum(p.document.input_bytes for p in changed)) as long:
-                    embedded = embed_isolating(
-                        embedder, settings, changed, on_bad, show_progress=long
-                    )
+                with progress.embedding(sum(p.document.input_bytes for p in changed)) as share:
+                    embedded = embed_isolating(embedder, settings, changed, on_bad, progress=share)
                 embedded = check_records(sink, embedded, on_bad)
                 unchanged = len(prepared) - len(changed)
                 job = WriteJob.of(

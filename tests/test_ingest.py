@@ -799,3 +799,58 @@ def test_bad_paths_raise_before_anything_is_written(
     with pytest.raises(ValueError, match="sync=True needs documents given as paths"):
         ingest([tmp_path / "docs", "a text"], sink, model=minilm, sync=True, **SETTINGS)
     assert sink.count() == 0 and not sink.client.collection_exists("docs")
+
+
+class ReportingEmbedder:
+    """An embedder with the core scheduler's ``submit_documents``: its handle says the
+    request runs 400 tokens, and ``on_progress`` reports 100 at a time, twice before the
+    handle is returned (the scheduler's thread can be that quick)."""
+
+    def __init__(self, inner: Any, progress: Any) -> None:
+        self.inner = inner
+        self.progress = progress
+        self.seen: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def submit_documents(self, texts: Any, *, on_progress: Any, **options: Any) -> Any:
+        result = self.inner.embed_documents(texts, **options)
+        on_progress(100)
+        on_progress(100)
+        owner = self
+
+        class Pending:
+            tokens = 400
+
+            def result(self) -> Any:
+                owner.seen.append(owner.progress.done_bytes)
+                for _ in range(2):
+                    on_progress(100)
+                    owner.seen.append(owner.progress.done_bytes)
+                return result
+
+            def cancel(self) -> bool:
+                return False
+
+        return Pending()
+
+
+def test_token_reports_move_the_bar_inside_a_batch(minilm: Any) -> None:
+    from jina_connectors.ingest import embed_records, prepare_document
+    from jina_connectors.progress import IngestProgress
+
+    settings = resolve_settings(minilm, chunk_size=16)
+    prepared = [prepare_document(d, settings) for d in iter_documents(CORPUS_V1)]  # type: ignore[arg-type]
+    progress = IngestProgress(None, description="test", enabled=False)
+    reporting = ReportingEmbedder(minilm, progress)
+    with progress.embedding(1000) as batch:
+        records = embed_records(reporting, settings, prepared, progress=batch)
+    # 200, 300 and 400 of 400 tokens: 95% of the batch at most until it is done.
+    assert reporting.seen == [475, 712, 950] and progress.done_bytes == 1000
+    plain = embed_records(minilm, settings, prepared)
+    assert [[r.id for r in doc] for doc in records] == [[r.id for r in doc] for doc in plain]
+    for ours, theirs in zip(records, plain, strict=True):
+        np.testing.assert_allclose(
+            np.stack([r.vector for r in ours]), np.stack([r.vector for r in theirs]), atol=1e-6
+        )
