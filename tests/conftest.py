@@ -38,9 +38,7 @@ def _offline_hub() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _store_home(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Path:
+def _store_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Default stores (``$JINA_CONNECTORS_HOME``) in a fresh folder per test, never the real
     home; subprocesses inherit it."""
     home = tmp_path_factory.mktemp("jina-home")

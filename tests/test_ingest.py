@@ -711,7 +711,11 @@ def test_importing_the_package_and_cli_loads_no_model_or_database_code() -> None
 
 
 def test_progress_counts_input_bytes_against_the_known_total(
-    tmp_path: Path, minilm: Any, sink: QdrantSink, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    minilm: Any,
+    sink: QdrantSink,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The bar counts input bytes (files' sizes) of a total known upfront, so it has an ETA;
     a stream shows its rate only; a long batch also shows the core's token bar."""
@@ -739,8 +743,9 @@ def test_progress_counts_input_bytes_against_the_known_total(
     bar = last_bar(capsys.readouterr().err)
     assert not re.search(r"[0-9.]+[kMG]?/[0-9]", bar) and "B/s" in bar  # no total: a rate
 
-    long = " ".join(f"Sentence {i} talks about rivers and the weather." for i in range(1500))
-    assert len(long) >= 64 * 1024
+    monkeypatch.setattr("jina_connectors.progress.LONG_BATCH_BYTES", 2048)  # 64 KiB: slow
+    long = " ".join(f"Sentence {i} talks about rivers and the weather." for i in range(50))
+    assert len(long) >= 2048
     ingest([long], sink, model=minilm, **settings)
     err = capsys.readouterr().err
     assert "embedding" in err and "tok" in err  # the core's bar, in tokens, with its total

@@ -158,9 +158,7 @@ class TestPineconeSink(SinkContractTests):
         sinks: list[VectorSink] = []
 
         def make(collection: str = "docs", **options: Any) -> VectorSink:
-            sinks.append(
-                PineconeSink(collection, location=server.url, api_key=API_KEY, **options)
-            )
+            sinks.append(PineconeSink(collection, location=server.url, api_key=API_KEY, **options))
             return sinks[-1]
 
         yield make
