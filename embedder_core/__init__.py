@@ -1,11 +1,17 @@
 """embedder_core: one local embedder (jina-embeddings-v3 with task LoRA adapters, or a
 sentence-transformers / transformers encoder) shared by every jina-connectors adapter.
 
-It imports no framework or database package.
+It imports no framework or database package. Importing it imports no torch, numpy or
+tokenizers either: the names that need them (``Embedder``, ``get_embedder``,
+``convert_embeddings``...) are imported on first use, so a caller can check a model
+(:func:`inspect_model`), its options and its errors before paying for the load.
 """
 
-from .chunking import Chunker, Span
-from .embedder import STANDARD_TASKS, DocumentChunk, Embedder, TaskSpec, get_embedder
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     ModelNotFoundError,
     QueueFullError,
@@ -23,8 +29,31 @@ from .loading import (
     canonical_model_id,
     default_model,
 )
-from .output import EMBEDDING_TYPES, ArrayEmbeddingType, EmbeddingType, convert_embeddings
-from .scheduler import BatchStats, EmbeddingScheduler, PendingEmbeddings, Reduction
+from .model_info import STANDARD_TASKS, ModelInfo, inspect_model
+
+if TYPE_CHECKING:
+    from .chunking import Chunker, Span
+    from .embedder import DocumentChunk, Embedder, TaskSpec, get_embedder
+    from .output import EMBEDDING_TYPES, ArrayEmbeddingType, EmbeddingType, convert_embeddings
+    from .scheduler import BatchStats, EmbeddingScheduler, PendingEmbeddings, Reduction
+
+# Names whose modules import torch, numpy or tokenizers: imported on first access.
+_LAZY = {
+    "Chunker": ".chunking",
+    "Span": ".chunking",
+    "DocumentChunk": ".embedder",
+    "Embedder": ".embedder",
+    "TaskSpec": ".embedder",
+    "get_embedder": ".embedder",
+    "EMBEDDING_TYPES": ".output",
+    "ArrayEmbeddingType": ".output",
+    "EmbeddingType": ".output",
+    "convert_embeddings": ".output",
+    "BatchStats": ".scheduler",
+    "EmbeddingScheduler": ".scheduler",
+    "PendingEmbeddings": ".scheduler",
+    "Reduction": ".scheduler",
+}
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -40,6 +69,7 @@ __all__ = [
     "EmbeddingScheduler",
     "EmbeddingType",
     "LateChunkingOptions",
+    "ModelInfo",
     "ModelNotFoundError",
     "PendingEmbeddings",
     "QueueFullError",
@@ -55,4 +85,18 @@ __all__ = [
     "convert_embeddings",
     "default_model",
     "get_embedder",
+    "inspect_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value  # once imported, an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

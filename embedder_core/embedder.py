@@ -27,6 +27,7 @@ from .chunking import Chunker, Span, check_spans, chunk_spans
 from .errors import SlowDtypeWarning, TokenLimitError, UnsupportedModelError
 from .late_chunking import LateChunkingOptions, Reduction, SequenceJob, document_jobs
 from .loading import canonical_model_id, model_dir_of, read_config, read_json, resolve_model_ref
+from .model_info import STANDARD_TASKS  # the five jina-embeddings-v3 task names
 from .models.base import TokenEncoder
 from .models.hf_encoder import HFEncoder, hf_max_tokens
 from .models.jina_v3 import JinaV3Config, JinaV3Model, is_jina_v3_config
@@ -42,15 +43,6 @@ from .tokenization import TextTokenizer, TokenOffsets
 
 T = TypeVar("T")
 
-# The five jina-embeddings-v3 task names. Encoders without adapters accept them too, as
-# prompt-only tasks, so that every adapter can always say which side of retrieval it is.
-STANDARD_TASKS: tuple[str, ...] = (
-    "retrieval.query",
-    "retrieval.passage",
-    "separation",
-    "classification",
-    "text-matching",
-)
 _PROMPT_ALIASES = {"retrieval.query": ("query",), "retrieval.passage": ("passage", "document")}
 
 # Tokens per forward batch. CPU: small batches keep each layer's activations (2048 x 4096

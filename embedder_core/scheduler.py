@@ -40,19 +40,18 @@ from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 import torch
 
 from .batching import batch_cost, padded_batch_with, plan_batches
 from .errors import QueueFullError, SchedulerClosedError
-from .late_chunking import SequenceJob
+from .late_chunking import Reduction, SequenceJob
 from .models.base import PackedBatch, TokenEncoder
 
 __all__ = ["BatchStats", "EmbeddingScheduler", "PendingEmbeddings", "Reduction"]
 
-Reduction = Literal["mean", "max"]
 _REDUCTIONS = ("mean", "max")
 T = TypeVar("T")
 

@@ -34,7 +34,7 @@ class WriteJob:
     ``records``: every chunk of each document (complete documents only); ``keep``: each
     document's chunk count, for the stale-chunk deletion after the upserts; ``sources``: how
     error messages name each document (``"a.jsonl:3"``); ``documents``: how many input
-    documents this job completes, written or skipped (for progress).
+    documents this job completes, written or found unchanged (for the report).
     """
 
     records: list[ChunkRecord]
@@ -225,7 +225,8 @@ class BackgroundWriter:
                 outcome = write_job(self._sink, job, write_batch_size=self._write_batch_size)
                 for error in outcome.errors:
                     self._on_bad(error)
-                self._on_written(job.documents, outcome.points_written)
+                # Documents the database refused are bad records, not complete ones.
+                self._on_written(job.documents - len(outcome.errors), outcome.points_written)
             except Exception as error:  # handed to the caller's thread
                 self._error = error
             except BaseException as error:  # SystemExit and the like: hand over, then stop
