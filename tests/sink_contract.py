@@ -28,6 +28,7 @@ from ingest_corpus import (
     CORPUS_V1,
     CORPUS_V2,
     CRASH_SETTINGS,
+    EmbedderWrapper,
     StoredPoint,
     assert_same_points,
     dump_qdrant,
@@ -392,14 +393,8 @@ class ConcurrencyTests(SinkHarness):
         assert sink.count() == len(expected)
 
 
-class InterruptedEmbedder:
+class InterruptedEmbedder(EmbedderWrapper):
     """An embedder whose embedding is interrupted (Ctrl-C) at once."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     def embed_documents(self, *args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt

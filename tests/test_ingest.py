@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ingest_corpus import CORPUS_V1, assert_same_points, dump_qdrant
+from ingest_corpus import CORPUS_V1, EmbedderWrapper, assert_same_points, dump_qdrant
 
 from jina_connectors.ingest import (
     ChunkRecord,
@@ -234,18 +234,15 @@ def test_spans_a_custom_chunker_gets_wrong_are_bad_records(minilm: Any, sink: Qd
     )
 
 
-class _BrokenEmbedder:
+class _BrokenEmbedder(EmbedderWrapper):
     """A real embedder whose document embedding fails with a bug of ours (or of a library)."""
 
     def __init__(self, inner: Any, error: BaseException) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.error = error
 
     def embed_documents(self, *args: Any, **kwargs: Any) -> Any:
         raise self.error
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 @pytest.mark.parametrize(
@@ -500,9 +497,9 @@ class _ObservedSink:
         return getattr(self.inner, name)
 
 
-class _CountingEmbedder:
+class _CountingEmbedder(EmbedderWrapper):
     def __init__(self, inner: Any, started: threading.Event) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.started = started
         self.calls = 0
 
@@ -511,9 +508,6 @@ class _CountingEmbedder:
         if self.calls == 2:
             self.started.set()
         return self.inner.embed_documents(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 def test_next_batch_is_embedded_while_the_previous_one_is_written(
@@ -746,7 +740,7 @@ def test_progress_counts_input_bytes_against_the_known_total(
     monkeypatch.setattr("jina_connectors.progress.LONG_BATCH_BYTES", 2048)  # 64 KiB: slow
     long = " ".join(f"Sentence {i} talks about rivers and the weather." for i in range(50))
     assert len(long) >= 2048
-    ingest([long], sink, model=minilm, **settings)
+    ingest([long], sink, model=EmbedderWrapper(minilm), **settings)  # no submit_*: per batch
     err = capsys.readouterr().err
     assert "embedding" in err and "tok" in err  # the core's bar, in tokens, with its total
 
