@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from contextlib import closing
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,6 +51,11 @@ class ChunkerName(str, Enum):
 class VectorType(str, Enum):
     float = "float"
     ubinary = "ubinary"
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 DbOption = Annotated[Database, typer.Option("--db", help="Vector database.", case_sensitive=False)]
@@ -133,13 +139,49 @@ def ingest(
         bool, typer.Option(help="Qdrant: create the collection with binary quantization.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    engine: Annotated[
+        Engine,
+        typer.Option(help="'ray': a pool of Ray actors, one model each (the [ray] extra)."),
+    ] = Engine.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join (printed by 'ray start --head') [default: $RAY_ADDRESS, "
+            "else a local Ray]."
+        ),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(min=1, help="Ray actors, one model each [default: one per node or GPU]."),
+    ] = None,
+    gpus_per_actor: Annotated[
+        float | None,
+        typer.Option(help="GPUs per Ray actor (0.5: two actors per GPU)."),
+    ] = None,
 ) -> None:
     """Chunk, embed and write documents. Unchanged documents are skipped on re-runs."""
-    from .ingest import ingest as run_ingest
-
+    ray_flags = {
+        "--ray-address": ray_address,
+        "--actors": actors,
+        "--gpus-per-actor": gpus_per_actor,
+    }
+    given = [flag for flag, value in ray_flags.items() if value is not None]
+    if engine is Engine.local and given:
+        raise typer.BadParameter(f"{', '.join(given)} need --engine ray", param_hint="'--engine'")
+    if gpus_per_actor is not None and not gpus_per_actor > 0:
+        raise typer.BadParameter(
+            f"must be a positive number, got {gpus_per_actor}", param_hint="'--gpus-per-actor'"
+        )
     # A missing model or bad settings fail before any database is opened or created.
     embedder = resolve_embedder(model)
     passage_spec(embedder, dimensions, embedding_type.value)
+    if engine is Engine.ray:
+        from .ray import connect, ingest_documents
+
+        connect(ray_address)
+        run_ingest: Any = partial(ingest_documents, actors=actors, gpus_per_actor=gpus_per_actor)
+    else:
+        from .ingest import ingest as run_ingest
     # Bad records are listed after the run; the library's per-record warnings would repeat them.
     logging.getLogger(bad_record_logger.name).setLevel(logging.ERROR)
     sink = open_sink(db, collection, location, binary_quantization=binary_quantization)
@@ -157,6 +199,8 @@ def ingest(
             show_progress=progress,
         )
         total = sink.count()
+    if engine is Engine.ray:
+        typer.echo(f"ray: written from the {report.write_path} ({report.write_path_reason})")
     for error in report.errors:
         typer.echo(f"error: {error}", err=True)
     plural = "" if report.documents == 1 else "s"

@@ -19,10 +19,11 @@ server enforces and Milvus Lite does not), ``doc_id`` at most 4,096 bytes.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,11 +101,15 @@ class MilvusSink(VectorSink):
         super().__init__(collection, attempts=attempts)
         self._owns_client = client is None
         self._lite_file: str | None = None
+        # How a Ray worker opens this collection: only a server is open to other processes.
+        self._remote_options: dict[str, Any] | None = None
         if client is None:
             uri = os.fspath(location) if location is not None else DEFAULT_LOCATION
             if not uri.startswith(("http://", "https://", "tcp://", "unix:")):
                 Path(uri).parent.mkdir(parents=True, exist_ok=True)
                 self._lite_file = uri
+            else:
+                self._remote_options = {"location": uri, "api_key": api_key, "attempts": attempts}
             with warnings.catch_warnings():  # milvus-lite 2.5.1 imports pkg_resources
                 warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
                 client = MilvusClient(uri=uri, token=api_key or "")
@@ -122,6 +127,13 @@ class MilvusSink(VectorSink):
 
             server_manager_instance.release_server(self._lite_file)
             self._lite_file = None
+
+    def remote_opener(self) -> Callable[[], MilvusSink] | None:
+        """A Milvus server's collection opens anywhere; a Milvus Lite file and a client given
+        to the sink belong to this process."""
+        if self._remote_options is None:
+            return None
+        return functools.partial(MilvusSink, self.collection, **self._remote_options)
 
     def _is_transient(self, error: BaseException) -> bool:
         """Unavailable servers and rate limits. (pymilvus already retries gRPC UNAVAILABLE.)"""

@@ -9,7 +9,8 @@ ones and keep the same ids, hashes and completeness rule):
 3. :func:`changed_documents`: the documents that are not stored complete with that hash.
 4. :func:`embed_records`: chunks and vectors of a batch of documents, as
    :class:`~jina_connectors.sink.ChunkRecord` lists (:func:`embed_isolating` finds the bad
-   documents of a batch that fails on bad input).
+   documents of a batch that fails on bad input), checked against the sink's limits
+   (:func:`check_records`). :func:`embed_batch` runs stages 2 to 4 on one batch.
 5. :func:`~jina_connectors.writer.write_job`: upsert, then delete stale chunks, on the
    background writer.
 
@@ -27,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from .documents import Document, DocumentSource, iter_documents
 from .errors import InvalidDocumentError
@@ -159,8 +160,15 @@ def resolve_settings(
     late_chunking_options: LateChunkingOptions | None = None,
     chunker: str | Chunker = "sentences",
     chunk_size: int = 256,
+    task: str = PASSAGE_TASK,
 ) -> EmbeddingSettings:
-    """Validate the options of :func:`ingest` against ``embedder`` and freeze them."""
+    """Validate the options of :func:`ingest` against ``embedder`` and freeze them.
+
+    ``task`` is ``retrieval.passage`` for everything written to a sink; another task (one of
+    ``embedder.tasks``) is for embedding without a sink (``jina_connectors.ray.embed_dataset``).
+    """
+    if not isinstance(task, str) or task not in embedder.tasks:
+        raise ValueError(f"task must be one of {', '.join(embedder.tasks)}, got {task!r}")
     if embedding_type not in ("float", "ubinary"):
         raise ValueError(f"embedding_type must be 'float' or 'ubinary', got {embedding_type!r}")
     if dimensions is not None and (
@@ -185,7 +193,7 @@ def resolve_settings(
     )
     return EmbeddingSettings(
         model=embedder.model_name,
-        task=PASSAGE_TASK,
+        task=task,
         dimensions=dimensions or embedder.dimension,
         embedding_type=embedding_type,  # type: ignore[arg-type]
         late_chunking=late_chunking,
@@ -474,13 +482,24 @@ def embed_isolating(
     return embedded
 
 
+class Named(Protocol):
+    """Anything that names a document for error messages (a :class:`PreparedDocument`)."""
+
+    @property
+    def source(self) -> str: ...
+
+
+N = TypeVar("N", bound=Named)
+
+
 def check_records(
     sink: VectorSink,
-    embedded: Iterable[tuple[PreparedDocument, list[ChunkRecord]]],
+    embedded: Iterable[tuple[N, list[ChunkRecord]]],
     on_bad: Callable[[InvalidDocumentError], None],
-) -> list[tuple[PreparedDocument, list[ChunkRecord]]]:
+) -> list[tuple[N, list[ChunkRecord]]]:
     """The documents whose every record ``sink.check_record`` accepts; the others go to
-    ``on_bad`` before anything of them is written."""
+    ``on_bad`` before anything of them is written. Each document is a pair of something
+    with a ``source`` name (a :class:`PreparedDocument`) and its records."""
     accepted = []
     for p, records in embedded:
         try:
@@ -500,6 +519,59 @@ def check_records(
     return accepted
 
 
+@dataclass
+class EmbeddedBatch:
+    """What :func:`embed_batch` made of a batch of documents: each embedded document with its
+    records (input order), and how many were left out as already stored (``skipped``)."""
+
+    embedded: list[tuple[PreparedDocument, list[ChunkRecord]]]
+    skipped: int = 0
+
+
+def embed_batch(
+    embedder: Embedder,
+    settings: EmbeddingSettings,
+    documents: Sequence[Document],
+    on_bad: Callable[[InvalidDocumentError], None],
+    *,
+    sink: VectorSink | None = None,
+    select: Callable[[list[PreparedDocument]], list[PreparedDocument]] | None = None,
+) -> EmbeddedBatch:
+    """Stages 2 to 4 on one batch of valid documents: hash them (:func:`prepare_document`),
+    keep those ``select`` returns, embed them (:func:`embed_isolating`) and, with a ``sink``,
+    check their records against its limits (:func:`check_records`).
+
+    ``select`` defaults to :func:`changed_documents` on ``sink`` (every document without a
+    sink). Each bad document goes to ``on_bad``. Both :func:`ingest` and the Ray engine
+    (:mod:`jina_connectors.ray`) embed every batch through this function.
+    """
+    prepared = []
+    for document in documents:
+        try:
+            prepared.append(prepare_document(document, settings))
+        except InvalidDocumentError as error:
+            on_bad(error)
+    if select is not None:
+        todo = select(prepared)
+    elif sink is not None:
+        todo = changed_documents(sink, prepared)
+    else:
+        todo = prepared
+    embedded = embed_isolating(embedder, settings, todo, on_bad)
+    if sink is not None:
+        embedded = check_records(sink, embedded, on_bad)
+    return EmbeddedBatch(embedded, len(prepared) - len(todo))
+
+
+def metadata_error(sink: VectorSink, document: Document) -> InvalidDocumentError | None:
+    """The bad record ``document`` is when ``sink`` cannot store its metadata, else None."""
+    try:
+        sink.check_metadata(document.metadata)
+    except ValueError as error:
+        return InvalidDocumentError(document.record or document.id, str(error))
+    return None
+
+
 def document_batches(
     documents: DocumentSource | Iterable[DocumentSource],
     batch_size: int,
@@ -514,10 +586,7 @@ def document_batches(
     try:
         for item in items:
             if isinstance(item, Document):
-                try:
-                    sink.check_metadata(item.metadata)
-                except ValueError as error:
-                    item = InvalidDocumentError(item.record or item.id, str(error))
+                item = metadata_error(sink, item) or item
             if isinstance(item, InvalidDocumentError):
                 on_bad(item)
                 continue
@@ -645,18 +714,11 @@ def ingest(
             ) as writer:
                 for batch in batches:
                     report.documents += len(batch)
-                    prepared = []
-                    for document in batch:
-                        try:
-                            prepared.append(prepare_document(document, settings))
-                        except InvalidDocumentError as error:
-                            on_bad(error)
-                    changed = changed_documents(sink, prepared)
-                    report.skipped += len(prepared) - len(changed)
-                    embedded = check_records(
-                        sink, embed_isolating(embedder, settings, changed, on_bad), on_bad
+                    result = embed_batch(embedder, settings, batch, on_bad, sink=sink)
+                    report.skipped += result.skipped
+                    job = WriteJob.of(
+                        [(p.source, r) for p, r in result.embedded], completes=len(batch)
                     )
-                    job = WriteJob.of([(p.source, r) for p, r in embedded], completes=len(batch))
                     report.chunks += len(job.records)
                     writer.put(job)
     finally:

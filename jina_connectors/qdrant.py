@@ -7,10 +7,11 @@ Points have one unnamed float vector (cosine) and the payload of
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,17 @@ class QdrantSink(VectorSink):
         super().__init__(collection, attempts=attempts)
         self.binary_quantization = binary_quantization
         self._owns_client = client is None
+        # How a Ray worker opens this collection: only a server is open to other processes.
+        self._remote_options: dict[str, Any] | None = None
         if client is None:
             client = _open_client(location, api_key)
+            if client.init_options.get("url") is not None:
+                self._remote_options = {
+                    "location": os.fspath(location),  # type: ignore[arg-type]
+                    "api_key": api_key,
+                    "binary_quantization": binary_quantization,
+                    "attempts": attempts,
+                }
         self.client = client
         options = client.init_options
         self._local = options.get("path") is not None or options.get("location") == ":memory:"
@@ -92,6 +102,13 @@ class QdrantSink(VectorSink):
     def _close(self) -> None:
         if self._owns_client:
             self.client.close()
+
+    def remote_opener(self) -> Callable[[], QdrantSink] | None:
+        """A Qdrant server's collection opens anywhere; a local folder (embedded mode),
+        ``:memory:`` and a client given to the sink belong to this process."""
+        if self._remote_options is None:
+            return None
+        return functools.partial(QdrantSink, self.collection, **self._remote_options)
 
     def _unsupported_type_message(self, embedding_type: str) -> str:
         return (
