@@ -36,6 +36,10 @@ class Sizes:
     ingest_speeches: int
     ingest_max_chars: int
     ingest_batch_size: int
+    # Ray: the first `ray_speeches` speeches, each cut to `ray_max_chars`; enough embedding
+    # that Ray's fixed cost per run (actor start, model load: seconds) is a small share.
+    ray_speeches: int
+    ray_max_chars: int
     repeats: int  # timed runs of the cheap benchmarks (best is kept)
 
 
@@ -52,6 +56,8 @@ FULL = Sizes(
     ingest_speeches=64,
     ingest_max_chars=6000,
     ingest_batch_size=16,  # the pipeline's default
+    ray_speeches=96,
+    ray_max_chars=6000,
     repeats=2,
 )
 
@@ -69,6 +75,8 @@ QUICK = Sizes(
     ingest_speeches=4,
     ingest_max_chars=1500,
     ingest_batch_size=2,
+    ray_speeches=4,
+    ray_max_chars=1500,
     repeats=1,
 )
 

@@ -40,6 +40,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -59,6 +60,7 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
         "jina_connectors.ray needs Ray Data: pip install 'jina-connectors[ray]'"
     ) from error
 
+from ._loading import load_embedder
 from .documents import Document, DocumentSource, iter_documents, text_document_id
 from .errors import InvalidDocumentError
 from .pipeline import (
@@ -76,7 +78,6 @@ from .pipeline import (
     resolve_settings,
 )
 from .sink import PASSAGE_TASK, ChunkRecord, SinkEmbeddingType, VectorSink
-from .sink import resolve_embedder as _resolve_embedder
 from .writer import BackgroundWriter, WriteJob, write_job
 
 if TYPE_CHECKING:
@@ -360,7 +361,11 @@ def _resolve(
     if not (callable(chunker) or chunker in BUILTIN_CHUNKERS):
         raise ValueError(f"chunker must be 'sentences', 'tokens' or a callable, got {chunker!r}")
     columns = _columns(text_column, id_column, record_column)
-    embedder = _resolve_embedder(model)
+    if model is None or isinstance(model, (str, os.PathLike)):
+        # On CPU: the driver only checks the settings against the model; the actors embed.
+        embedder = load_embedder(None if model is None else os.fspath(model), device="cpu")
+    else:
+        embedder = model
     settings = resolve_settings(
         embedder,
         dimensions=dimensions,
@@ -738,8 +743,9 @@ def embed_dataset(
 
     Bad records (invalid rows, documents the model rejects as input) yield no chunks: each
     is logged as a warning by its worker (``"skip"``), or fails the job (``"raise"``).
-    Nothing runs until the returned Dataset is consumed; the settings and the model are
-    checked now, on the driver (which loads the model once to do so).
+    Nothing runs until the returned Dataset is consumed; the settings are checked now
+    against the model, which this process loads once, on CPU, to do so (or pass a loaded
+    ``Embedder``: its ``model_name`` is what the actors load).
     """
     _check_dataset(ds, _columns(text_column, id_column, record_column))
     options = _resolve(
@@ -1262,6 +1268,17 @@ def ingest_documents(
     ``read_parquet``...) and call :func:`ingest_dataset`. ``jina-connectors ingest --engine
     ray`` runs this.
     """
+    # The cheap checks before reading anything (the model and the sink are checked next).
+    for name, value in (
+        ("batch_size", batch_size),
+        ("chunk_size", chunk_size),
+        ("write_batch_size", write_batch_size),
+        ("max_pending_batches", max_pending_batches),
+    ):
+        _check_positive_int(name, value)
+    check_actor_options(actors, gpus_per_actor, cpus_per_actor)
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
     report_errors: list[InvalidDocumentError] = []
     rows: list[dict[str, Any]] = []
     items = iter_documents(documents)
@@ -1297,8 +1314,7 @@ def ingest_documents(
         "on_error": on_error,
         "show_progress": show_progress,
     }
-    if not rows:  # nothing to embed: check the options and the collection, start no actor
-        check_actor_options(actors, gpus_per_actor, cpus_per_actor)
+    if not rows:  # nothing to embed: check the settings and the collection, start no actor
         from .pipeline import ingest
 
         empty = ingest([], sink, **options)

@@ -206,7 +206,7 @@ def test_pool_options_are_checked(options: dict[str, Any], message: str) -> None
 
 
 def test_embed_dataset_equals_embed_documents_row_for_row(
-    local_ray: LocalRay, tiny_jina_dir: Path, tiny_jina_embedder: Any
+    local_ray: LocalRay, tmp_path: Path, tiny_jina_dir: Path, tiny_jina_embedder: Any
 ) -> None:
     records = [
         {"id": f"doc-{i}", "text": text, "metadata": {"n": i}}
@@ -220,9 +220,13 @@ def test_embed_dataset_equals_embed_documents_row_for_row(
             ]
         )
     ]
-    # Five documents in batches of two, across three blocks: documents stay whole anyway.
+    # Read by Ray's read tasks (1 CPU each) next to two actors on the 2 CPUs: the default
+    # pool leaves them room (two actors at 1 CPU each would not). Five documents in batches
+    # of two: documents stay whole anyway.
+    source = tmp_path / "docs.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows(records)), encoding="utf-8")
     out = embed_dataset(
-        dataset(records, blocks=3), model=str(tiny_jina_dir), chunk_size=8, batch_size=2
+        ray.data.read_json(source), model=str(tiny_jina_dir), chunk_size=8, batch_size=2, actors=2
     ).take_all()
     assert set(out[0]) == set(CHUNK_COLUMNS)
     expected = tiny_jina_embedder.embed_documents(
@@ -464,21 +468,16 @@ def test_bad_records_are_named_and_the_rest_is_stored_from_the_driver(
 
 
 def test_on_error_raise_raises_the_bad_record(
-    local_ray: LocalRay, tmp_path: Path, tiny_jina_dir: Path
+    local_ray: LocalRay, server: PineconeTestServer, tiny_jina_dir: Path
 ) -> None:
     from jina_connectors.ingest import InvalidDocumentError
 
-    with (
-        QdrantSink("raise", location=":memory:") as sink,
-        pytest.raises(InvalidDocumentError, match="id='blank'"),
-    ):
-        ingest_dataset(
-            ray.data.from_items([*rows(GOOD), BAD_ROWS[0]]),
-            sink,
-            model=str(tiny_jina_dir),
-            on_error="raise",
-            show_progress=False,
-        )
+    table = [*rows(GOOD), BAD_ROWS[3]]  # a document without chunks: found while embedding
+    chunker = {"chunker": sentence_spans, "show_progress": False, "on_error": "raise"}
+    for sink in (QdrantSink("raise", location=":memory:"), pinecone(server, "raise")):
+        # Raised here from the driver's first pass, or from a Ray actor (unwrapped).
+        with sink, pytest.raises(InvalidDocumentError, match="id='unchunked': produced no"):
+            ingest_dataset(ray.data.from_items(table), sink, model=str(tiny_jina_dir), **chunker)
 
 
 def test_bad_options_raise_before_any_ray_work_or_write(
