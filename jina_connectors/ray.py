@@ -793,15 +793,18 @@ class RayIngestReport(IngestReport):
 
 
 @contextlib.contextmanager
-def _progress(ds: Dataset, show: bool) -> Iterator[None]:
-    """Ray Data's progress bars on or off for this run, restored after."""
+def _run_context(ds: Dataset, show_progress: bool) -> Iterator[None]:
+    """Ray Data's settings for one run of ours, restored after: its progress bars on or off,
+    and the actors' own exceptions raised as they are (an ``InvalidDocumentError`` of
+    ``on_error="raise"``), not wrapped in a ``UserCodeException`` that loses them."""
     context = ds.context
-    saved = context.enable_progress_bars
-    context.enable_progress_bars = show
+    saved = context.enable_progress_bars, context.raise_original_map_exception
+    context.enable_progress_bars = show_progress
+    context.raise_original_map_exception = True
     try:
         yield
     finally:
-        context.enable_progress_bars = saved
+        context.enable_progress_bars, context.raise_original_map_exception = saved
 
 
 def ingest_dataset(
@@ -1026,7 +1029,7 @@ def _ingest_from_workers(
     datasink = _ChunkDatasink(
         opener, options.settings, write_batch_size=write_batch_size, on_error=on_error
     )
-    with _progress(ds, show_progress):
+    with _run_context(ds, show_progress):
         try:
             _embedded(ds, options, job).write_datasink(
                 datasink,
@@ -1177,7 +1180,7 @@ def _ingest_from_driver(
     def bad(error: InvalidDocumentError) -> None:
         _record_bad(report, error, on_error, lock)
 
-    with _progress(ds, show_progress):
+    with _run_context(ds, show_progress):
         todo = _documents_to_embed(ds, sink, options, report, bad)
         if not todo:
             return report

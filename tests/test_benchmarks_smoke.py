@@ -228,7 +228,9 @@ def test_quick_ray_benchmark_reports_its_figures(tmp_path: Path, speeches: Path 
     assert ratio["ratio"] == pytest.approx(ratio["ours"] / ratio["baseline"])
     details = results["details"]["ray"]
     assert details["points"] > 0 and details["overhead_per_batch_seconds"] >= 0
-    assert details["ray_fixed_seconds"] > 0 and set(details["projection_seconds_by_actors"]) == {
+    assert details["ray_fixed_seconds"] > 0 and set(
+        details["projected_docs_per_second_by_actors"]
+    ) == {
         "1",
         "2",
         "4",
