@@ -40,6 +40,11 @@ class Sizes:
     # that Ray's fixed cost per run (actor start, model load: seconds) is a small share.
     ray_speeches: int
     ray_max_chars: int
+    # Scheduler: `scheduler_texts` random-length texts sent by concurrent threads in requests
+    # of `scheduler_request_size` texts; `scheduler_probes` idle short-query latencies.
+    scheduler_texts: int
+    scheduler_request_size: int
+    scheduler_probes: int
     repeats: int  # timed runs of the cheap benchmarks (best is kept)
 
 
@@ -58,6 +63,9 @@ FULL = Sizes(
     ingest_batch_size=16,  # the pipeline's default
     ray_speeches=96,
     ray_max_chars=6000,
+    scheduler_texts=512,
+    scheduler_request_size=8,
+    scheduler_probes=50,
     repeats=2,
 )
 
@@ -77,6 +85,9 @@ QUICK = Sizes(
     ingest_batch_size=2,
     ray_speeches=4,
     ray_max_chars=1500,
+    scheduler_texts=24,
+    scheduler_request_size=2,
+    scheduler_probes=5,
     repeats=1,
 )
 

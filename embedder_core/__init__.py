@@ -8,6 +8,8 @@ from .chunking import Chunker, Span
 from .embedder import STANDARD_TASKS, DocumentChunk, Embedder, TaskSpec, get_embedder
 from .errors import (
     ModelNotFoundError,
+    QueueFullError,
+    SchedulerClosedError,
     SlowDtypeWarning,
     TokenLimitError,
     UnsafeCheckpointError,
@@ -22,6 +24,7 @@ from .loading import (
     default_model,
 )
 from .output import EMBEDDING_TYPES, ArrayEmbeddingType, EmbeddingType, convert_embeddings
+from .scheduler import BatchStats, EmbeddingScheduler, PendingEmbeddings, Reduction
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -30,12 +33,18 @@ __all__ = [
     "MODEL_ENV_VAR",
     "STANDARD_TASKS",
     "ArrayEmbeddingType",
+    "BatchStats",
     "Chunker",
     "DocumentChunk",
     "Embedder",
+    "EmbeddingScheduler",
     "EmbeddingType",
     "LateChunkingOptions",
     "ModelNotFoundError",
+    "PendingEmbeddings",
+    "QueueFullError",
+    "Reduction",
+    "SchedulerClosedError",
     "SlowDtypeWarning",
     "Span",
     "TaskSpec",

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from embedder_core import Embedder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ALL_BENCHMARKS = ("full_size", "long_inputs", "minilm", "late_chunking", "ingestion")
+ALL_BENCHMARKS = ("full_size", "long_inputs", "minilm", "late_chunking", "ingestion", "scheduler")
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +43,7 @@ def speeches(request: pytest.FixtureRequest) -> Path | None:
 
 
 def test_quick_run_reports_every_benchmark(tmp_path: Path, speeches: Path | None) -> None:
-    selected = ALL_BENCHMARKS if speeches is not None else ("full_size", "long_inputs")
+    selected = ALL_BENCHMARKS if speeches is not None else ("full_size", "long_inputs", "scheduler")
     output = tmp_path / "results.json"
     command = [sys.executable, "-m", "benchmarks", "--quick", "--output", str(output)]
     command += ["--cache-dir", str(tmp_path / "cache")]
@@ -75,6 +75,7 @@ def test_quick_run_reports_every_benchmark(tmp_path: Path, speeches: Path | None
     assert cosines["full_size"]["met"] is True, cosines["full_size"]
     if "minilm" in selected:
         assert cosines["minilm"]["met"] is True, cosines["minilm"]
+    assert cosines["scheduler"]["met"] is True, cosines["scheduler"]
     full_size = results["details"]["full_size"]
     assert full_size["tokens"] == sum(full_size["lengths"])
     assert full_size["baseline_padded_tokens"] >= full_size["tokens"]

@@ -16,6 +16,8 @@ from .base import PackedBatch
 
 
 class HFEncoder:
+    packed = False  # AutoModel pads every sequence of a batch to the longest
+
     def __init__(self, model: Any, pad_token_id: int) -> None:
         self.model = model
         self.pad_token_id = pad_token_id

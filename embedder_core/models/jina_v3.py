@@ -285,6 +285,8 @@ def _lora_linear(tensors: dict[str, torch.Tensor], module: str, scaling: float) 
 class JinaV3Model(nn.Module):
     """The encoder stack; ``token_states`` runs one packed batch."""
 
+    packed = True  # no padding: a batch costs the sum of its sequences' lengths
+
     def __init__(self, config: JinaV3Config, tensors: dict[str, torch.Tensor]) -> None:
         super().__init__()
         self.config = config
