@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -68,6 +69,11 @@ class ChunkerName(str, Enum):
 class VectorType(str, Enum):
     float = "float"
     ubinary = "ubinary"
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 DbOption = Annotated[Database, typer.Option("--db", help="Vector database.", case_sensitive=False)]
@@ -270,6 +276,10 @@ class IngestOptions:
     root: Path | None
     sync: bool
     progress: bool
+    engine: Engine = Engine.local
+    ray_address: str | None = None
+    actors: int | None = None
+    gpus_per_actor: float | None = None
 
 
 @app.command()
@@ -340,6 +350,25 @@ def ingest(
         ),
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    engine: Annotated[
+        Engine,
+        typer.Option(help="'ray': a pool of Ray actors, one model each (the [ray] extra)."),
+    ] = Engine.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join (printed by 'ray start --head') [default: $RAY_ADDRESS, "
+            "else a local Ray]."
+        ),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(min=1, help="Ray actors, one model each [default: one per node or GPU]."),
+    ] = None,
+    gpus_per_actor: Annotated[
+        float | None,
+        typer.Option(help="GPUs per Ray actor (0.5: two actors per GPU)."),
+    ] = None,
 ) -> None:
     """Chunk, embed and write documents. Unchanged documents are skipped on re-runs.
 
@@ -366,6 +395,10 @@ def ingest(
             root=root,
             sync=sync,
             progress=progress,
+            engine=engine,
+            ray_address=ray_address,
+            actors=actors,
+            gpus_per_actor=gpus_per_actor,
         )
     )
     if db is Database.pinecone:
@@ -381,6 +414,8 @@ def ingest(
         report = _run_ingest(options, sink)
         total = sink.count()
         where = f"{db.value} collection {collection!r} in {sink.location}"
+    if engine is Engine.ray:
+        typer.echo(f"ray: written from the {report.write_path} ({report.write_path_reason})")
     for error in report.errors:
         typer.echo(f"error: {error}", err=True)
     plural = "" if report.documents == 1 else "s"
@@ -423,6 +458,19 @@ def _check_ingest_flags(options: IngestOptions) -> IngestOptions:
     """Flag combinations and paths: no store, no model, no network."""
     from .documents import check_source_path
 
+    ray_flags = {
+        "--ray-address": options.ray_address,
+        "--actors": options.actors,
+        "--gpus-per-actor": options.gpus_per_actor,
+    }
+    given = [flag for flag, value in ray_flags.items() if value is not None]
+    if options.engine is Engine.local and given:
+        raise typer.BadParameter(f"{', '.join(given)} need --engine ray", param_hint="'--engine'")
+    if options.gpus_per_actor is not None and not options.gpus_per_actor > 0:
+        raise typer.BadParameter(
+            f"must be a positive number, got {options.gpus_per_actor}",
+            param_hint="'--gpus-per-actor'",
+        )
     db = options.db
     if options.embedding_type is VectorType.ubinary and db is not Database.milvus:
         hint = (
@@ -495,8 +543,17 @@ def _check_collection(options: IngestOptions, sink: VectorSink, spec: Collection
 
 def _run_ingest(options: IngestOptions, sink: VectorSink) -> IngestReport:
     from .pipeline import IngestInterrupted, IngestReport, bad_record_logger
-    from .pipeline import ingest as run_ingest
 
+    run_ingest: Any
+    if options.engine is Engine.ray:
+        from .ray import connect, ingest_documents
+
+        connect(options.ray_address)
+        run_ingest = partial(
+            ingest_documents, actors=options.actors, gpus_per_actor=options.gpus_per_actor
+        )
+    else:
+        from .pipeline import ingest as run_ingest
     where = f"{options.db.value} collection {options.collection!r} in {sink.location}"
     try:
         embedder = load_model(options.model)

@@ -20,11 +20,12 @@ server enforces and Milvus Lite does not), ``doc_id`` at most 4,096 bytes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +113,8 @@ class MilvusSink(VectorSink):
         self._owns_client = client is None
         self._lite_file: Path | None = None
         self._created_file = False
+        # How a Ray worker opens this collection: only a server is open to other processes.
+        self._remote_options: dict[str, Any] | None = None
         if client is None:
             uri = os.fspath(location) if location is not None else None
             if uri is None or not store.is_server(uri):
@@ -122,6 +125,7 @@ class MilvusSink(VectorSink):
                 self._prepare_lite_file(self._lite_file)
             else:
                 self.location = uri
+                self._remote_options = {"location": uri, "api_key": api_key, "attempts": attempts}
             with warnings.catch_warnings():  # milvus-lite 2.5.1 imports pkg_resources
                 warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
                 try:
@@ -163,6 +167,13 @@ class MilvusSink(VectorSink):
                 with contextlib.suppress(OSError):
                     self._lite_file.unlink()
             self._lite_file = None
+
+    def remote_opener(self) -> Callable[[], MilvusSink] | None:
+        """A Milvus server's collection opens anywhere; a Milvus Lite file and a client given
+        to the sink belong to this process."""
+        if self._remote_options is None:
+            return None
+        return functools.partial(MilvusSink, self.collection, **self._remote_options)
 
     def _is_transient(self, error: BaseException) -> bool:
         """Unavailable servers and rate limits. (pymilvus already retries gRPC UNAVAILABLE.)"""

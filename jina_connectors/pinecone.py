@@ -36,13 +36,14 @@ writer, so only the refused documents become bad records.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -154,6 +155,15 @@ class PineconeSink(VectorSink):
         self.truncated = 0
         self._pc: Pinecone = Pinecone(api_key=api_key, host=location, timeout=timeout)
         self.location = location or "Pinecone"
+        self._options: dict[str, Any] = {
+            "location": location,
+            "api_key": api_key,
+            "namespace": namespace,
+            "cloud": cloud,
+            "region": region,
+            "timeout": timeout,
+            "attempts": attempts,
+        }
         self._index: Index | None = None  # the data plane, opened once (under _state_lock)
         self._dimension: int | None = None
 
@@ -168,6 +178,10 @@ class PineconeSink(VectorSink):
             f"Pinecone stores float vectors only; embedding_type={embedding_type!r} is not "
             "supported (Pinecone has no binary vectors or Hamming metric)"
         )
+
+    def remote_opener(self) -> Callable[[], PineconeSink]:
+        """Pinecone is a service: any process opens the same namespace (with the same key)."""
+        return functools.partial(PineconeSink, self.collection, **self._options)
 
     def _close(self) -> None:
         with self._state_lock:

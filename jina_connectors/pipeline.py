@@ -9,7 +9,8 @@ ones and keep the same ids, hashes and completeness rule):
 3. :func:`changed_documents`: the documents that are not stored complete with that hash.
 4. :func:`embed_records`: chunks and vectors of a batch of documents, as
    :class:`~jina_connectors.sink.ChunkRecord` lists (:func:`embed_isolating` finds the bad
-   documents of a batch that fails on bad input).
+   documents of a batch that fails on bad input), checked against the sink's limits
+   (:func:`check_records`). :func:`embed_batch` runs stages 2 to 4 on one batch.
 5. :func:`~jina_connectors.writer.write_job`: upsert, then delete stale chunks, on the
    background writer.
 
@@ -29,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from .documents import (
     Document,
@@ -188,8 +189,15 @@ def resolve_settings(
     late_chunking_options: LateChunkingOptions | None = None,
     chunker: str | Chunker = "sentences",
     chunk_size: int = 256,
+    task: str = PASSAGE_TASK,
 ) -> EmbeddingSettings:
-    """Validate the options of :func:`ingest` against ``embedder`` and freeze them."""
+    """Validate the options of :func:`ingest` against ``embedder`` and freeze them.
+
+    ``task`` is ``retrieval.passage`` for everything written to a sink; another task (one of
+    ``embedder.tasks``) is for embedding without a sink (``jina_connectors.ray.embed_dataset``).
+    """
+    if not isinstance(task, str) or task not in embedder.tasks:
+        raise ValueError(f"task must be one of {', '.join(embedder.tasks)}, got {task!r}")
     if embedding_type not in ("float", "ubinary"):
         raise ValueError(f"embedding_type must be 'float' or 'ubinary', got {embedding_type!r}")
     if dimensions is not None and (
@@ -214,7 +222,7 @@ def resolve_settings(
     )
     return EmbeddingSettings(
         model=embedder.model_name,
-        task=PASSAGE_TASK,
+        task=task,
         dimensions=dimensions or embedder.dimension,
         embedding_type=embedding_type,  # type: ignore[arg-type]
         late_chunking=late_chunking,
@@ -549,13 +557,24 @@ def embed_isolating(
     return embedded
 
 
+class Named(Protocol):
+    """Anything that names a document for error messages (a :class:`PreparedDocument`)."""
+
+    @property
+    def source(self) -> str: ...
+
+
+N = TypeVar("N", bound=Named)
+
+
 def check_records(
     sink: VectorSink,
-    embedded: Iterable[tuple[PreparedDocument, list[ChunkRecord]]],
+    embedded: Iterable[tuple[N, list[ChunkRecord]]],
     on_bad: Callable[[InvalidDocumentError], None],
-) -> list[tuple[PreparedDocument, list[ChunkRecord]]]:
+) -> list[tuple[N, list[ChunkRecord]]]:
     """The documents whose every record ``sink.check_record`` accepts; the others go to
-    ``on_bad`` before anything of them is written."""
+    ``on_bad`` before anything of them is written. Each document is a pair of something
+    with a ``source`` name (a :class:`PreparedDocument`) and its records."""
     accepted = []
     for p, records in embedded:
         try:
@@ -575,6 +594,68 @@ def check_records(
     return accepted
 
 
+@dataclass
+class EmbeddedBatch:
+    """What :func:`embed_batch` made of a batch of documents: each embedded document with its
+    records (input order), and how many were left out as already stored (``skipped``)."""
+
+    embedded: list[tuple[PreparedDocument, list[ChunkRecord]]]
+    skipped: int = 0
+
+
+def embed_batch(
+    embedder: Embedder,
+    settings: EmbeddingSettings,
+    documents: Sequence[Document],
+    on_bad: Callable[[InvalidDocumentError], None],
+    *,
+    sink: VectorSink | None = None,
+    select: Callable[[list[PreparedDocument]], list[PreparedDocument]] | None = None,
+    progress: IngestProgress | None = None,
+) -> EmbeddedBatch:
+    """Stages 2 to 4 on one batch of valid documents: hash them (:func:`prepare_document`),
+    keep those ``select`` returns, embed them (:func:`embed_isolating`) and, with a ``sink``,
+    check their records against its limits (:func:`check_records`).
+
+    ``select`` defaults to :func:`changed_documents` on ``sink`` (every document without a
+    sink). Each bad document goes to ``on_bad``. ``progress``: the input bytes of documents
+    left out count as done at once; the embedding moves the bar as the model runs. Both
+    :func:`ingest` and the Ray engine (:mod:`jina_connectors.ray`) embed every batch through
+    this function.
+    """
+    prepared = []
+    for document in documents:
+        try:
+            prepared.append(prepare_document(document, settings))
+        except InvalidDocumentError as error:
+            on_bad(error)
+    if select is not None:
+        todo = select(prepared)
+    elif sink is not None:
+        todo = changed_documents(sink, prepared)
+    else:
+        todo = prepared
+    if progress is None:
+        embedded = embed_isolating(embedder, settings, todo, on_bad)
+    else:
+        todo_ids = {p.document.id for p in todo}
+        progress.done(sum(d.input_bytes for d in documents if d.id not in todo_ids))
+        with progress.embedding(sum(p.document.input_bytes for p in todo)) as share:
+            embedded = embed_isolating(embedder, settings, todo, on_bad, progress=share)
+    if sink is not None:
+        embedded = check_records(sink, embedded, on_bad)
+    return EmbeddedBatch(embedded, len(prepared) - len(todo))
+
+
+def metadata_error(sink: VectorSink, document: Document) -> InvalidDocumentError | None:
+    """The bad record ``document`` is when ``sink`` cannot store its metadata, else None."""
+    try:
+        sink.check_metadata(document.metadata)
+    except ValueError as error:
+        return InvalidDocumentError(document.record or document.id, str(error))
+    return None
+
+
 def document_batches(
     documents: DocumentSource | Iterable[DocumentSource],
     batch_size: int,
@@ -592,10 +673,7 @@ def document_batches(
     try:
         for item in items:
             if isinstance(item, Document):
-                try:
-                    sink.check_metadata(item.metadata)
-                except ValueError as error:
-                    item = InvalidDocumentError(item.record or item.id, str(error))
+                item = metadata_error(sink, item) or item
             if isinstance(item, InvalidDocumentError):
                 on_bad(item)
                 continue
@@ -688,9 +766,7 @@ def ingest(
     _positive_int("chunk_size", chunk_size)
     if not (callable(chunker) or chunker in BUILTIN_CHUNKERS):
         raise ValueError(f"chunker must be 'sentences', 'tokens' or a callable, got {chunker!r}")
-    scopes = _sync_scopes(documents, root) if sync else []
-    for path in _given_paths(documents):
-        check_source_path(path, root)
+    scopes = check_sources(documents, root=root, sync=sync)
     embedder = resolve_embedder(model)
     settings = resolve_settings(
         embedder,
@@ -741,27 +817,19 @@ def ingest(
             for batch in batches:
                 report.documents += len(batch)
                 seen.update(document.id for document in batch)
-                prepared = []
-                for document in batch:
-                    try:
-                        prepared.append(prepare_document(document, settings))
-                    except InvalidDocumentError as error:
-                        on_bad(error)
-                changed = changed_documents(sink, prepared)
-                report.skipped += len(prepared) - len(changed)
-                changed_ids = {p.document.id for p in changed}
-                progress.done(sum(d.input_bytes for d in batch if d.id not in changed_ids))
-                with progress.embedding(sum(p.document.input_bytes for p in changed)) as share:
-                    embedded = embed_isolating(embedder, settings, changed, on_bad, progress=share)
-                embedded = check_records(sink, embedded, on_bad)
-                unchanged = len(prepared) - len(changed)
+                result = embed_batch(
+                    embedder, settings, batch, on_bad, sink=sink, progress=progress
+                )
+                report.skipped += result.skipped
+                # Documents refused as bad records are not complete.
                 job = WriteJob.of(
-                    [(p.source, r) for p, r in embedded], completes=unchanged + len(embedded)
+                    [(p.source, r) for p, r in result.embedded],
+                    completes=result.skipped + len(result.embedded),
                 )
                 report.chunks += len(job.records)
                 writer.put(job)
         if scopes:
-            _delete_unseen(sink, scopes, seen, report)
+            delete_unseen(sink, scopes, seen, report)
         complete = True
     except KeyboardInterrupt as interrupt:
         report.seconds = time.perf_counter() - started
@@ -782,6 +850,18 @@ def _given_paths(documents: object) -> list[os.PathLike[str]]:
     return []
 
 
+def check_sources(
+    documents: object, *, root: str | os.PathLike[str] | None, sync: bool
+) -> list[SyncScope]:
+    """Check the paths among ``documents`` before anything is read or written
+    (:class:`~jina_connectors.errors.SourcePathError`); with ``sync``, the scopes whose
+    unseen documents :func:`delete_unseen` deletes after the run."""
+    scopes = _sync_scopes(documents, root) if sync else []
+    for path in _given_paths(documents):
+        check_source_path(path, root)
+    return scopes
+
+
 def _sync_scopes(documents: object, root: str | os.PathLike[str] | None) -> list[SyncScope]:
     paths = _given_paths(documents)
     if not paths or (isinstance(documents, (list, tuple)) and len(paths) != len(documents)):
@@ -798,7 +878,7 @@ def _sync_scopes(documents: object, root: str | os.PathLike[str] | None) -> list
     return scopes
 
 
-def _delete_unseen(
+def delete_unseen(
     sink: VectorSink, scopes: list[SyncScope], seen: set[str], report: IngestReport
 ) -> None:
     """The deletion of ``sync=True``: stored documents in the scopes that the run did not

@@ -8,10 +8,11 @@ Points have one unnamed float vector (cosine) and the payload of
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,17 @@ class QdrantSink(VectorSink):
         self._owns_client = client is None
         self._folder: Path | None = None  # an embedded folder this sink opened
         self._created_folder = False
+        # How a Ray worker opens this collection: only a server is open to other processes.
+        self._remote_options: dict[str, Any] | None = None
         if client is None:
             client = self._open_client(location, api_key)
+            if client.init_options.get("url") is not None:
+                self._remote_options = {
+                    "location": os.fspath(location),  # type: ignore[arg-type]
+                    "api_key": api_key,
+                    "binary_quantization": binary_quantization,
+                    "attempts": attempts,
+                }
         self.client = client
         options = client.init_options
         self._local = options.get("path") is not None or options.get("location") == ":memory:"
@@ -153,6 +163,13 @@ class QdrantSink(VectorSink):
             store.remove_owner(store.qdrant_lock_file(self._folder))
             if empty:
                 _remove_empty_store(self._folder)
+
+    def remote_opener(self) -> Callable[[], QdrantSink] | None:
+        """A Qdrant server's collection opens anywhere; a local folder (embedded mode),
+        ``:memory:`` and a client given to the sink belong to this process."""
+        if self._remote_options is None:
+            return None
+        return functools.partial(QdrantSink, self.collection, **self._remote_options)
 
     def _unsupported_type_message(self, embedding_type: str) -> str:
         return (

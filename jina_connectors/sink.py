@@ -400,6 +400,14 @@ class VectorSink(ABC):
             self._closed = True
         self._close()
 
+    def remote_opener(self) -> Callable[[], VectorSink] | None:
+        """A picklable function that opens this same collection in another process (a Ray
+        worker), or None when only this process can write it: an embedded database (a
+        local folder or file takes one process at a time), or a client object given to the
+        sink. The Ray engine writes from its workers when there is one, else from the
+        driver (:func:`jina_connectors.ray.ingest_dataset`)."""
+        return None
+
     def _call(self, operation: Callable[[], T]) -> T:
         with self._io_lock:
             return with_retries(operation, self._is_transient, attempts=self.attempts)

@@ -46,7 +46,14 @@ class WriteJob:
     def of(
         cls, documents: Sequence[tuple[str, Sequence[ChunkRecord]]], *, completes: int = 0
     ) -> WriteJob:
-        """A job from ``(source name, the document's records)`` pairs."""
+        """A job from ``(source name, the document's records)`` pairs.
+
+        A document's records may be only some of its chunks (the Ray engine can get a
+        document's chunks in two blocks): ``keep`` is the ``chunk_count`` they record, never
+        how many are here, so the stale-chunk deletion spares the chunks written elsewhere.
+        Deleting chunks ``>= chunk_count`` before all chunks are written is safe: the
+        document stays incomplete until they are, so a killed run re-embeds it.
+        """
         records: list[ChunkRecord] = []
         keep: dict[str, int] = {}
         sources: dict[str, str] = {}
@@ -54,7 +61,7 @@ class WriteJob:
             if not chunks:
                 continue
             records.extend(chunks)
-            keep[chunks[0].doc_id] = len(chunks)
+            keep[chunks[0].doc_id] = chunks[0].chunk_count
             sources[chunks[0].doc_id] = source
         return cls(records, keep, sources, completes)
 

@@ -596,6 +596,46 @@ def test_a_database_that_refuses_every_document_stops_the_run(
     assert sink.count() == 0
 
 
+def test_a_document_written_in_two_jobs_keeps_every_chunk(sink: QdrantSink) -> None:
+    # The Ray engine can get a document's chunks in two blocks, written as two jobs (in
+    # either order, by two writers): each job's stale-chunk deletion must spare the chunks
+    # of the other, so it keeps the document's chunk_count, not the chunks it holds.
+    from jina_connectors.ingest import CollectionSpec, WriteJob, write_job
+
+    spec = CollectionSpec("test-model", 4)
+    sink.ensure_collection(spec)
+    rng = np.random.default_rng(0)
+    records = [
+        ChunkRecord(
+            id=chunk_id("a", i),
+            vector=rng.standard_normal(4).astype(np.float32),
+            text=f"chunk {i}",
+            doc_id="a",
+            chunk_index=i,
+            chunk_count=4,
+            start=8 * i,
+            end=8 * i + 7,
+            content_hash="h",
+            metadata={},
+            model=spec.model,
+            task=spec.task,
+            dimensions=4,
+            embedding_type="float",
+        )
+        for i in range(4)
+    ]
+    second, first = WriteJob.of([("a", records[2:])]), WriteJob.of([("a", records[:2])])
+    assert first.keep == second.keep == {"a": 4}
+    for job in (second, first):
+        write_job(sink, job, write_batch_size=10)
+    assert sorted(p.payload["chunk_index"] for p in dump_qdrant(sink.client, "docs").values()) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+
+
 def _recording_opens(monkeypatch: pytest.MonkeyPatch, file: Path) -> list[Any]:
     opened: list[Any] = []
     real_open = Path.open
