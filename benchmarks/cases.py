@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from benchmarks import full_size, ingestion, late_chunking, long_inputs, minilm, server
+from benchmarks import (
+    full_size,
+    ingestion,
+    late_chunking,
+    long_inputs,
+    minilm,
+    ray_scaling,
+    scheduler,
+    server,
+)
 from benchmarks.context import Context
 from benchmarks.report import CaseResult
 
@@ -14,6 +23,8 @@ BENCHMARKS: dict[str, Callable[[Context], CaseResult]] = {
     minilm.NAME: minilm.run,
     late_chunking.NAME: late_chunking.run,
     ingestion.NAME: ingestion.run,
+    ray_scaling.NAME: ray_scaling.run,
+    scheduler.NAME: scheduler.run,
     server.NAME: server.run,
 }
 

@@ -36,6 +36,15 @@ class Sizes:
     ingest_speeches: int
     ingest_max_chars: int
     ingest_batch_size: int
+    # Ray: the first `ray_speeches` speeches, each cut to `ray_max_chars`; enough embedding
+    # that Ray's fixed cost per run (actor start, model load: seconds) is a small share.
+    ray_speeches: int
+    ray_max_chars: int
+    # Scheduler: `scheduler_texts` random-length texts sent by concurrent threads in requests
+    # of `scheduler_request_size` texts; `scheduler_probes` idle short-query latencies.
+    scheduler_texts: int
+    scheduler_request_size: int
+    scheduler_probes: int
     repeats: int  # timed runs of the cheap benchmarks (best is kept)
     # Server: paragraphs posted in requests of a few texts; single-query latency samples.
     server_paragraphs: int
@@ -55,6 +64,11 @@ FULL = Sizes(
     ingest_speeches=64,
     ingest_max_chars=6000,
     ingest_batch_size=16,  # the pipeline's default
+    ray_speeches=96,
+    ray_max_chars=6000,
+    scheduler_texts=512,
+    scheduler_request_size=8,
+    scheduler_probes=50,
     repeats=2,
     server_paragraphs=512,
     server_probes=100,
@@ -74,6 +88,11 @@ QUICK = Sizes(
     ingest_speeches=4,
     ingest_max_chars=1500,
     ingest_batch_size=2,
+    ray_speeches=4,
+    ray_max_chars=1500,
+    scheduler_texts=24,
+    scheduler_request_size=2,
+    scheduler_probes=5,
     repeats=1,
     server_paragraphs=16,
     server_probes=5,

@@ -1,13 +1,21 @@
 """embedder_core: one local embedder (jina-embeddings-v3 with task LoRA adapters, or a
 sentence-transformers / transformers encoder) shared by every jina-connectors adapter.
 
-It imports no framework or database package.
+It imports no framework or database package. Importing it imports no torch, numpy or
+tokenizers either: the names that need them (``Embedder``, ``get_embedder``,
+``convert_embeddings``...) are imported on first use, so a caller can check a model
+(:func:`inspect_model`), its options and its errors before paying for the load.
 """
 
-from .chunking import Chunker, Span
-from .embedder import STANDARD_TASKS, DocumentChunk, Embedder, TaskSpec, get_embedder
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     ModelNotFoundError,
+    QueueFullError,
+    SchedulerClosedError,
     SlowDtypeWarning,
     TokenLimitError,
     UnsafeCheckpointError,
@@ -23,8 +31,33 @@ from .loading import (
     default_model,
     model_url,
 )
-from .output import EMBEDDING_TYPES, ArrayEmbeddingType, EmbeddingType, convert_embeddings
-from .protocol import EmbedderProtocol
+from .model_info import STANDARD_TASKS, ModelInfo, inspect_model
+
+if TYPE_CHECKING:
+    from .chunking import Chunker, Span
+    from .embedder import DocumentChunk, Embedder, TaskSpec, get_embedder
+    from .output import EMBEDDING_TYPES, ArrayEmbeddingType, EmbeddingType, convert_embeddings
+    from .protocol import EmbedderProtocol
+    from .scheduler import BatchStats, EmbeddingScheduler, PendingEmbeddings, Reduction
+
+# Names whose modules import torch, numpy or tokenizers: imported on first access.
+_LAZY = {
+    "Chunker": ".chunking",
+    "Span": ".chunking",
+    "DocumentChunk": ".embedder",
+    "Embedder": ".embedder",
+    "TaskSpec": ".embedder",
+    "get_embedder": ".embedder",
+    "EMBEDDING_TYPES": ".output",
+    "ArrayEmbeddingType": ".output",
+    "EmbeddingType": ".output",
+    "convert_embeddings": ".output",
+    "EmbedderProtocol": ".protocol",
+    "BatchStats": ".scheduler",
+    "EmbeddingScheduler": ".scheduler",
+    "PendingEmbeddings": ".scheduler",
+    "Reduction": ".scheduler",
+}
 
 __all__ = [
     "BACKENDS_GROUP",
@@ -34,13 +67,20 @@ __all__ = [
     "MODEL_ENV_VAR",
     "STANDARD_TASKS",
     "ArrayEmbeddingType",
+    "BatchStats",
     "Chunker",
     "DocumentChunk",
     "Embedder",
     "EmbedderProtocol",
+    "EmbeddingScheduler",
     "EmbeddingType",
     "LateChunkingOptions",
+    "ModelInfo",
     "ModelNotFoundError",
+    "PendingEmbeddings",
+    "QueueFullError",
+    "Reduction",
+    "SchedulerClosedError",
     "SlowDtypeWarning",
     "Span",
     "TaskSpec",
@@ -51,5 +91,19 @@ __all__ = [
     "convert_embeddings",
     "default_model",
     "get_embedder",
+    "inspect_model",
     "model_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value  # once imported, an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

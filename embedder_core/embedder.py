@@ -1,8 +1,9 @@
 """The ``Embedder`` facade: one loaded model, shared by every adapter of the suite.
 
 Data flows one way: texts -> token ids -> sequence jobs (which positions pool into which
-row) -> token-budget batches -> model -> pooled float32 rows (mean or max) -> the model's
-post-pooling modules (Dense, Normalize) -> dimensions/normalization -> output type.
+row) -> the model's scheduler (token-budget batches shared by every caller) -> pooled
+float32 rows (mean or max) -> the model's post-pooling modules (Dense, Normalize) ->
+dimensions/normalization -> output type.
 """
 
 from __future__ import annotations
@@ -12,18 +13,16 @@ import operator
 import os
 import threading
 import warnings
-from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any, Literal, cast, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from . import cpu_features
-from .batching import plan_batches
 from .chunking import Chunker, Span, check_spans, chunk_spans
 from .errors import SlowDtypeWarning, TokenLimitError, UnsupportedModelError
 from .late_chunking import LateChunkingOptions, Reduction, SequenceJob, document_jobs
@@ -36,7 +35,8 @@ from .loading import (
     resolve_model_ref,
     url_backend,
 )
-from .models.base import PackedBatch, TokenEncoder
+from .model_info import STANDARD_TASKS  # the five jina-embeddings-v3 task names
+from .models.base import TokenEncoder
 from .models.hf_encoder import HFEncoder, hf_max_tokens
 from .models.jina_v3 import JinaV3Config, JinaV3Model, is_jina_v3_config
 from .models.st_pipeline import POOLING_MODES, PoolingMode, read_pipeline
@@ -46,17 +46,11 @@ from .output import (
     convert_embeddings,
     truncate_and_normalize,
 )
+from .scheduler import EmbeddingScheduler, PendingEmbeddings
 from .tokenization import TextTokenizer, TokenOffsets
 
-# The five jina-embeddings-v3 task names. Encoders without adapters accept them too, as
-# prompt-only tasks, so that every adapter can always say which side of retrieval it is.
-STANDARD_TASKS: tuple[str, ...] = (
-    "retrieval.query",
-    "retrieval.passage",
-    "separation",
-    "classification",
-    "text-matching",
-)
+T = TypeVar("T")
+
 _PROMPT_ALIASES = {"retrieval.query": ("query",), "retrieval.passage": ("passage", "document")}
 
 # Tokens per forward batch. CPU: small batches keep each layer's activations (2048 x 4096
@@ -120,7 +114,6 @@ class Embedder:
         self._include_prompt = include_prompt
         self._post_pooling = torch.nn.Sequential(*post_pooling).float().eval()
         self._prompt_tokens: dict[str, int] = {}
-        self._lock = threading.Lock()
         self.model_name = model_name
         self.max_tokens = max_tokens
         self.has_adapters = has_adapters
@@ -128,7 +121,7 @@ class Embedder:
             probe = torch.zeros(1, model.hidden_size, dtype=torch.float32)
             self._dimension = int(self._post_pooling(probe).shape[1])
         budget = max_batch_tokens or _DEFAULT_BATCH_TOKENS.get(model.device.type, 16384)
-        self._batch_tokens = max(int(budget), 1)
+        self._scheduler = EmbeddingScheduler(model, max_batch_tokens=max(int(budget), 1))
 
     @classmethod
     def from_pretrained(
@@ -229,8 +222,14 @@ class Embedder:
 
     @property
     def max_batch_tokens(self) -> int:
-        """Current padded-token budget of one forward batch (halved after an out-of-memory)."""
-        return self._batch_tokens
+        """Current token budget of one forward batch (halved after an out-of-memory)."""
+        return self._scheduler.max_batch_tokens
+
+    @property
+    def scheduler(self) -> EmbeddingScheduler:
+        """The scheduler that batches every caller's work for this model (queue metrics,
+        batch listeners, ``max_queued_tokens``, ``close``)."""
+        return self._scheduler
 
     def instruction(self, task: str | None) -> str:
         """The text prepended to inputs of ``task``."""
@@ -309,6 +308,87 @@ class Embedder:
         encoded together and each row pools its piece's token states (windowed past
         ``max_tokens`` as ``late_chunking_options`` says; they are ignored without late
         chunking). Every ``embedding_type`` but ``"base64"`` gives an ``np.ndarray``.
+        Same as ``submit(...).result()``: concurrent callers share forward batches.
+        """
+        return self.submit(
+            texts,
+            task=task,
+            dimensions=dimensions,
+            late_chunking=late_chunking,
+            late_chunking_options=late_chunking_options,
+            normalized=normalized,
+            embedding_type=embedding_type,
+            truncate=truncate,
+            show_progress=show_progress,
+        ).result()
+
+    @overload
+    def submit(
+        self,
+        texts: str | Sequence[str],
+        *,
+        task: str | Sequence[str | None] | None = ...,
+        dimensions: int | None = ...,
+        late_chunking: bool = ...,
+        late_chunking_options: LateChunkingOptions | None = ...,
+        normalized: bool = ...,
+        embedding_type: ArrayEmbeddingType = ...,
+        truncate: bool = ...,
+        show_progress: bool = ...,
+        on_progress: Callable[[int], None] | None = ...,
+    ) -> PendingEmbeddings[np.ndarray]: ...
+
+    @overload
+    def submit(
+        self,
+        texts: str | Sequence[str],
+        *,
+        task: str | Sequence[str | None] | None = ...,
+        dimensions: int | None = ...,
+        late_chunking: bool = ...,
+        late_chunking_options: LateChunkingOptions | None = ...,
+        normalized: bool = ...,
+        embedding_type: Literal["base64"],
+        truncate: bool = ...,
+        show_progress: bool = ...,
+        on_progress: Callable[[int], None] | None = ...,
+    ) -> PendingEmbeddings[list[str]]: ...
+
+    @overload
+    def submit(
+        self,
+        texts: str | Sequence[str],
+        *,
+        task: str | Sequence[str | None] | None = ...,
+        dimensions: int | None = ...,
+        late_chunking: bool = ...,
+        late_chunking_options: LateChunkingOptions | None = ...,
+        normalized: bool = ...,
+        embedding_type: str,
+        truncate: bool = ...,
+        show_progress: bool = ...,
+        on_progress: Callable[[int], None] | None = ...,
+    ) -> PendingEmbeddings[np.ndarray | list[str]]: ...
+
+    def submit(
+        self,
+        texts: str | Sequence[str],
+        *,
+        task: str | Sequence[str | None] | None = None,
+        dimensions: int | None = None,
+        late_chunking: bool = False,
+        late_chunking_options: LateChunkingOptions | None = None,
+        normalized: bool = True,
+        embedding_type: str = "float",
+        truncate: bool = True,
+        show_progress: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> PendingEmbeddings[np.ndarray | list[str]]:
+        """``encode`` without waiting: checks and tokenizes now, computes in the background.
+
+        Bad input raises here, before anything is queued. The handle's ``result()`` is what
+        ``encode`` returns; ``cancel()`` drops the work not yet computed. ``on_progress``
+        is called on the scheduler's thread with the tokens each batch computed.
         """
         items = _check_texts(texts)
         tasks = self._resolve_tasks(task, len(items))
@@ -320,8 +400,13 @@ class Embedder:
             jobs = self._piece_jobs(items, tasks, options)
         else:
             jobs = self._sequence_jobs(items, tasks, truncate)
-        pooled = self._pool(jobs, len(items), show_progress)
-        return convert_embeddings(truncate_and_normalize(pooled, width, normalized), embedding_type)
+
+        def finish(pooled: np.ndarray) -> np.ndarray | list[str]:
+            return convert_embeddings(
+                truncate_and_normalize(pooled, width, normalized), embedding_type
+            )
+
+        return self._schedule(jobs, len(items), finish, show_progress, on_progress)
 
     def embed_spans(
         self,
@@ -339,6 +424,27 @@ class Embedder:
         ``late_chunking_options`` says); a span is pooled over the tokens whose characters
         overlap it, so overlapping spans never duplicate text.
         """
+        return self.submit_spans(
+            documents,
+            task=task,
+            dimensions=dimensions,
+            normalized=normalized,
+            late_chunking_options=late_chunking_options,
+            show_progress=show_progress,
+        ).result()
+
+    def submit_spans(
+        self,
+        documents: Sequence[tuple[str, Sequence[Span]]],
+        *,
+        task: str | None = "retrieval.passage",
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking_options: LateChunkingOptions | None = None,
+        show_progress: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> PendingEmbeddings[list[np.ndarray]]:
+        """``embed_spans`` without waiting (see ``submit``)."""
         texts = _check_texts([doc for doc, _ in documents])
         spans = [check_spans(text, doc_spans) for text, (_, doc_spans) in zip(texts, documents)]
         resolved = self._task(task)
@@ -346,7 +452,9 @@ class Embedder:
         options = _check_late_chunking_options(late_chunking_options)
         self._check_late_chunking()
         encoded = self._tokenizer.encode_with_offsets(texts)
-        return self._late_chunk(encoded, spans, resolved, width, normalized, options, show_progress)
+        return self._late_chunk(
+            encoded, spans, resolved, width, normalized, options, show_progress, on_progress, _same
+        )
 
     def chunk(
         self, texts: str | Sequence[str], *, chunker: Chunker = "sentences", chunk_size: int = 256
@@ -375,6 +483,31 @@ class Embedder:
 
         Documents share forward batches but are never encoded together.
         """
+        return self.submit_documents(
+            texts,
+            task=task,
+            chunker=chunker,
+            chunk_size=chunk_size,
+            dimensions=dimensions,
+            normalized=normalized,
+            late_chunking_options=late_chunking_options,
+            show_progress=show_progress,
+        ).result()
+
+    def submit_documents(
+        self,
+        texts: Sequence[str],
+        *,
+        task: str | None = "retrieval.passage",
+        chunker: Chunker = "sentences",
+        chunk_size: int = 256,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking_options: LateChunkingOptions | None = None,
+        show_progress: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> PendingEmbeddings[list[list[DocumentChunk]]]:
+        """``embed_documents`` without waiting (see ``submit``)."""
         items = _check_texts(texts)
         resolved = self._task(task)
         width = self._check_dimensions(dimensions)
@@ -385,16 +518,19 @@ class Embedder:
             chunk_spans(text, offsets, chunker, chunk_size)
             for text, (_, offsets) in zip(items, encoded)
         ]
-        vectors = self._late_chunk(
-            encoded, spans, resolved, width, normalized, options, show_progress
-        )
-        return [
-            [
-                DocumentChunk(text[start:end], start, end, row)
-                for (start, end), row in zip(doc_spans, rows)
+
+        def chunks(vectors: list[np.ndarray]) -> list[list[DocumentChunk]]:
+            return [
+                [
+                    DocumentChunk(text[start:end], start, end, row)
+                    for (start, end), row in zip(doc_spans, rows)
+                ]
+                for text, doc_spans, rows in zip(items, spans, vectors)
             ]
-            for text, doc_spans, rows in zip(items, spans, vectors)
-        ]
+
+        return self._late_chunk(
+            encoded, spans, resolved, width, normalized, options, show_progress, on_progress, chunks
+        )
 
     def embed_document(
         self,
@@ -543,7 +679,9 @@ class Embedder:
         normalized: bool,
         options: LateChunkingOptions,
         show_progress: bool,
-    ) -> list[np.ndarray]:
+        on_progress: Callable[[int], None] | None,
+        finish: Callable[[list[np.ndarray]], T],
+    ) -> PendingEmbeddings[T]:
         head = self._head(task)
         jobs: list[SequenceJob] = []
         first_rows = [0]
@@ -565,89 +703,75 @@ class Embedder:
                 overlap=options.overlap,
             )
             first_rows.append(first_rows[-1] + len(doc_spans))
-        pooled = truncate_and_normalize(
-            self._pool(jobs, first_rows[-1], show_progress), width, normalized
-        )
-        return [pooled[a:b] for a, b in pairwise(first_rows)]
 
-    def _pool(self, jobs: list[SequenceJob], rows: int, show_progress: bool) -> np.ndarray:
-        """Pooled rows of ``jobs`` through the model's post-pooling modules, in float32."""
-        pooled = self._run(jobs, rows, show_progress)
+        def split(pooled: np.ndarray) -> T:
+            rows = truncate_and_normalize(pooled, width, normalized)
+            return finish([rows[a:b] for a, b in pairwise(first_rows)])
+
+        return self._schedule(jobs, first_rows[-1], split, show_progress, on_progress)
+
+    # ------------------------------------------------------------------- running
+    def _post_pool(self, pooled: np.ndarray) -> np.ndarray:
+        """Pooled rows through the model's post-pooling modules (Dense, Normalize), float32."""
         if not len(self._post_pooling):
             return pooled
         with torch.inference_mode():
             out: np.ndarray = self._post_pooling(torch.from_numpy(pooled)).numpy()
         return out
 
-    # ------------------------------------------------------------------- running
-    @torch.inference_mode()
-    def _run(self, jobs: list[SequenceJob], rows: int, show_progress: bool) -> np.ndarray:
-        """Run the jobs in token-budget batches; per output row, the mean (or, for
-        ``reduction == "max"``, the elementwise max) of its pooled states, in float32."""
-        counts = np.zeros(rows, dtype=np.float64)
-        for job in jobs:
-            for row, start, end in job.pools:
-                counts[row] += end - start
-        width = self._model.hidden_size
-        if not rows:
-            return np.zeros((0, width), dtype=np.float32)
-        with self._lock:
-            fill = -torch.inf if self.reduction == "max" else 0.0
-            sums = torch.full((rows, width), fill, dtype=torch.float32, device=self.device)
-            queue = deque(plan_batches([len(j.ids) for j in jobs], self._batch_tokens))
-            total = sum(len(j.ids) for j in jobs)
-            with tqdm(total=total, disable=not show_progress, unit="tok", desc="embedding") as bar:
-                while queue:
-                    batch = [jobs[i] for i in queue.popleft()]
-                    try:
-                        self._forward(batch, sums)
-                    except torch.cuda.OutOfMemoryError:
-                        if len(batch) == 1:
-                            raise
-                        # Halve the budget for this and every later batch, and retry.
-                        self._batch_tokens = max(self._batch_tokens // 2, 1)
-                        if self.device.type == "cuda":
-                            torch.cuda.empty_cache()
-                        lengths = [len(j.ids) for j in batch]
-                        retry = plan_batches(lengths, self._batch_tokens)
-                        jobs_index = {id(j): i for i, j in enumerate(jobs)}
-                        queue.extendleft(
-                            [jobs_index[id(batch[k])] for k in group] for group in reversed(retry)
-                        )
-                        continue
-                    bar.update(sum(len(j.ids) for j in batch))
-            pooled = sums.cpu().numpy()
-        if self.reduction == "max":
-            return pooled
-        return (pooled / np.maximum(counts, 1)[:, None]).astype(np.float32)
+    def _schedule(
+        self,
+        jobs: list[SequenceJob],
+        rows: int,
+        finish: Callable[[np.ndarray], T],
+        show_progress: bool,
+        on_progress: Callable[[int], None] | None,
+    ) -> PendingEmbeddings[T]:
+        """Queue the jobs on the model's scheduler; ``finish`` turns the pooled rows (after
+        the post-pooling modules) into the output, on the scheduler's thread."""
+        if on_progress is not None and not callable(on_progress):
+            raise TypeError("on_progress must be callable or None")
 
-    def _forward(self, batch: list[SequenceJob], sums: torch.Tensor) -> None:
-        ids = torch.tensor([t for job in batch for t in job.ids], dtype=torch.long)
-        token_index: list[np.ndarray] = []
-        row_index: list[np.ndarray] = []
-        offset = 0
-        for job in batch:
-            for row, start, end in job.pools:
-                token_index.append(np.arange(offset + start, offset + end))
-                row_index.append(np.full(end - start, row))
-            offset += len(job.ids)
-        if not token_index:
-            return
-        tokens = torch.from_numpy(np.concatenate(token_index))
-        targets = torch.from_numpy(np.concatenate(row_index))
-        if self.device.type == "cuda":
-            ids, tokens, targets = (t.pin_memory() for t in (ids, tokens, targets))
-        ids = ids.to(self.device, non_blocking=True)
-        states = self._model.token_states(
-            PackedBatch(ids, [len(j.ids) for j in batch], [j.task for j in batch])
-        )
-        tokens = tokens.to(self.device, non_blocking=True)
-        targets = targets.to(self.device, non_blocking=True)
-        values = states.index_select(0, tokens).float()
-        if self.reduction == "max":
-            sums.scatter_reduce_(0, targets[:, None].expand_as(values), values, "amax")
-        else:
-            sums.index_add_(0, targets, values)
+        def post_and_finish(pooled: np.ndarray) -> T:
+            return finish(self._post_pool(pooled))
+
+        if not show_progress:
+            return self._scheduler.submit(
+                jobs,
+                rows,
+                reduction=self.reduction,
+                finalize=post_and_finish,
+                on_progress=on_progress,
+            )
+        total = sum(len(job.ids) for job in jobs if job.pools)  # the scheduler runs only these
+        bar = tqdm(total=total, unit="tok", desc="embedding")
+
+        def progress(tokens: int) -> None:
+            bar.update(tokens)
+            if on_progress is not None:
+                on_progress(tokens)
+
+        def finish_and_close(pooled: np.ndarray) -> T:
+            bar.close()  # before the result is delivered, so the bar ends before encode does
+            return post_and_finish(pooled)
+
+        try:
+            pending = self._scheduler.submit(
+                jobs,
+                rows,
+                reduction=self.reduction,
+                finalize=finish_and_close,
+                on_progress=progress,
+            )
+        except BaseException:
+            bar.close()
+            raise
+        pending.future.add_done_callback(lambda _: bar.close())  # failed or cancelled
+        return pending
+
+
+def _same(value: T) -> T:
+    return value
 
 
 def _check_texts(texts: str | Sequence[str]) -> list[str]:

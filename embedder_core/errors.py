@@ -36,3 +36,20 @@ class TokenLimitError(ValueError):
 
 class SlowDtypeWarning(RuntimeWarning):
     """The requested dtype has no native support on this device and will run very slowly."""
+
+
+class QueueFullError(RuntimeError):
+    """The scheduler already holds more queued tokens than its ``max_queued_tokens``."""
+
+    def __init__(self, queued_tokens: int, request_tokens: int, limit: int) -> None:
+        super().__init__(
+            f"{queued_tokens} tokens are queued; {request_tokens} more would pass the limit "
+            f"of {limit}; retry later"
+        )
+        self.queued_tokens = queued_tokens
+        self.request_tokens = request_tokens
+        self.limit = limit
+
+
+class SchedulerClosedError(RuntimeError):
+    """The embedder's scheduler was closed; it accepts no more work."""

@@ -11,10 +11,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import torch
 
 from .errors import ModelNotFoundError, UnsafeCheckpointError
 
@@ -33,6 +31,9 @@ HOSTED_MODEL_NAMES: dict[str, str] = {"jina-embeddings-v3": DEFAULT_MODEL}
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
+if TYPE_CHECKING:  # torch is imported by the functions that read weights, not by this module
+    import torch
+
 
 #: Entry point group of backends for URL model references: the entry point's name is the URL
 #: scheme (``http``, ``https``) and its object is called as ``backend(url, **options)``.
@@ -48,9 +49,9 @@ def default_model() -> str:
 def _how_to_get(model: str, revision: str | None = None) -> str:
     command = f"{model} --revision {revision}" if revision else model
     return (
-        f"Download it with `huggingface-cli download {command}` (or `hf download {command}`) "
-        "while online, then run with local_files_only=True / HF_HUB_OFFLINE=1; or pass a local "
-        f"directory as model=... or set {MODEL_ENV_VAR}=/path/to/model."
+        f"Download it with `hf download {command}` while online, then run with "
+        "local_files_only=True / HF_HUB_OFFLINE=1; or pass a local directory as model=... or "
+        f"set {MODEL_ENV_VAR}=/path/to/model."
     )
 
 
@@ -189,8 +190,11 @@ def resolve_model_dir(
     return model_dir_of(resolve_model_ref(model, revision), local_files_only=local_files_only)
 
 
-def model_dir_of(ref: ModelRef, *, local_files_only: bool = False) -> Path:
-    """The local directory of ``ref``: the directory itself, or its HF cache snapshot."""
+def model_dir_of(
+    ref: ModelRef, *, local_files_only: bool = False, patterns: list[str] | None = None
+) -> Path:
+    """The local directory of ``ref``: the directory itself, or its HF cache snapshot (of the
+    files matching ``patterns``; None: every file an embedder needs)."""
     if ref.local_dir is not None:
         return ref.local_dir
     assert ref.repo_id is not None
@@ -201,7 +205,7 @@ def model_dir_of(ref: ModelRef, *, local_files_only: bool = False) -> Path:
             repo_id=ref.repo_id,
             revision=ref.revision,
             local_files_only=local_files_only,
-            allow_patterns=_HUB_PATTERNS,
+            allow_patterns=_HUB_PATTERNS if patterns is None else patterns,
         )
     except Exception as exc:  # hub errors differ across huggingface_hub versions
         raise ModelNotFoundError(

@@ -8,14 +8,15 @@ Haystack adapters, the ingestion pipeline, the sinks' ``search`` and the CLI tak
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol, overload, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, overload, runtime_checkable
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: importing the protocol imports no numpy or torch
+    import numpy as np
 
-from .chunking import Chunker, Span
-from .embedder import DocumentChunk
-from .late_chunking import LateChunkingOptions
-from .output import ArrayEmbeddingType
+    from .chunking import Chunker, Span
+    from .embedder import DocumentChunk
+    from .late_chunking import LateChunkingOptions
+    from .output import ArrayEmbeddingType
 
 __all__ = ["EmbedderProtocol"]
 

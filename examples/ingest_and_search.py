@@ -3,7 +3,9 @@
     HF_HUB_OFFLINE=1 JINA_CONNECTORS_MODEL=/path/to/model python examples/ingest_and_search.py
 
 Without ``JINA_CONNECTORS_MODEL`` (or ``--model``) the model is jinaai/jina-embeddings-v3 from
-the Hugging Face cache. Running it twice writes nothing new the second time.
+the Hugging Face cache. The stores are the default ones, in ``$JINA_CONNECTORS_HOME`` (else
+``~/.local/share/jina-connectors``), unless ``--store`` names another folder. Running it
+twice writes nothing new the second time.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ QUESTIONS = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model id or folder (default: $JINA_CONNECTORS_MODEL)")
-    parser.add_argument("--workdir", type=Path, default=Path(".jina_connectors"))
+    parser.add_argument("--store", type=Path, help="folder of the stores (default: the home)")
     args = parser.parse_args()
+    store = args.store
 
     with (
-        QdrantSink("speeches", location=args.workdir / "qdrant") as qdrant,
-        MilvusSink("speeches", location=args.workdir / "milvus.db") as milvus,
+        QdrantSink("speeches", location=store and store / "qdrant") as qdrant,
+        MilvusSink("speeches", location=store and store / "milvus.db") as milvus,
     ):
         for name, sink in (("Qdrant", qdrant), ("Milvus", milvus)):
             report = ingest(DATA, sink, model=args.model, show_progress=False)

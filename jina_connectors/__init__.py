@@ -17,8 +17,14 @@ from typing import TYPE_CHECKING, Any
 # function to the module (the import system sets a package attribute on first import only).
 from . import ingest as _ingest_module  # noqa: F401
 from .documents import Document, iter_documents
-from .errors import CollectionMismatchError, InvalidDocumentError
-from .pipeline import EmbeddingSettings, IngestReport, ingest
+from .errors import (
+    CollectionMismatchError,
+    InvalidDocumentError,
+    SourcePathError,
+    StoreLockedError,
+    StoreNotFoundError,
+)
+from .pipeline import EmbeddingSettings, IngestInterrupted, IngestReport, ingest
 from .sink import (
     ChunkRecord,
     ChunkState,
@@ -51,6 +57,7 @@ __all__ = [
     "Document",
     "EmbeddingSettings",
     "Hit",
+    "IngestInterrupted",
     "IngestReport",
     "InvalidDocumentError",
     "JinaEmbeddingFunction",
@@ -58,6 +65,9 @@ __all__ = [
     "PineconeSink",
     "QdrantSink",
     "SearchFilter",
+    "SourcePathError",
+    "StoreLockedError",
+    "StoreNotFoundError",
     "VectorSink",
     "chunk_id",
     "ingest",

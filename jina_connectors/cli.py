@@ -1,9 +1,20 @@
-"""``jina-connectors``: ingest files into a vector database, search them, list collections.
+"""``jina-connectors``: ingest files into a vector database, search them, list and delete.
 
-The default database is an embedded Qdrant at ``./.jina_connectors/qdrant``, so no server
-is needed. Errors print one line on stderr: exit code 2 for usage errors (wrong flag,
-missing path), 1 for runtime errors (missing model, mismatched collection, bad records).
-``JINA_CONNECTORS_DEBUG=1`` shows tracebacks instead.
+The default database is an embedded Qdrant in ``$JINA_CONNECTORS_HOME/qdrant`` (else
+``~/.local/share/jina-connectors/qdrant``), so no server is needed and every directory sees
+the same store. Errors print one line on stderr: exit code 2 for usage errors (a wrong flag,
+a missing path), 1 for runtime errors (a missing model, a mismatched collection, bad
+records), 130 for Ctrl-C. ``JINA_CONNECTORS_DEBUG=1`` shows tracebacks instead.
+
+Everything that can be checked without the model is checked before it loads (flags, paths,
+the store and its lock, API keys, the model's configuration, the collection), and heavy
+packages (torch, database clients) are imported only by the commands that use them.
+
+Adding to the CLI: a flag is an ``Annotated`` parameter of its command (shared ones are the
+``*Option`` aliases below); its checks go in the command's ``_check_*`` step, before
+anything is opened or loaded; a new command is one function decorated with
+``@app.command()`` that raises :class:`CommandError` (exit 1) or ``typer.BadParameter``
+(exit 2) for its failures.
 """
 
 from __future__ import annotations
@@ -11,21 +22,29 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from contextlib import closing
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from enum import Enum
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .ingest import (
-    DEFAULT_COLLECTION,
-    VectorSink,
-    bad_record_logger,
-    passage_spec,
-    resolve_embedder,
+from .errors import (
+    CollectionMismatchError,
+    SourcePathError,
+    StoreLockedError,
+    StoreNotFoundError,
 )
+from .sink import DEFAULT_COLLECTION, PASSAGE_TASK, CollectionSpec
+
+if TYPE_CHECKING:
+    from embedder_core import Embedder, LateChunkingOptions, ModelInfo
+
+    from .pipeline import IngestReport
+    from .sink import VectorSink
 
 app = typer.Typer(
     name="jina-connectors",
@@ -52,6 +71,11 @@ class VectorType(str, Enum):
     ubinary = "ubinary"
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 DbOption = Annotated[Database, typer.Option("--db", help="Vector database.", case_sensitive=False)]
 CollectionOption = Annotated[
     str, typer.Option("--collection", "-c", help="Collection (Pinecone: index) name.")
@@ -61,33 +85,201 @@ LocationOption = Annotated[
     typer.Option(
         "--location",
         help=(
-            "Qdrant: a folder, ':memory:' or a URL [default: ./.jina_connectors/qdrant]. "
-            "Milvus: a Milvus Lite .db file or a server URI "
-            "[default: ./.jina_connectors/milvus.db]. Pinecone: the API URL [default: "
-            "Pinecone's; API key from $PINECONE_API_KEY]."
+            "Qdrant: a folder or a server URL [default: $JINA_CONNECTORS_HOME/qdrant, "
+            "JINA_CONNECTORS_HOME defaulting to ~/.local/share/jina-connectors]. Milvus: a "
+            "Milvus Lite .db file or a server URI [default: $JINA_CONNECTORS_HOME/milvus.db]. "
+            "Pinecone: the API URL [default: Pinecone's; API key from $PINECONE_API_KEY]."
         ),
+    ),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Model id or folder [default: $JINA_CONNECTORS_MODEL, else jinaai/jina-embeddings-v3]."
     ),
 ]
 
 
-def open_sink(db: Database, collection: str, location: str | None, **options: Any) -> VectorSink:
-    """The sink for ``--db``/``--collection``/``--location``."""
+# --------------------------------------------------------------------------------------
+# Stores and sinks
+# --------------------------------------------------------------------------------------
+
+
+def store_location(db: Database, location: str | None) -> str:
+    """Where ``--db``/``--location`` point, for messages: an absolute path or a URL."""
+    from . import store
+
+    if db is Database.pinecone:
+        return location or "Pinecone"
+    if location is not None and (store.is_server(location) or location == ":memory:"):
+        return location
+    if location is not None:
+        return str(Path(location).expanduser().absolute())
+    default = store.default_qdrant_path() if db is Database.qdrant else store.default_milvus_path()
+    return str(default)
+
+
+def check_store_unlocked(db: Database, location: str | None) -> None:
+    """Raise :class:`StoreLockedError` now if an embedded store is open in another process
+    (before a model load, which would be wasted)."""
+    from . import store
+
+    path = store_location(db, location)
+    if store.is_server(path) or path == ":memory:" or db is Database.pinecone:
+        return
     if db is Database.qdrant:
-        from .qdrant import QdrantSink
+        store.check_qdrant_unlocked(Path(path))
+    else:
+        store.check_milvus_unlocked(Path(path))
 
-        return QdrantSink(
-            collection,
-            location=location,
-            api_key=os.environ.get("QDRANT_API_KEY"),
-            binary_quantization=options.get("binary_quantization", False),
+
+def check_collection_listed(db: Database, collection: str, location: str | None) -> None:
+    """For an embedded Qdrant: fail now if the folder is missing or does not list the
+    collection, without the database client's import time."""
+    from . import store
+
+    path = store_location(db, location)
+    if db is not Database.qdrant or store.is_server(path) or path == ":memory:":
+        return
+    folder = Path(path)
+    if not folder.exists():
+        raise StoreNotFoundError("embedded Qdrant", folder)
+    store.check_qdrant_unlocked(folder)  # a store in use cannot be read at all
+    names = store.qdrant_collections(folder)
+    if names is not None and collection not in names:
+        there = f"collections there: {', '.join(sorted(names))}" if names else "it holds none"
+        raise CommandError(
+            f"{db.value} collection {collection!r} is missing in embedded Qdrant at {folder}; "
+            f"{there}. Run 'jina-connectors ingest' first, or pick another -c/--collection "
+            "or --location"
         )
-    if db is Database.milvus:
-        from .milvus import MilvusSink
 
-        return MilvusSink(collection, location=location, api_key=os.environ.get("MILVUS_TOKEN"))
-    from .pinecone import PineconeSink
 
-    return PineconeSink(collection, location=location)
+def open_sink(
+    db: Database,
+    collection: str,
+    location: str | None,
+    *,
+    read_only: bool = False,
+    **options: Any,
+) -> VectorSink:
+    """The sink for ``--db``/``--collection``/``--location``; ``read_only``: never create a
+    store (a missing one is :class:`StoreNotFoundError`)."""
+    try:
+        if db is Database.qdrant:
+            from .qdrant import QdrantSink
+
+            return QdrantSink(
+                collection,
+                location=location,
+                api_key=os.environ.get("QDRANT_API_KEY"),
+                binary_quantization=options.get("binary_quantization", False),
+                read_only=read_only,
+            )
+        if db is Database.milvus:
+            from .milvus import MilvusSink
+
+            return MilvusSink(
+                collection,
+                location=location,
+                api_key=os.environ.get("MILVUS_TOKEN"),
+                read_only=read_only,
+            )
+        from .pinecone import PineconeSink
+
+        _check_pinecone_key()
+        return PineconeSink(collection, location=location, read_only=read_only)
+    except ValueError as error:  # a collection name the database does not take
+        raise typer.BadParameter(str(error), param_hint="'--collection'") from None
+
+
+def _check_pinecone_key() -> None:
+    if not os.environ.get("PINECONE_API_KEY"):
+        raise CommandError("no Pinecone API key: set PINECONE_API_KEY")
+
+
+def _missing_collection(db: Database, sink: VectorSink) -> CommandError:
+    names = sorted(info.name for info in sink.describe_collections() if info.count)
+    there = f"; collections there: {', '.join(names)}" if names else "; it holds no collection"
+    return CommandError(
+        f"{db.value} collection {sink.collection!r} is missing or empty in {sink.location}"
+        f"{there}. Run 'jina-connectors ingest' first, or pick another -c/--collection or "
+        "--location"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The model, checked before it loads
+# --------------------------------------------------------------------------------------
+
+
+def inspect_model(model: str | None) -> ModelInfo | None:
+    """The model's configuration (no weights, no torch); None for a server URL, which only
+    its backend can describe."""
+    from embedder_core import ModelNotFoundError, default_model
+    from embedder_core import inspect_model as inspect
+
+    name = model or default_model()
+    if "://" in name:
+        return None
+    try:
+        return inspect(name)
+    except ModelNotFoundError as error:
+        raise CommandError(_model_not_found(name, error)) from None
+
+
+def load_model(model: str | None) -> Embedder:
+    from embedder_core import ModelNotFoundError, default_model
+
+    from .sink import resolve_embedder
+
+    try:
+        return resolve_embedder(model)
+    except ModelNotFoundError as error:
+        raise CommandError(_model_not_found(model or default_model(), error)) from None
+
+
+def _model_not_found(name: str, error: Exception) -> str:
+    from embedder_core import MODEL_ENV_VAR
+
+    reason = str(error).split(". ")[0].rstrip(".")
+    local = Path(name).expanduser().exists() or name.startswith(("/", ".", "~"))
+    fetch = "" if local else f", or download {name} once with `hf download {name}` while online"
+    return (
+        f"{reason}. Pass a model folder (config.json, model.safetensors, tokenizer.json) with "
+        f"--model DIR or ${MODEL_ENV_VAR}=DIR{fetch}"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# ingest
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """The ``ingest`` flags, checked (everything here is known before any model loads)."""
+
+    paths: list[Path]
+    db: Database
+    collection: str
+    location: str | None
+    model: str | None
+    dimensions: int | None
+    late_chunking: bool
+    late_chunking_options: LateChunkingOptions | None
+    chunk_size: int
+    chunker: ChunkerName
+    embedding_type: VectorType
+    batch_size: int
+    binary_quantization: bool
+    root: Path | None
+    sync: bool
+    progress: bool
+    engine: Engine = Engine.local
+    ray_address: str | None = None
+    actors: int | None = None
+    gpus_per_actor: float | None = None
 
 
 @app.command()
@@ -104,15 +296,10 @@ def ingest(
     db: DbOption = Database.qdrant,
     collection: CollectionOption = DEFAULT_COLLECTION,
     location: LocationOption = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Model id or folder [default: $JINA_CONNECTORS_MODEL, else "
-            "jinaai/jina-embeddings-v3]."
-        ),
-    ] = None,
+    model: ModelOption = None,
     dimensions: Annotated[
-        int | None, typer.Option(help="Matryoshka dimensions [default: the model's full width].")
+        int | None,
+        typer.Option(min=1, help="Matryoshka dimensions [default: the model's full width]."),
     ] = None,
     late_chunking: Annotated[
         bool,
@@ -121,6 +308,21 @@ def ingest(
             help="Embed each document whole, then pool per chunk.",
         ),
     ] = True,
+    late_chunking_window: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Late chunking: tokens per window of a document longer than one window "
+            "[default: the model's limit].",
+        ),
+    ] = None,
+    late_chunking_overlap: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Late chunking: tokens of left context each window keeps [default: 512].",
+        ),
+    ] = None,
     chunk_size: Annotated[int, typer.Option(min=1, help="Maximum tokens per chunk.")] = 256,
     chunker: Annotated[
         ChunkerName, typer.Option(help="Chunk by sentences or by tokens.")
@@ -130,46 +332,267 @@ def ingest(
     ] = VectorType.float,
     batch_size: Annotated[int, typer.Option(min=1, help="Documents embedded together.")] = 16,
     binary_quantization: Annotated[
-        bool, typer.Option(help="Qdrant: create the collection with binary quantization.")
+        bool,
+        typer.Option(help="Qdrant: create the collection with binary quantization."),
+    ] = False,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Make document ids paths relative to this folder [default: absolute paths].",
+        ),
+    ] = None,
+    sync: Annotated[
+        bool,
+        typer.Option(
+            help="Afterwards, delete the stored documents of files no longer under the paths."
+        ),
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    engine: Annotated[
+        Engine,
+        typer.Option(help="'ray': a pool of Ray actors, one model each (the [ray] extra)."),
+    ] = Engine.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join (printed by 'ray start --head') [default: $RAY_ADDRESS, "
+            "else a local Ray]."
+        ),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(min=1, help="Ray actors, one model each [default: one per node or GPU]."),
+    ] = None,
+    gpus_per_actor: Annotated[
+        float | None,
+        typer.Option(help="GPUs per Ray actor (0.5: two actors per GPU)."),
+    ] = None,
 ) -> None:
-    """Chunk, embed and write documents. Unchanged documents are skipped on re-runs."""
-    from .ingest import ingest as run_ingest
+    """Chunk, embed and write documents. Unchanged documents are skipped on re-runs.
 
-    # A missing model or bad settings fail before any database is opened or created.
-    embedder = resolve_embedder(model)
-    passage_spec(embedder, dimensions, embedding_type.value)
-    # Bad records are listed after the run; the library's per-record warnings would repeat them.
-    logging.getLogger(bad_record_logger.name).setLevel(logging.ERROR)
-    sink = open_sink(db, collection, location, binary_quantization=binary_quantization)
-    with closing(sink):
-        report = run_ingest(
-            paths,
-            sink,
-            model=embedder,
+    A file's document id is its absolute path (or its path relative to --root), the same
+    whatever path reaches it; a .jsonl line's id is its record's "id", else FILE:LINE.
+    """
+    options = _check_ingest_flags(
+        IngestOptions(
+            paths=paths,
+            db=db,
+            collection=collection,
+            location=location,
+            model=model,
             dimensions=dimensions,
-            embedding_type=embedding_type.value,  # type: ignore[arg-type]
             late_chunking=late_chunking,
-            chunker=chunker.value,
+            late_chunking_options=_late_chunking_options(
+                late_chunking, late_chunking_window, late_chunking_overlap
+            ),
             chunk_size=chunk_size,
+            chunker=chunker,
+            embedding_type=embedding_type,
             batch_size=batch_size,
-            show_progress=progress,
+            binary_quantization=binary_quantization,
+            root=root,
+            sync=sync,
+            progress=progress,
+            engine=engine,
+            ray_address=ray_address,
+            actors=actors,
+            gpus_per_actor=gpus_per_actor,
         )
+    )
+    if db is Database.pinecone:
+        _check_pinecone_key()
+    check_store_unlocked(db, location)
+    info = inspect_model(model)
+    spec = _check_model(options, info) if info is not None else None
+    with closing(
+        open_sink(db, collection, location, binary_quantization=binary_quantization)
+    ) as sink:
+        if spec is not None:
+            _check_collection(options, sink, spec)
+        report = _run_ingest(options, sink)
         total = sink.count()
+        where = f"{db.value} collection {collection!r} in {sink.location}"
+    if engine is Engine.ray:
+        typer.echo(f"ray: written from the {report.write_path} ({report.write_path_reason})")
     for error in report.errors:
         typer.echo(f"error: {error}", err=True)
     plural = "" if report.documents == 1 else "s"
     typer.echo(
         f"{report.documents} document{plural}: {report.skipped} unchanged, {report.chunks} chunks "
         f"embedded, {report.points_written} points written in {report.seconds:.1f} s "
-        f"({report.points_per_second:.1f} points/s); {db.value} collection {collection!r} "
-        f"holds {total} points"
+        f"({report.points_per_second:.1f} points/s); {where} holds {total} points"
     )
+    if sync:
+        if report.synced:
+            typer.echo(
+                f"sync: deleted {report.deleted_documents} documents ({report.deleted_points} "
+                "points) no longer under the given paths"
+            )
+        else:
+            typer.echo("sync: nothing deleted, because of the bad records listed above")
     if not report.documents and not report.errors:
         raise CommandError("no .txt, .md or .jsonl documents found in the given paths")
     if report.errors:
         raise CommandError(f"{len(report.errors)} bad record(s) skipped, listed above")
+
+
+def _late_chunking_options(
+    late_chunking: bool, window: int | None, overlap: int | None
+) -> LateChunkingOptions | None:
+    if window is None and overlap is None:
+        return None
+    if not late_chunking:
+        flag = "--late-chunking-window" if window is not None else "--late-chunking-overlap"
+        raise typer.BadParameter(
+            "applies to late chunking; drop it or --no-late-chunking", param_hint=f"'{flag}'"
+        )
+    from embedder_core import LateChunkingOptions
+
+    given = {"window": window, "overlap": overlap}
+    return LateChunkingOptions(**{k: v for k, v in given.items() if v is not None})
+
+
+def _check_ingest_flags(options: IngestOptions) -> IngestOptions:
+    """Flag combinations and paths: no store, no model, no network."""
+    from .documents import check_source_path
+
+    ray_flags = {
+        "--ray-address": options.ray_address,
+        "--actors": options.actors,
+        "--gpus-per-actor": options.gpus_per_actor,
+    }
+    given = [flag for flag, value in ray_flags.items() if value is not None]
+    if options.engine is Engine.local and given:
+        raise typer.BadParameter(f"{', '.join(given)} need --engine ray", param_hint="'--engine'")
+    if options.gpus_per_actor is not None and not options.gpus_per_actor > 0:
+        raise typer.BadParameter(
+            f"must be a positive number, got {options.gpus_per_actor}",
+            param_hint="'--gpus-per-actor'",
+        )
+    db = options.db
+    if options.embedding_type is VectorType.ubinary and db is not Database.milvus:
+        hint = (
+            "for 1-bit vectors in RAM use --binary-quantization (float vectors, rescored), "
+            "or store packed bits with --db milvus"
+            if db is Database.qdrant
+            else "Pinecone stores float vectors only; store packed bits with --db milvus"
+        )
+        raise typer.BadParameter(
+            f"ubinary vectors cannot be stored in {db.value}: {hint}",
+            param_hint="'--embedding-type'",
+        )
+    if options.binary_quantization and db is not Database.qdrant:
+        raise typer.BadParameter(
+            f"applies to --db qdrant, not {db.value}", param_hint="'--binary-quantization'"
+        )
+    for path in options.paths:
+        try:
+            check_source_path(path, options.root)
+        except SourcePathError as error:
+            hint = "'--root'" if options.root is not None and path.exists() else "'PATHS'"
+            raise typer.BadParameter(str(error), param_hint=hint) from None
+    return options
+
+
+def _check_model(options: IngestOptions, info: ModelInfo) -> CollectionSpec | None:
+    """The options against the model's configuration; the collection spec they write."""
+    wanted, width = options.dimensions, info.dimension
+    if wanted is not None and width is not None and wanted > width:
+        raise typer.BadParameter(
+            f"{wanted} is more than the {width} dimensions of {info.model}",
+            param_hint="'--dimensions'",
+        )
+    if options.late_chunking and not info.supports_late_chunking:
+        raise CommandError(
+            f"{info.model} pools one token per text ({info.pooling} pooling), so it cannot "
+            "late-chunk: add --no-late-chunking"
+        )
+    if not options.late_chunking and options.chunk_size > info.max_tokens:
+        raise typer.BadParameter(
+            f"{options.chunk_size} tokens is over the {info.max_tokens}-token limit of "
+            f"{info.model}, and with --no-late-chunking each chunk is embedded on its own, so "
+            f"it would be cut; use --chunk-size {info.max_tokens} or less, or late chunking",
+            param_hint="'--chunk-size'",
+        )
+    dimensions = options.dimensions or info.dimension
+    if dimensions is None:  # the config does not say: the load will tell
+        return None
+    return CollectionSpec(info.model, dimensions, options.embedding_type.value, PASSAGE_TASK)
+
+
+def _check_collection(options: IngestOptions, sink: VectorSink, spec: CollectionSpec) -> None:
+    """An existing collection must match what this run writes (checked before the load)."""
+    try:
+        sink.check_collection(spec)
+    except CollectionMismatchError as error:
+        if options.binary_quantization and "binary quantization" in str(error):
+            raise CommandError(
+                f"--binary-quantization: {options.db.value} collection {options.collection!r} "
+                f"in {sink.location} exists without binary quantization, and the flag only "
+                "applies when a collection is created; drop the flag, use another "
+                f"--collection, or reset it with 'jina-connectors delete -c "
+                f"{options.collection} --all'"
+            ) from None
+        raise CommandError(
+            f"{error}. Use another --collection, or reset this one with 'jina-connectors delete "
+            f"-c {options.collection} --all'"
+        ) from None
+
+
+def _run_ingest(options: IngestOptions, sink: VectorSink) -> IngestReport:
+    from .pipeline import IngestInterrupted, IngestReport, bad_record_logger
+
+    run_ingest: Any
+    if options.engine is Engine.ray:
+        from .ray import connect, ingest_documents
+
+        connect(options.ray_address)
+        run_ingest = partial(
+            ingest_documents, actors=options.actors, gpus_per_actor=options.gpus_per_actor
+        )
+    else:
+        from .pipeline import ingest as run_ingest
+    where = f"{options.db.value} collection {options.collection!r} in {sink.location}"
+    try:
+        embedder = load_model(options.model)
+        # Bad records are listed after the run; per-record warnings would repeat them.
+        logging.getLogger(bad_record_logger.name).setLevel(logging.ERROR)
+        return run_ingest(
+            options.paths,
+            sink,
+            model=embedder,
+            dimensions=options.dimensions,
+            embedding_type=options.embedding_type.value,  # type: ignore[arg-type]
+            late_chunking=options.late_chunking,
+            late_chunking_options=options.late_chunking_options,
+            chunker=options.chunker.value,
+            chunk_size=options.chunk_size,
+            batch_size=options.batch_size,
+            show_progress=options.progress,
+            root=options.root,
+            sync=options.sync,
+        )
+    except IngestInterrupted as interrupted:
+        raise Interrupted(_interrupted_message(interrupted.report, where)) from None
+    except KeyboardInterrupt:  # while the model loaded
+        raise Interrupted(_interrupted_message(IngestReport(), where)) from None
+
+
+def _interrupted_message(report: IngestReport, where: str) -> str:
+    if not report.completed:
+        return f"interrupted before any document was stored in {where}; nothing was written"
+    unchanged = f" ({report.skipped} of them unchanged)" if report.skipped else ""
+    return (
+        f"interrupted: {report.completed} documents are stored complete{unchanged} in {where}; "
+        "run the same command again to complete the ingest (complete documents are skipped)"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# search, info, delete
+# --------------------------------------------------------------------------------------
 
 
 @app.command()
@@ -183,8 +606,8 @@ def search(
         list[str] | None,
         typer.Option(
             "--where",
-            help="KEY=VALUE: keep hits whose doc_id or metadata KEY equals VALUE (repeatable; "
-            "repeating a KEY means any of its values).",
+            help="KEY=VALUE: keep hits whose doc_id or metadata KEY (e.g. source) equals VALUE "
+            "(repeatable; repeating a KEY means any of its values).",
         ),
     ] = None,
     model: Annotated[
@@ -193,15 +616,25 @@ def search(
     ] = None,
     width: Annotated[int, typer.Option(min=20, help="Snippet length in characters.")] = 200,
 ) -> None:
-    """Print the best hits: rank, score, document and a text snippet."""
+    """Print the best hits: rank, score, document and a text snippet. Creates nothing."""
     filter = _parse_where(where or [])
-    with closing(open_sink(db, collection, location)) as sink:
-        if sink.stored_spec() is None:
-            raise CommandError(
-                f"{db.value} collection {collection!r} is missing or empty; "
-                "run 'jina-connectors ingest' first"
+    if not query.strip():
+        raise typer.BadParameter("is empty", param_hint="'QUERY'")
+    check_collection_listed(db, collection, location)
+    with _reading(db, collection, location) as sink:
+        spec = sink.stored_spec()
+        if spec is None:
+            raise _missing_collection(db, sink)
+        query_model = model or spec.model
+        info = inspect_model(query_model)
+        if info is not None and info.dimension is not None and info.dimension < spec.dimensions:
+            raise typer.BadParameter(
+                f"{info.model} gives {info.dimension} dimensions; the collection holds "
+                f"{spec.dimensions}-dimensional vectors of {spec.model}",
+                param_hint="'--model'",
             )
-        hits = sink.search(query, k=k, filter=filter or None, model=model)
+        embedder = load_model(query_model)
+        hits = sink.search(query, k=k, filter=filter or None, model=embedder)
     if not hits:
         typer.echo("no hits")
     for rank, hit in enumerate(hits, start=1):
@@ -217,11 +650,13 @@ def info(
     db: DbOption = Database.qdrant,
     location: LocationOption = None,
 ) -> None:
-    """List collections with their point counts and the model/dimensions they were built with."""
-    with closing(open_sink(db, DEFAULT_COLLECTION, location)) as sink:
+    """Say where the store is, and list its collections with their point counts and the
+    model/dimensions they were built with. Creates nothing."""
+    with _reading(db, DEFAULT_COLLECTION, location) as sink:
+        typer.echo(f"{db.value}: {sink.location}")
         collections = sink.describe_collections()
     if not collections:
-        typer.echo(f"no collections in this {db.value} database")
+        typer.echo("no collections")
     for item in collections:
         if item.spec is None:
             built = "empty" if item.count == 0 else "not written by jina-connectors"
@@ -307,6 +742,88 @@ def serve(
         raise CommandError(str(error)) from error
 
 
+@app.command()
+def delete(
+    collection: CollectionOption = DEFAULT_COLLECTION,
+    db: DbOption = Database.qdrant,
+    location: LocationOption = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Delete the whole collection (Pinecone: the index).")
+    ] = False,
+    doc_id: Annotated[
+        list[str] | None,
+        typer.Option("--doc-id", help="Delete this document, by its id (repeatable)."),
+    ] = None,
+    prefix: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--prefix", help="Delete the documents whose id starts with this (repeatable)."
+        ),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for scripts).")
+    ] = False,
+) -> None:
+    """Delete a collection, or documents by id or id prefix. Asks first, unless --yes."""
+    given = (("--all", all_), ("--doc-id", doc_id), ("--prefix", prefix))
+    chosen = [name for name, value in given if value]
+    if len(chosen) != 1:
+        raise typer.BadParameter(
+            "give exactly one of --all, --doc-id or --prefix"
+            + (f" (got {', '.join(chosen)})" if chosen else ""),
+            param_hint="'--all' / '--doc-id' / '--prefix'",
+        )
+    check_collection_listed(db, collection, location)
+    with _reading(db, collection, location) as sink:
+        where = f"{db.value} collection {collection!r} in {sink.location}"
+        if all_:
+            exists = collection in {i.name for i in sink.describe_collections()}
+            if not exists:
+                raise _missing_collection(db, sink)
+            what = f"the whole {where} ({sink.count()} points)"
+        else:
+            points: dict[str, int] = {}
+            for wanted in prefix or []:
+                points.update(sink.document_points(wanted))
+            for wanted in doc_id or []:
+                count = sink.document_points(wanted).get(wanted)
+                if count:
+                    points[wanted] = count
+            if not points:
+                typer.echo(f"nothing to delete: no such documents in {where}")
+                return
+            what = f"{len(points)} documents ({sum(points.values())} points) from {where}"
+        _confirm(f"delete {what}?", yes)
+        sink.read_only = False
+        if all_:
+            sink.drop_collection()
+        else:
+            sink.delete_documents(points)
+    typer.echo(f"deleted {what}")
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise typer.BadParameter(
+            f"would {question.removesuffix('?')}, but stdin is not a terminal to confirm "
+            "on; add --yes",
+            param_hint="'--yes'",
+        )
+    if not typer.confirm(question[0].upper() + question[1:], default=False):
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _reading(db: Database, collection: str, location: str | None) -> Iterator[VectorSink]:
+    """A read-only sink: a missing store is an error naming where it was looked for."""
+    if db is Database.pinecone:
+        _check_pinecone_key()
+    with closing(open_sink(db, collection, location, read_only=True)) as sink:
+        yield sink
+
+
 def _parse_where(items: Sequence[str]) -> dict[str, Any]:
     filter: dict[str, list[Any]] = {}
     for item in items:
@@ -329,8 +846,37 @@ def _scalar(value: str) -> str | int | float | bool:
     return value
 
 
+# --------------------------------------------------------------------------------------
+# Errors and the entry point
+# --------------------------------------------------------------------------------------
+
+
 class CommandError(Exception):
     """A runtime failure reported as one line on stderr, with exit code 1."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C, reported as one line on stderr saying what was stored, with exit code 130."""
+
+
+def _typed_error_message(error: BaseException) -> str | None:
+    """One CLI line for the typed errors of the sinks, or None."""
+    if isinstance(error, StoreNotFoundError):
+        return (
+            f"no {error.database} store at {error.path}; nothing was created. Ingest first, or "
+            "point --location (or $JINA_CONNECTORS_HOME) at an existing store"
+        )
+    if isinstance(error, StoreLockedError):
+        who = error.holder or "another process"
+        return (
+            f"the embedded {error.database} store {error.path} is in use by {who}; it can be "
+            "open in one process at a time. Wait for it, or run a "
+            f"{error.database.split()[0]} server and pass --location http://HOST:PORT for "
+            "concurrent use"
+        )
+    if isinstance(error, CollectionMismatchError):
+        return f"{error}; use another --collection, or reset it with 'jina-connectors delete'"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -343,6 +889,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except typer.Exit as exit_:
         return int(exit_.exit_code)
+    except Interrupted as interrupted:
+        typer.echo(f"error: {interrupted}", err=True)
+        return 130
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted", err=True)
         return 130
@@ -360,7 +909,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(usage_code)
         if os.environ.get("JINA_CONNECTORS_DEBUG") == "1":
             raise
-        typer.echo(f"error: {type(error).__name__}: {_one_line(str(error))}", err=True)
+        message = _typed_error_message(error)
+        if message is None:
+            message = f"{type(error).__name__}: {error}"
+        typer.echo(f"error: {_one_line(message)}", err=True)
         return 1
     return code if isinstance(code, int) else 0
 

@@ -1,31 +1,57 @@
 """Documents in: strings, ``{"id", "text", "metadata"}`` records, and ``.txt``/``.md``/``.jsonl``
-files and folders, validated one by one (a bad record is reported, never fatal)."""
+files and folders, validated one by one (a bad record is reported, never fatal).
+
+Document ids (what makes re-runs update instead of duplicate):
+
+- A ``.txt``/``.md`` file: its canonical path, the same whatever path reached it (relative,
+  absolute, ``./``, ``..``, through a symlink): the resolved absolute path in POSIX form,
+  ``/home/me/notes/a.md``. With ``root``, the resolved path relative to the resolved root
+  instead, ``notes/a.md``, so that ids survive moving the root or ingesting the same tree on
+  another machine; a file outside the root is a :class:`SourcePathError`.
+- A line of a ``.jsonl`` file: the record's own ``id`` when it has one (a user-declared
+  identity: the same id anywhere is the same document), else ``<file id>:<line number>``.
+- A dict record: its ``id``, else a hash of its text; a bare string: a hash of its text
+  (``text-<sha256 prefix>``).
+
+Every document read from a file records its file id in the metadata key ``source`` (a
+``.jsonl`` record's own ``source`` wins), so a search can be filtered to one file.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Union
 
-from .errors import InvalidDocumentError
+from .errors import InvalidDocumentError, SourcePathError
 
 DocumentSource = Union[str, Mapping[str, Any], "os.PathLike[str]", "Document"]
 DOCUMENT_SUFFIXES = (".txt", ".md", ".jsonl")
 MAX_DOC_ID_CHARS = 1024
+#: The metadata key that names the file a document was read from.
+SOURCE_KEY = "source"
 
 
 @dataclass(frozen=True)
 class Document:
-    """A document to ingest. ``record`` names where it came from, for error messages."""
+    """A document to ingest. ``record`` names where it came from, for error messages;
+    ``size`` is how many input bytes it stands for (its file, or its ``.jsonl`` line), for
+    progress (0: unknown; the UTF-8 length of its text is used)."""
 
     id: str
     text: str
     metadata: Mapping[str, Any] = field(default_factory=dict)
     record: str = ""
+    size: int = field(default=0, compare=False)
+
+    @property
+    def input_bytes(self) -> int:
+        return self.size or len(self.text.encode("utf-8", "surrogatepass"))
 
 
 def text_document_id(text: str) -> str:
@@ -33,8 +59,14 @@ def text_document_id(text: str) -> str:
     return "text-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def _document_from_record(raw: Any, record: str, default_id: str | None) -> Document:
-    """Validate one ``{"id", "text", "metadata", ...}`` record; extra keys become metadata."""
+def _document_from_record(
+    raw: Any,
+    record: str,
+    default_id: str | None,
+    defaults: Mapping[str, Any] | None = None,
+) -> Document:
+    """Validate one ``{"id", "text", "metadata", ...}`` record; extra keys become metadata
+    (over ``defaults``)."""
     if not isinstance(raw, Mapping):
         raise InvalidDocumentError(record, f"expected an object, got {type(raw).__name__}")
     if "text" not in raw:
@@ -53,7 +85,7 @@ def _document_from_record(raw: Any, record: str, default_id: str | None) -> Docu
             record, f"'metadata' must be an object, got {type(metadata).__name__}"
         )
     extra = {k: v for k, v in raw.items() if k not in ("id", "text", "metadata")}
-    return _checked(Document(doc_id, text, {**extra, **metadata}, record))
+    return _checked(Document(doc_id, text, {**(defaults or {}), **extra, **metadata}, record))
 
 
 def _checked(doc: Document) -> Document:
@@ -85,50 +117,141 @@ def _checked(doc: Document) -> Document:
     return doc
 
 
-def _files_of(path: Path) -> Iterator[tuple[Path, str]]:
-    """``(file, document id prefix)``: a file is named by its file name, the files of a folder
-    by their path inside it, so ids stay the same whatever the working directory."""
+def file_id(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> str:
+    """The id of a file or folder: its resolved absolute path in POSIX form, or with ``root``
+    its resolved path relative to the resolved root (``"."`` for the root itself). Raises
+    :class:`SourcePathError` for a path outside ``root``."""
+    resolved = Path(path).resolve()
+    if root is None:
+        return resolved.as_posix()
+    resolved_root = Path(root).resolve()
+    if not resolved.is_relative_to(resolved_root):
+        raise SourcePathError(
+            str(path),
+            f"lies outside the root {str(root)!r} ({resolved_root}) that ids are relative to "
+            "(symlinks are followed); give a root that contains it, or no root",
+        )
+    return resolved.relative_to(resolved_root).as_posix()
+
+
+def sync_scope(
+    path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
+) -> tuple[str, re.Pattern[str]] | None:
+    """The ids that documents read from ``path`` get from the path itself (not from a record's
+    own ``id``), as ``(prefix, pattern)``: every such id starts with ``prefix`` and fully
+    matches ``pattern``. A folder owns the ids under it (with ``root``, the root itself owns
+    every id); a ``.jsonl`` file owns ``<file id>:<line>``; a ``.txt``/``.md`` file owns only
+    its own id, which a run over it always sees, so it has no scope (None)."""
+    source = Path(path)
+    id = file_id(source, root)
+    if source.is_dir():
+        prefix = "" if id == "." else id + "/"
+        return prefix, re.compile(re.escape(prefix) + ".*", re.DOTALL)
+    if source.suffix.lower() == ".jsonl":
+        return id + ":", re.compile(re.escape(id) + r":[0-9]+")
+    return None
+
+
+def input_size(sources: object) -> int | None:
+    """The input bytes of ``sources`` when known upfront (paths: their files' sizes; texts and
+    records of a list: their texts' UTF-8 lengths); None for a stream (a generator)."""
+    items: list[Any]
+    if isinstance(sources, (str, Mapping, os.PathLike, Document)):
+        items = [sources]
+    elif isinstance(sources, (list, tuple)):
+        items = list(sources)
+    else:
+        return None
+    total = 0
+    seen: set[Path] = set()
+    for item in items:
+        if isinstance(item, os.PathLike):
+            path = Path(item)
+            for file in _files_of(path) if path.exists() else ():
+                resolved = file.resolve()
+                if resolved not in seen and file.is_file():
+                    seen.add(resolved)
+                    total += file.stat().st_size
+        elif isinstance(item, Document):
+            total += item.input_bytes
+        elif isinstance(item, str):
+            total += len(item.encode("utf-8", "surrogatepass"))
+        elif isinstance(item, Mapping) and isinstance(item.get("text"), str):
+            total += len(item["text"].encode("utf-8", "surrogatepass"))
+    return total
+
+
+def check_source_path(path: str | os.PathLike[str], root: str | os.PathLike[str] | None) -> None:
+    """Raise :class:`SourcePathError` unless ``path`` is a folder or a ``.txt``/``.md``/
+    ``.jsonl`` file (inside ``root`` when given)."""
+    source = Path(path)
+    if not source.exists():
+        raise SourcePathError(str(path), "no such file or folder")
+    if not source.is_dir() and source.suffix.lower() not in DOCUMENT_SUFFIXES:
+        raise SourcePathError(
+            str(path), f"unsupported file type {source.suffix!r}; expected .txt, .md or .jsonl"
+        )
+    if root is not None:
+        if not Path(root).is_dir():
+            raise SourcePathError(str(root), "the root is not a folder")
+        file_id(source, root)
+
+
+def _files_of(path: Path) -> Iterator[Path]:
+    """The document files of a file or folder (a folder's in sorted order, hidden ones and
+    other types skipped)."""
     if path.is_dir():
         for file in sorted(path.rglob("*")):
             hidden = any(part.startswith(".") for part in file.relative_to(path).parts)
             if file.is_file() and file.suffix.lower() in DOCUMENT_SUFFIXES and not hidden:
-                yield file, file.relative_to(path).as_posix()
+                yield file
     else:
-        yield path, path.name
+        yield path
 
 
-def _documents_of_path(path: Path) -> Generator[Document | InvalidDocumentError, None, None]:
-    """The documents of a file or folder. A ``.jsonl`` file is read lazily and its handle is
+def _documents_of_path(
+    path: Path, root: Path | None, seen_files: set[Path]
+) -> Generator[Document | InvalidDocumentError, None, None]:
+    """The documents of a file or folder; a file already read in this run (reached again
+    through another path) is skipped. A ``.jsonl`` file is read lazily and its handle is
     closed as soon as the generator is closed (``with`` inside a generator)."""
-    if not path.exists():
-        yield InvalidDocumentError(str(path), "no such file or folder")
-        return
-    for file, name in _files_of(path):
-        suffix = file.suffix.lower()
-        if suffix not in DOCUMENT_SUFFIXES:
-            yield InvalidDocumentError(
-                str(file), f"unsupported file type {suffix!r}; expected .txt, .md or .jsonl"
-            )
+    check_source_path(path, root)
+    for file in _files_of(path):
+        resolved = file.resolve()
+        if resolved in seen_files:
             continue
+        seen_files.add(resolved)
         try:
-            if suffix == ".jsonl":
-                with file.open(encoding="utf-8") as lines:
+            name = file_id(file, root)
+        except SourcePathError as exc:  # a symlink in the folder that leads out of the root
+            yield InvalidDocumentError(str(file), exc.reason)
+            continue
+        source = {SOURCE_KEY: name}
+        try:
+            if file.suffix.lower() == ".jsonl":
+                with file.open(encoding="utf-8", newline="") as lines:
+                    blank = 0  # bytes of blank lines, counted with the next record
                     for number, line in enumerate(lines, start=1):
+                        size = blank + len(line.encode("utf-8", "surrogatepass"))
                         if not line.strip():
+                            blank = size
                             continue
+                        blank = 0
                         record = f"{file}:{number}"
                         try:
-                            yield _document_from_record(
-                                json.loads(line), record, f"{name}:{number}"
+                            document = _document_from_record(
+                                json.loads(line), record, f"{name}:{number}", source
                             )
+                            yield replace(document, size=size)
                         except json.JSONDecodeError as exc:
                             yield InvalidDocumentError(record, f"invalid JSON: {exc.msg}")
                         except InvalidDocumentError as exc:
                             yield exc
             else:
+                size = file.stat().st_size
                 text = file.read_text(encoding="utf-8")
                 try:
-                    yield _checked(Document(name, text, {}, str(file)))
+                    yield _checked(Document(name, text, source, str(file), size))
                 except InvalidDocumentError as exc:
                     yield exc
         except (OSError, UnicodeDecodeError) as exc:
@@ -137,13 +260,18 @@ def _documents_of_path(path: Path) -> Generator[Document | InvalidDocumentError,
 
 def iter_documents(
     sources: DocumentSource | Iterable[DocumentSource],
+    *,
+    root: str | os.PathLike[str] | None = None,
 ) -> Generator[Document | InvalidDocumentError, None, None]:
     """Validated documents, or the error of each bad record in their place (in input order).
 
     A ``str`` is a document's text (its id derived from the content); a mapping is a
     ``{"id", "text", "metadata"}`` record; a path (``pathlib.Path``) is a ``.txt``/``.md`` file
-    (one document, id = file name), a ``.jsonl`` file (one record per line; id defaults to
-    ``name:line``) or a folder of those (ids relative to the folder). Duplicate ids are errors.
+    (one document), a ``.jsonl`` file (one record per line) or a folder of those. Ids follow
+    the scheme of this module's docstring (``root``: make file ids relative to it). A file
+    reached twice (``docs`` and ``docs/sub``, a symlink) is read once; other duplicate ids are
+    bad records. A path that does not exist, is not a document file or folder, or lies
+    outside ``root`` raises :class:`SourcePathError` when it is reached.
 
     Files are read lazily. Close the generator (``close()``, or ``contextlib.closing``) when
     you stop early: that closes the file being read at once, and ``sources`` too when it is a
@@ -152,7 +280,7 @@ def iter_documents(
     if isinstance(sources, (str, Mapping, os.PathLike, Document)):
         sources = [sources]
     try:
-        yield from _validated(sources)
+        yield from _validated(sources, None if root is None else Path(root))
     finally:
         # A generator handed in (``iter_documents(...)`` itself, a generator of the
         # caller's) is closed with this one: a failed ingest must not keep its file open
@@ -162,9 +290,10 @@ def iter_documents(
 
 
 def _validated(
-    sources: Iterable[DocumentSource],
+    sources: Iterable[DocumentSource], root: Path | None
 ) -> Generator[Document | InvalidDocumentError, None, None]:
     seen: dict[str, str] = {}
+    seen_files: set[Path] = set()
     for index, source in enumerate(sources):
         record = f"documents[{index}]"
         items: Iterable[Document | InvalidDocumentError]
@@ -175,7 +304,7 @@ def _validated(
         elif isinstance(source, Mapping):
             items = [_guarded(_document_from_record, source, record, None)]
         elif isinstance(source, os.PathLike):
-            items = _documents_of_path(Path(source))
+            items = _documents_of_path(Path(source), root, seen_files)
         else:
             items = [InvalidDocumentError(record, f"unsupported type {type(source).__name__}")]
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class CollectionMismatchError(ValueError):
     """An existing collection was built with another vector size, metric, model or type, or
@@ -27,3 +29,51 @@ class InvalidDocumentError(ValueError):
     def __reduce__(self) -> tuple[type[InvalidDocumentError], tuple[str, str]]:
         # Picklable with its two arguments (Ray workers send errors back to the driver).
         return (type(self), (self.record, self.reason))
+
+
+class SourcePathError(ValueError):
+    """A path given as documents cannot be read as documents: it does not exist, it is not a
+    ``.txt``/``.md``/``.jsonl`` file or a folder, or it lies outside the ``root`` that document
+    ids are made relative to. ``path`` names it.
+
+    A usage error, not a bad record: :func:`~jina_connectors.pipeline.ingest` checks the
+    paths it is given before anything is written (a path produced lazily by a generator is
+    checked when it is reached).
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[SourcePathError], tuple[str, str]]:
+        return (type(self), (self.path, self.reason))
+
+
+class StoreNotFoundError(FileNotFoundError):
+    """A local store (an embedded Qdrant folder, a Milvus Lite file) opened for reading does
+    not exist. Reading never creates one; ``path`` is the absolute path looked in."""
+
+    def __init__(self, database: str, path: os.PathLike[str] | str) -> None:
+        self.database = database
+        self.path = str(path)
+        super().__init__(f"no {database} store at {self.path}")
+
+
+class StoreLockedError(RuntimeError):
+    """An embedded store is open in another process (the database allows one at a time).
+
+    ``holder`` names that process when it is a jina-connectors sink (``"pid 42
+    (jina-connectors ingest docs)"``), else None. A database server allows concurrent use.
+    """
+
+    def __init__(self, database: str, path: os.PathLike[str] | str, holder: str | None) -> None:
+        self.database = database
+        self.path = str(path)
+        self.holder = holder
+        who = holder or "another process"
+        super().__init__(
+            f"the embedded {database} store {self.path} is in use by {who}; it can be open in "
+            f"one process at a time: wait for it, or use a {database.split()[0]} server "
+            "(location='http://...') for concurrent use"
+        )

@@ -19,15 +19,20 @@ server enforces and Milvus Lite does not), ``doc_id`` at most 4,096 bytes.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import logging
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import store
+from .errors import StoreNotFoundError
 from .sink import (
     DEFAULT_COLLECTION,
     PASSAGE_TASK,
@@ -61,12 +66,12 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 if TYPE_CHECKING:
     from embedder_core import Embedder
 
-DEFAULT_LOCATION = str(Path(".jina_connectors") / "milvus.db")
 MAX_TEXT_BYTES = 65_535  # VARCHAR limit of Milvus
 MAX_DOC_ID_BYTES = 4_096
 _SCALAR_FIELDS = list(PAYLOAD_KEYS)  # every payload key is a field of its own
 # Milvus server status codes for a request it refuses as invalid (a value too long...).
 _INVALID_PARAMETER_CODES = (1100, 1101, 1102)
+QUERY_PAGE = 1000
 
 
 class MilvusSink(VectorSink):
@@ -75,14 +80,20 @@ class MilvusSink(VectorSink):
     Args:
         collection: collection name.
         location: a Milvus Lite file (``./x.db``) or a server URI (``http://host:19530``);
-            None: ``./.jina_connectors/milvus.db``.
+            None: ``<home>/milvus.db``, where home is ``$JINA_CONNECTORS_HOME``, else
+            ``~/.local/share/jina-connectors`` (:mod:`jina_connectors.store`).
         api_key: for a Milvus server: its token (``"user:password"`` or an API key).
         client: an existing ``MilvusClient`` to use instead of ``location``; not closed by
             :meth:`close`.
         attempts: tries per call on transient errors (backoff between them).
+        read_only: open an existing database only: a missing Milvus Lite file raises
+            :class:`~jina_connectors.errors.StoreNotFoundError` instead of being created,
+            and writes raise ``PermissionError``.
 
     One process may open a Milvus Lite file through one sink at a time: :meth:`close` stops
-    the file's local server.
+    the file's local server. Another process gets
+    :class:`~jina_connectors.errors.StoreLockedError` naming the holder. A file this sink
+    created is removed again on close when no collection was created in it.
     """
 
     embedding_types = ("float", "ubinary")
@@ -96,32 +107,73 @@ class MilvusSink(VectorSink):
         api_key: str | None = None,
         client: MilvusClient | None = None,
         attempts: int = 5,
+        read_only: bool = False,
     ) -> None:
-        super().__init__(collection, attempts=attempts)
+        super().__init__(collection, attempts=attempts, read_only=read_only)
         self._owns_client = client is None
-        self._lite_file: str | None = None
+        self._lite_file: Path | None = None
+        self._created_file = False
+        # How a Ray worker opens this collection: only a server is open to other processes.
+        self._remote_options: dict[str, Any] | None = None
         if client is None:
-            uri = os.fspath(location) if location is not None else DEFAULT_LOCATION
-            if not uri.startswith(("http://", "https://", "tcp://", "unix:")):
-                Path(uri).parent.mkdir(parents=True, exist_ok=True)
-                self._lite_file = uri
+            uri = os.fspath(location) if location is not None else None
+            if uri is None or not store.is_server(uri):
+                lite = Path(uri).expanduser() if uri else store.default_milvus_path()
+                self._lite_file = lite.absolute()
+                uri = str(self._lite_file)
+                self.location = f"Milvus Lite at {self._lite_file}"
+                self._prepare_lite_file(self._lite_file)
+            else:
+                self.location = uri
+                self._remote_options = {"location": uri, "api_key": api_key, "attempts": attempts}
             with warnings.catch_warnings():  # milvus-lite 2.5.1 imports pkg_resources
                 warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
-                client = MilvusClient(uri=uri, token=api_key or "")
+                try:
+                    client = MilvusClient(uri=uri, token=api_key or "")
+                except Exception:
+                    if self._lite_file is not None:  # taken by another process meanwhile?
+                        store.check_milvus_unlocked(self._lite_file)
+                    raise
+            if self._lite_file is not None:
+                store.write_owner(store.milvus_lock_file(self._lite_file))
         self.client = client
         self._loaded: set[str] = set()
+
+    def _prepare_lite_file(self, db_file: Path) -> None:
+        if self.read_only and not db_file.is_file():
+            raise StoreNotFoundError("Milvus Lite", db_file)
+        store.check_milvus_unlocked(db_file)
+        self._created_file = not db_file.exists()
+        db_file.parent.mkdir(parents=True, exist_ok=True)
 
     def _close(self) -> None:
         """Close the client if this sink opened it; for a Milvus Lite file, also stop the
         file's local server, which otherwise keeps the file locked until the process exits."""
         if not self._owns_client:
             return
+        empty = False
+        if self._created_file:
+            try:
+                empty = not self.client.list_collections()
+            except Exception:  # closing must not fail; keep the file when unsure
+                empty = False
         self.client.close()
         if self._lite_file is not None:
             from milvus_lite.server_manager import server_manager_instance
 
-            server_manager_instance.release_server(self._lite_file)
+            server_manager_instance.release_server(str(self._lite_file))
+            store.remove_owner(store.milvus_lock_file(self._lite_file))
+            if empty:
+                with contextlib.suppress(OSError):
+                    self._lite_file.unlink()
             self._lite_file = None
+
+    def remote_opener(self) -> Callable[[], MilvusSink] | None:
+        """A Milvus server's collection opens anywhere; a Milvus Lite file and a client given
+        to the sink belong to this process."""
+        if self._remote_options is None:
+            return None
+        return functools.partial(MilvusSink, self.collection, **self._remote_options)
 
     def _is_transient(self, error: BaseException) -> bool:
         """Unavailable servers and rate limits. (pymilvus already retries gRPC UNAVAILABLE.)"""
@@ -237,6 +289,32 @@ class MilvusSink(VectorSink):
     def _list_collections(self) -> list[str]:
         return list(self.client.list_collections())
 
+    def _drop(self, name: str) -> bool:
+        if not self.client.has_collection(name):
+            return False
+        self.client.drop_collection(name)
+        with self._state_lock:
+            self._loaded.discard(name)
+        return True
+
+    def _scan_doc_ids(self, prefix: str) -> Iterator[str]:
+        """The ``doc_id`` of the points whose id starts with ``prefix`` (and some more, see
+        :func:`_like_prefix`), read in pages."""
+        if not self._exists(self.collection):
+            return
+        self._load(self.collection)
+        pattern = _like_prefix(prefix)
+        expression = f"doc_id like {_literal(pattern)}" if pattern != "%" else ""
+        iterator = self.client.query_iterator(
+            self.collection, batch_size=QUERY_PAGE, filter=expression, output_fields=["doc_id"]
+        )
+        try:
+            while rows := iterator.next():
+                for row in rows:
+                    yield str(row["doc_id"])
+        finally:
+            iterator.close()
+
     # -- write primitives ---------------------------------------------------------------
 
     def _fetch(self, ids: list[str]) -> dict[str, Mapping[str, Any]]:
@@ -317,6 +395,22 @@ def _literal(value: str | int | float | bool) -> str:
     if "\n" in value or "\r" in value:
         raise ValueError(f"Milvus filters cannot match strings with line breaks: {value!r}")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _like_prefix(prefix: str) -> str:
+    """A ``like`` pattern matching at least the strings that start with ``prefix``: the part
+    of ``prefix`` before its first ``%``, ``_`` or backslash, then ``%`` (Milvus Lite's
+    ``like`` has no escape for its wildcards, so the caller filters the rows again)."""
+    cut = min((i for i, c in enumerate(prefix) if c in "%_\\"), default=len(prefix))
+    return prefix[:cut] + "%"
+
+
+def _quiet_iterator_warning(record: logging.LogRecord) -> bool:
+    # Milvus Lite has no MVCC timestamp; pymilvus warns on every query iterator it opens.
+    return "failed to get mvccTs" not in record.getMessage()
+
+
+logging.getLogger("pymilvus.orm.iterator").addFilter(_quiet_iterator_warning)
 
 
 class JinaEmbeddingFunction:

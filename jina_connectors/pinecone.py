@@ -36,13 +36,14 @@ writer, so only the refused documents become bad records.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -113,6 +114,9 @@ class PineconeSink(VectorSink):
         cloud, region: where :meth:`ensure_collection` creates a missing serverless index.
         timeout: seconds per HTTP attempt.
         attempts: tries per call on transient errors (backoff between them).
+        read_only: refuse writes (``PermissionError``); nothing is created by reading.
+
+    :meth:`drop_collection` deletes the whole index, every namespace of it.
     """
 
     embedding_types = ("float",)
@@ -131,6 +135,7 @@ class PineconeSink(VectorSink):
         region: str = "us-east-1",
         timeout: float = 30.0,
         attempts: int = 5,
+        read_only: bool = False,
     ) -> None:
         if not isinstance(collection, str) or not _INDEX_NAME.fullmatch(collection):
             raise ValueError(
@@ -139,7 +144,7 @@ class PineconeSink(VectorSink):
             )
         if namespace is not None and not isinstance(namespace, str):
             raise TypeError(f"namespace must be a string, got {type(namespace).__name__}")
-        super().__init__(collection, attempts=attempts)
+        super().__init__(collection, attempts=attempts, read_only=read_only)
         api_key = api_key or os.environ.get("PINECONE_API_KEY")
         if not api_key:
             raise ValueError("no Pinecone API key: pass api_key=... or set PINECONE_API_KEY")
@@ -149,6 +154,16 @@ class PineconeSink(VectorSink):
         #: Records whose text was cut to fit Pinecone's metadata limit (written ones).
         self.truncated = 0
         self._pc: Pinecone = Pinecone(api_key=api_key, host=location, timeout=timeout)
+        self.location = location or "Pinecone"
+        self._options: dict[str, Any] = {
+            "location": location,
+            "api_key": api_key,
+            "namespace": namespace,
+            "cloud": cloud,
+            "region": region,
+            "timeout": timeout,
+            "attempts": attempts,
+        }
         self._index: Index | None = None  # the data plane, opened once (under _state_lock)
         self._dimension: int | None = None
 
@@ -163,6 +178,10 @@ class PineconeSink(VectorSink):
             f"Pinecone stores float vectors only; embedding_type={embedding_type!r} is not "
             "supported (Pinecone has no binary vectors or Hamming metric)"
         )
+
+    def remote_opener(self) -> Callable[[], PineconeSink]:
+        """Pinecone is a service: any process opens the same namespace (with the same key)."""
+        return functools.partial(PineconeSink, self.collection, **self._options)
 
     def _close(self) -> None:
         with self._state_lock:
@@ -281,6 +300,35 @@ class PineconeSink(VectorSink):
 
     def _list_collections(self) -> list[str]:
         return [description.name for description in self._pc.indexes.list()]
+
+    def _drop(self, name: str) -> bool:
+        """Delete the whole index (every namespace of it)."""
+        with self._state_lock:
+            index, self._index, self._dimension = self._index, None, None
+        if index is not None:
+            index.close()
+        try:
+            self._pc.indexes.delete(name)
+        except NotFoundError:
+            return False
+        return True
+
+    def _scan_doc_ids(self, prefix: str) -> Iterator[str]:
+        """Every record's ``doc_id`` in this namespace: its ids listed page by page, then
+        fetched (record ids are UUIDs, and Pinecone filters have no prefix match), so this
+        reads every record: O(records)."""
+        index = self._data_plane()
+        if index is None:
+            return
+        for page in index.list(namespace=self.namespace, limit=FETCH_BATCH):
+            ids = [item.id for item in page.vectors]
+            if not ids:
+                continue
+            fetched = index.fetch(ids=ids, namespace=self.namespace)
+            for vector in fetched.vectors.values():
+                doc_id = (vector.metadata or {}).get("doc_id")
+                if isinstance(doc_id, str):
+                    yield doc_id
 
     def describe_collections(self) -> list[CollectionInfo]:
         """Every index of the project, its record count and the spec recorded in it (read from

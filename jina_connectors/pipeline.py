@@ -9,7 +9,8 @@ ones and keep the same ids, hashes and completeness rule):
 3. :func:`changed_documents`: the documents that are not stored complete with that hash.
 4. :func:`embed_records`: chunks and vectors of a batch of documents, as
    :class:`~jina_connectors.sink.ChunkRecord` lists (:func:`embed_isolating` finds the bad
-   documents of a batch that fails on bad input).
+   documents of a batch that fails on bad input), checked against the sink's limits
+   (:func:`check_records`). :func:`embed_batch` runs stages 2 to 4 on one batch.
 5. :func:`~jina_connectors.writer.write_job`: upsert, then delete stale chunks, on the
    background writer.
 
@@ -23,14 +24,24 @@ import hashlib
 import itertools
 import json
 import logging
+import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-from .documents import Document, DocumentSource, iter_documents
+from .documents import (
+    Document,
+    DocumentSource,
+    check_source_path,
+    input_size,
+    iter_documents,
+    sync_scope,
+)
 from .errors import InvalidDocumentError
+from .progress import BatchProgress, IngestProgress
 from .sink import (
     PASSAGE_TASK,
     ChunkRecord,
@@ -52,6 +63,8 @@ if TYPE_CHECKING:
 bad_record_logger = logging.getLogger("jina_connectors.ingest.records")
 
 Span = tuple[int, int]
+#: The ids a path owns for ``sync=True``: (prefix they start with, pattern they fully match).
+SyncScope = tuple[str, re.Pattern[str]]
 #: A custom chunker: a document's text in, the character spans of its chunks out.
 Chunker = Callable[[str], Sequence[Span]]
 BUILTIN_CHUNKERS = ("sentences", "tokens")
@@ -63,20 +76,37 @@ class IngestReport:
     """What one :func:`ingest` run did.
 
     ``documents``: valid documents read; ``skipped``: those already stored unchanged;
+    ``completed``: documents now stored complete (written by this run, or unchanged);
     ``chunks``: chunks embedded; ``points_written``: points upserted; ``errors``: one
     :class:`InvalidDocumentError` per bad record (skipped, the rest was ingested).
+    With ``sync=True``: ``synced`` says whether the deletion ran (it does not after bad
+    records, see :func:`ingest`), ``deleted_documents``/``deleted_points`` what it deleted.
     """
 
     documents: int = 0
     chunks: int = 0
     points_written: int = 0
     skipped: int = 0
+    completed: int = 0
     seconds: float = 0.0
     errors: list[InvalidDocumentError] = field(default_factory=list)
+    synced: bool = False
+    deleted_documents: int = 0
+    deleted_points: int = 0
 
     @property
     def points_per_second(self) -> float:
         return self.points_written / self.seconds if self.seconds > 0 else 0.0
+
+
+class IngestInterrupted(KeyboardInterrupt):
+    """Ctrl-C (``KeyboardInterrupt``) during :func:`ingest`, with the report of what was
+    stored until then (``report.completed`` documents are complete). Running the same ingest
+    again completes it: complete documents are skipped, the others are written again."""
+
+    def __init__(self, report: IngestReport) -> None:
+        super().__init__(f"interrupted after {report.completed} complete documents")
+        self.report = report
 
 
 # --------------------------------------------------------------------------------------
@@ -159,8 +189,15 @@ def resolve_settings(
     late_chunking_options: LateChunkingOptions | None = None,
     chunker: str | Chunker = "sentences",
     chunk_size: int = 256,
+    task: str = PASSAGE_TASK,
 ) -> EmbeddingSettings:
-    """Validate the options of :func:`ingest` against ``embedder`` and freeze them."""
+    """Validate the options of :func:`ingest` against ``embedder`` and freeze them.
+
+    ``task`` is ``retrieval.passage`` for everything written to a sink; another task (one of
+    ``embedder.tasks``) is for embedding without a sink (``jina_connectors.ray.embed_dataset``).
+    """
+    if not isinstance(task, str) or task not in embedder.tasks:
+        raise ValueError(f"task must be one of {', '.join(embedder.tasks)}, got {task!r}")
     if embedding_type not in ("float", "ubinary"):
         raise ValueError(f"embedding_type must be 'float' or 'ubinary', got {embedding_type!r}")
     if dimensions is not None and (
@@ -185,7 +222,7 @@ def resolve_settings(
     )
     return EmbeddingSettings(
         model=embedder.model_name,
-        task=PASSAGE_TASK,
+        task=task,
         dimensions=dimensions or embedder.dimension,
         embedding_type=embedding_type,  # type: ignore[arg-type]
         late_chunking=late_chunking,
@@ -338,10 +375,15 @@ def is_input_error(error: BaseException) -> bool:
 
 
 def embed_records(
-    embedder: Embedder, settings: EmbeddingSettings, prepared: Sequence[PreparedDocument]
+    embedder: Embedder,
+    settings: EmbeddingSettings,
+    prepared: Sequence[PreparedDocument],
+    *,
+    progress: BatchProgress | None = None,
 ) -> list[list[ChunkRecord]]:
     """Chunk and embed the documents together (late chunking per document: documents share
     forward batches but are never joined); one list of records per document, in order.
+    ``progress``: the batch's share of the progress bar (see :func:`_embedding_call`).
 
     Raises what the embedder raises; :func:`embed_isolating` turns input errors into bad
     records.
@@ -360,10 +402,13 @@ def embed_records(
     vectors: list[np.ndarray]
     if settings.late_chunking:
         if settings.custom_chunker is None:
-            per_document = embedder.embed_documents(
+            per_document = _embedding_call(
+                embedder,
+                "embed_documents",
+                progress,
                 texts,
                 task=settings.task,
-                chunker=settings.chunker,  # type: ignore[arg-type]
+                chunker=settings.chunker,
                 chunk_size=settings.chunk_size or 0,
                 dimensions=settings.dimensions,
                 **extra,
@@ -377,7 +422,10 @@ def embed_records(
             ]
         else:
             spans = [list(p.spans or ()) for p in prepared]
-            rows = embedder.embed_spans(
+            rows = _embedding_call(
+                embedder,
+                "embed_spans",
+                progress,
                 list(zip(texts, spans, strict=True)),
                 task=settings.task,
                 dimensions=settings.dimensions,
@@ -397,7 +445,10 @@ def embed_records(
             spans = [list(p.spans or ()) for p in prepared]
         flat = [text[a:b] for text, doc_spans in zip(texts, spans) for a, b in doc_spans]
         encoded = np.asarray(
-            embedder.encode(
+            _embedding_call(
+                embedder,
+                "encode",
+                progress,
                 flat,
                 task=settings.task,
                 dimensions=settings.dimensions,
@@ -410,6 +461,34 @@ def embed_records(
         chunk_records(settings, p, doc_spans, doc_vectors)
         for p, doc_spans, doc_vectors in zip(prepared, spans, vectors, strict=True)
     ]
+
+
+# The embedder's waiting calls and their non-waiting forms, which report progress.
+_SUBMIT = {"embed_documents": "submit_documents", "embed_spans": "submit_spans", "encode": "submit"}
+
+
+def _embedding_call(
+    embedder: Embedder, method: str, progress: BatchProgress | None, *args: Any, **kwargs: Any
+) -> Any:
+    """``embedder.<method>(*args, **kwargs)``, followed by ``progress``.
+
+    An embedder with the core scheduler's ``submit_*`` methods reports the tokens each
+    forward batch ran (``on_progress``) and the request's token total (the handle's
+    ``tokens``), which move the bar inside the batch. Others are followed per batch, with
+    the core's own token bar for a long batch.
+    """
+    submit = getattr(embedder, _SUBMIT[method], None) if progress is not None else None
+    if submit is None:
+        long = progress is not None and progress.long
+        return getattr(embedder, method)(*args, show_progress=long, **kwargs)
+    assert progress is not None
+    pending = submit(*args, on_progress=progress.advance, **kwargs)
+    progress.expect(int(pending.tokens))
+    try:
+        return pending.result()
+    except BaseException:
+        pending.cancel()  # Ctrl-C or a failure: drop what has not run
+        raise
 
 
 def chunk_records(
@@ -448,6 +527,8 @@ def embed_isolating(
     settings: EmbeddingSettings,
     prepared: Sequence[PreparedDocument],
     on_bad: Callable[[InvalidDocumentError], None],
+    *,
+    progress: BatchProgress | None = None,
 ) -> list[tuple[PreparedDocument, list[ChunkRecord]]]:
     """:func:`embed_records`, but a batch that fails on bad input (:func:`is_input_error`) is
     embedded again one document at a time, so one bad document never costs the rest of its
@@ -455,7 +536,7 @@ def embed_isolating(
     if not prepared:
         return []
     try:
-        per_document = embed_records(embedder, settings, prepared)
+        per_document = embed_records(embedder, settings, prepared, progress=progress)
     except Exception as error:
         if not is_input_error(error):
             raise
@@ -463,7 +544,9 @@ def embed_isolating(
             on_bad(InvalidDocumentError(prepared[0].source, f"cannot be embedded: {error}"))
             return []
         return [
-            pair for one in prepared for pair in embed_isolating(embedder, settings, [one], on_bad)
+            pair
+            for one in prepared
+            for pair in embed_isolating(embedder, settings, [one], on_bad, progress=progress)
         ]
     embedded = []
     for p, records in zip(prepared, per_document, strict=True):
@@ -474,13 +557,24 @@ def embed_isolating(
     return embedded
 
 
+class Named(Protocol):
+    """Anything that names a document for error messages (a :class:`PreparedDocument`)."""
+
+    @property
+    def source(self) -> str: ...
+
+
+N = TypeVar("N", bound=Named)
+
+
 def check_records(
     sink: VectorSink,
-    embedded: Iterable[tuple[PreparedDocument, list[ChunkRecord]]],
+    embedded: Iterable[tuple[N, list[ChunkRecord]]],
     on_bad: Callable[[InvalidDocumentError], None],
-) -> list[tuple[PreparedDocument, list[ChunkRecord]]]:
+) -> list[tuple[N, list[ChunkRecord]]]:
     """The documents whose every record ``sink.check_record`` accepts; the others go to
-    ``on_bad`` before anything of them is written."""
+    ``on_bad`` before anything of them is written. Each document is a pair of something
+    with a ``source`` name (a :class:`PreparedDocument`) and its records."""
     accepted = []
     for p, records in embedded:
         try:
@@ -500,24 +594,86 @@ def check_records(
     return accepted
 
 
+@dataclass
+class EmbeddedBatch:
+    """What :func:`embed_batch` made of a batch of documents: each embedded document with its
+    records (input order), and how many were left out as already stored (``skipped``)."""
+
+    embedded: list[tuple[PreparedDocument, list[ChunkRecord]]]
+    skipped: int = 0
+
+
+def embed_batch(
+    embedder: Embedder,
+    settings: EmbeddingSettings,
+    documents: Sequence[Document],
+    on_bad: Callable[[InvalidDocumentError], None],
+    *,
+    sink: VectorSink | None = None,
+    select: Callable[[list[PreparedDocument]], list[PreparedDocument]] | None = None,
+    progress: IngestProgress | None = None,
+) -> EmbeddedBatch:
+    """Stages 2 to 4 on one batch of valid documents: hash them (:func:`prepare_document`),
+    keep those ``select`` returns, embed them (:func:`embed_isolating`) and, with a ``sink``,
+    check their records against its limits (:func:`check_records`).
+
+    ``select`` defaults to :func:`changed_documents` on ``sink`` (every document without a
+    sink). Each bad document goes to ``on_bad``. ``progress``: the input bytes of documents
+    left out count as done at once; the embedding moves the bar as the model runs. Both
+    :func:`ingest` and the Ray engine (:mod:`jina_connectors.ray`) embed every batch through
+    this function.
+    """
+    prepared = []
+    for document in documents:
+        try:
+            prepared.append(prepare_document(document, settings))
+        except InvalidDocumentError as error:
+            on_bad(error)
+    if select is not None:
+        todo = select(prepared)
+    elif sink is not None:
+        todo = changed_documents(sink, prepared)
+    else:
+        todo = prepared
+    if progress is None:
+        embedded = embed_isolating(embedder, settings, todo, on_bad)
+    else:
+        todo_ids = {p.document.id for p in todo}
+        progress.done(sum(d.input_bytes for d in documents if d.id not in todo_ids))
+        with progress.embedding(sum(p.document.input_bytes for p in todo)) as share:
+            embedded = embed_isolating(embedder, settings, todo, on_bad, progress=share)
+    if sink is not None:
+        embedded = check_records(sink, embedded, on_bad)
+    return EmbeddedBatch(embedded, len(prepared) - len(todo))
+
+
+def metadata_error(sink: VectorSink, document: Document) -> InvalidDocumentError | None:
+    """The bad record ``document`` is when ``sink`` cannot store its metadata, else None."""
+    try:
+        sink.check_metadata(document.metadata)
+    except ValueError as error:
+        return InvalidDocumentError(document.record or document.id, str(error))
+    return None
+
+
 def document_batches(
     documents: DocumentSource | Iterable[DocumentSource],
     batch_size: int,
     sink: VectorSink,
     on_bad: Callable[[InvalidDocumentError], None],
+    *,
+    root: str | os.PathLike[str] | None = None,
 ) -> Iterator[list[Document]]:
     """Valid documents in batches of ``batch_size``; bad records (including metadata the sink
-    cannot store, ``sink.check_metadata``) go to ``on_bad``. Closing this generator closes
-    the file being read."""
-    items = iter_documents(documents)
+    cannot store, ``sink.check_metadata``) go to ``on_bad``. ``root``: see
+    :func:`~jina_connectors.documents.iter_documents`. Closing this generator closes the
+    file being read."""
+    items = iter_documents(documents, root=root)
     batch: list[Document] = []
     try:
         for item in items:
             if isinstance(item, Document):
-                try:
-                    sink.check_metadata(item.metadata)
-                except ValueError as error:
-                    item = InvalidDocumentError(item.record or item.id, str(error))
+                item = metadata_error(sink, item) or item
             if isinstance(item, InvalidDocumentError):
                 on_bad(item)
                 continue
@@ -552,15 +708,19 @@ def ingest(
     max_pending_batches: int = 2,
     on_error: Literal["skip", "raise"] = "skip",
     show_progress: bool = True,
+    root: str | os.PathLike[str] | None = None,
+    sync: bool = False,
 ) -> IngestReport:
     """Chunk, embed (``retrieval.passage``) and write ``documents`` into ``sink``.
 
     Args:
         documents: texts, ``{"id", "text", "metadata"}`` records, ``Path``s of
             ``.txt``/``.md``/``.jsonl`` files or folders, or an iterable of those (see
-            :func:`~jina_connectors.documents.iter_documents`). Streams are read lazily,
-            ``batch_size`` documents at a time.
-        sink: where to write (``QdrantSink``, ``MilvusSink``, ``PineconeSink``...).
+            :func:`~jina_connectors.documents.iter_documents` for the document ids). Streams
+            are read lazily, ``batch_size`` documents at a time.
+        sink: where to write (``QdrantSink``, ``MilvusSink``, ``PineconeSink``...). A
+            missing collection is created by the first write, so a run that writes nothing
+            (bad input, Ctrl-C before the first write) leaves no empty collection behind.
         model: model id/path or a loaded ``Embedder``; None: the default model.
         dimensions: Matryoshka width; None: the model's full width.
         embedding_type: ``"float"`` (cosine) or ``"ubinary"`` (packed bits, Hamming), if the
@@ -576,14 +736,24 @@ def ingest(
         max_pending_batches: embedded batches waiting for the background writer.
         on_error: ``"skip"`` records each bad record in ``report.errors`` and goes on;
             ``"raise"`` raises its :class:`InvalidDocumentError`.
-        show_progress: show a progress bar.
+        show_progress: show a progress bar (input bytes, with total and ETA).
+        root: make file ids relative to this folder instead of absolute paths (portable
+            across machines and moves); a file outside it raises :class:`SourcePathError`.
+        sync: ``documents`` must be paths; after a complete run, delete the stored documents
+            whose ids those paths own (:func:`~jina_connectors.documents.sync_scope`: the
+            files under a folder, the lines of a ``.jsonl`` file) that this run did not read,
+            such as deleted files. Skipped when the run had bad records: a file that could
+            not be read would look deleted.
 
-    Bad records are input that cannot be stored: an invalid record, metadata the database
-    cannot hold, a document the embedder rejects as input (:func:`is_input_error`), a record
-    the sink's checks refuse, or a document the database refuses. Any other error (a bug, an
-    unreachable database) stops the run. Unchanged documents are skipped, changed ones
-    replace all their old chunks, and a run killed at any point is completed by running it
-    again (see :mod:`jina_connectors.ingest`).
+    A path that does not exist, is not a ``.txt``/``.md``/``.jsonl`` file or a folder, or
+    lies outside ``root`` raises :class:`SourcePathError` before anything is written (in a
+    generator of sources: when it is reached). Bad records are input that cannot be stored:
+    an invalid record, metadata the database cannot hold, a document the embedder rejects
+    as input (:func:`is_input_error`), a record the sink's checks refuse, or a document the
+    database refuses. Any other error (a bug, an unreachable database) stops the run.
+    Unchanged documents are skipped, changed ones replace all their old chunks, and a run
+    killed at any point is completed by running it again (see
+    :mod:`jina_connectors.ingest`); Ctrl-C raises :class:`IngestInterrupted` with the report.
     """
     for name, value in (
         ("batch_size", batch_size),
@@ -596,6 +766,7 @@ def ingest(
     _positive_int("chunk_size", chunk_size)
     if not (callable(chunker) or chunker in BUILTIN_CHUNKERS):
         raise ValueError(f"chunker must be 'sentences', 'tokens' or a callable, got {chunker!r}")
+    scopes = check_sources(documents, root=root, sync=sync)
     embedder = resolve_embedder(model)
     settings = resolve_settings(
         embedder,
@@ -606,12 +777,11 @@ def ingest(
         chunker=chunker,
         chunk_size=chunk_size,
     )
-    sink.ensure_collection(settings.spec)
-
-    from tqdm import tqdm
+    sink.ensure_collection(settings.spec, lazy=True)
 
     report = IngestReport()
     report_lock = threading.Lock()  # the writer thread reports too
+    seen: set[str] = set()
 
     def on_bad(error: InvalidDocumentError) -> None:
         if on_error == "raise":
@@ -621,45 +791,108 @@ def ingest(
             report.errors.append(error)
 
     started = time.perf_counter()
-    batches = document_batches(documents, batch_size, sink, on_bad)
+    progress = IngestProgress(
+        input_size(documents),
+        description=f"ingest → {sink.collection}",
+        enabled=show_progress,
+    )
+
+    def on_written(documents: int, points: int) -> None:
+        with report_lock:
+            report.points_written += points
+            report.completed += documents
+            counts = {"docs": report.completed, "points": report.points_written}
+        progress.stats(**counts)
+
+    batches = document_batches(documents, batch_size, sink, on_bad, root=root)
+    complete = False
     try:
-        with tqdm(
-            desc=f"ingest → {sink.collection}",
-            unit="doc",
-            disable=not show_progress,
-            dynamic_ncols=True,
-        ) as bar:
-
-            def on_written(documents: int, points: int) -> None:
-                with report_lock:
-                    report.points_written += points
-                bar.update(documents)
-                bar.set_postfix(points=report.points_written, refresh=False)
-
-            with BackgroundWriter(
-                sink,
-                write_batch_size=write_batch_size,
-                max_pending=max_pending_batches,
-                on_written=on_written,
-                on_bad=on_bad,
-            ) as writer:
-                for batch in batches:
-                    report.documents += len(batch)
-                    prepared = []
-                    for document in batch:
-                        try:
-                            prepared.append(prepare_document(document, settings))
-                        except InvalidDocumentError as error:
-                            on_bad(error)
-                    changed = changed_documents(sink, prepared)
-                    report.skipped += len(prepared) - len(changed)
-                    embedded = check_records(
-                        sink, embed_isolating(embedder, settings, changed, on_bad), on_bad
-                    )
-                    job = WriteJob.of([(p.source, r) for p, r in embedded], completes=len(batch))
-                    report.chunks += len(job.records)
-                    writer.put(job)
+        with BackgroundWriter(
+            sink,
+            write_batch_size=write_batch_size,
+            max_pending=max_pending_batches,
+            on_written=on_written,
+            on_bad=on_bad,
+        ) as writer:
+            for batch in batches:
+                report.documents += len(batch)
+                seen.update(document.id for document in batch)
+                result = embed_batch(
+                    embedder, settings, batch, on_bad, sink=sink, progress=progress
+                )
+                report.skipped += result.skipped
+                # Documents refused as bad records are not complete.
+                job = WriteJob.of(
+                    [(p.source, r) for p, r in result.embedded],
+                    completes=result.skipped + len(result.embedded),
+                )
+                report.chunks += len(job.records)
+                writer.put(job)
+        if scopes:
+            delete_unseen(sink, scopes, seen, report)
+        complete = True
+    except KeyboardInterrupt as interrupt:
+        report.seconds = time.perf_counter() - started
+        raise IngestInterrupted(report) from interrupt
     finally:
         batches.close()
+        progress.close(complete=complete)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _given_paths(documents: object) -> list[os.PathLike[str]]:
+    """The paths among ``documents`` that can be checked before the run (not a stream's)."""
+    if isinstance(documents, os.PathLike):
+        return [documents]
+    if isinstance(documents, (list, tuple)):
+        return [d for d in documents if isinstance(d, os.PathLike)]
+    return []
+
+
+def check_sources(
+    documents: object, *, root: str | os.PathLike[str] | None, sync: bool
+) -> list[SyncScope]:
+    """Check the paths among ``documents`` before anything is read or written
+    (:class:`~jina_connectors.errors.SourcePathError`); with ``sync``, the scopes whose
+    unseen documents :func:`delete_unseen` deletes after the run."""
+    scopes = _sync_scopes(documents, root) if sync else []
+    for path in _given_paths(documents):
+        check_source_path(path, root)
+    return scopes
+
+
+def _sync_scopes(documents: object, root: str | os.PathLike[str] | None) -> list[SyncScope]:
+    paths = _given_paths(documents)
+    if not paths or (isinstance(documents, (list, tuple)) and len(paths) != len(documents)):
+        raise ValueError(
+            "sync=True needs documents given as paths (a Path, or a list of Paths of files "
+            "and folders): only then is it known which stored documents they own"
+        )
+    scopes = []
+    for path in paths:
+        check_source_path(path, root)
+        scope = sync_scope(path, root)
+        if scope is not None:
+            scopes.append(scope)
+    return scopes
+
+
+def delete_unseen(
+    sink: VectorSink, scopes: list[SyncScope], seen: set[str], report: IngestReport
+) -> None:
+    """The deletion of ``sync=True``: stored documents in the scopes that the run did not
+    read. Not after bad records: an unreadable file would look deleted."""
+    if report.errors:
+        return
+    stored: dict[str, int] = {}
+    for prefix, pattern in scopes:
+        for doc_id, points in sink.document_points(prefix).items():
+            if pattern.fullmatch(doc_id):
+                stored[doc_id] = points
+    doomed = sorted(set(stored) - seen)
+    if doomed:
+        sink.delete_documents(doomed)
+    report.synced = True
+    report.deleted_documents = len(doomed)
+    report.deleted_points = sum(stored[doc_id] for doc_id in doomed)

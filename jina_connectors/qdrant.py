@@ -7,15 +7,19 @@ Points have one unnamed float vector (cosine) and the payload of
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import store
+from .errors import StoreLockedError, StoreNotFoundError
 from .sink import (
     DEFAULT_COLLECTION,
     SPEC_KEYS,
@@ -34,12 +38,12 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "jina_connectors.qdrant needs qdrant-client: pip install 'jina-connectors[qdrant]'"
     ) from exc
 
-DEFAULT_PATH = Path(".jina_connectors") / "qdrant"
 # One lock per embedded client, shared by every sink on it (a client given to several sinks).
 _CLIENT_LOCKS: weakref.WeakKeyDictionary[QdrantClient, threading.RLock] = (
     weakref.WeakKeyDictionary()
 )
 _CLIENT_LOCKS_GUARD = threading.Lock()
+SCROLL_PAGE = 1000
 
 
 def _lock_of(client: QdrantClient) -> threading.RLock:
@@ -56,7 +60,10 @@ class QdrantSink(VectorSink):
     Args:
         collection: collection name.
         location: ``":memory:"``, a URL (``http://host:6333``), or a local folder for
-            Qdrant's embedded mode; None: ``./.jina_connectors/qdrant``.
+            Qdrant's embedded mode; None: ``<home>/qdrant``, where home is
+            ``$JINA_CONNECTORS_HOME``, else ``~/.local/share/jina-connectors``
+            (:mod:`jina_connectors.store`). One process at a time can open a folder: another
+            one gets :class:`~jina_connectors.errors.StoreLockedError` naming the holder.
         api_key: for a Qdrant server.
         client: an existing ``QdrantClient`` to use instead of ``location`` (one process can
             open a local folder only once). It is not closed by :meth:`close`.
@@ -64,6 +71,12 @@ class QdrantSink(VectorSink):
             dimension in RAM, rescored with the float vectors). A Qdrant server applies it;
             the embedded mode always searches exactly.
         attempts: tries per call on transient errors (backoff between them).
+        read_only: open an existing store only: a missing folder raises
+            :class:`~jina_connectors.errors.StoreNotFoundError` instead of being created,
+            and writes raise ``PermissionError``.
+
+    A folder this sink created is removed again on :meth:`close` when no collection was
+    created in it, so a run that writes nothing leaves nothing behind.
     """
 
     database = "Qdrant"
@@ -77,26 +90,92 @@ class QdrantSink(VectorSink):
         client: QdrantClient | None = None,
         binary_quantization: bool = False,
         attempts: int = 5,
+        read_only: bool = False,
     ) -> None:
-        super().__init__(collection, attempts=attempts)
+        super().__init__(collection, attempts=attempts, read_only=read_only)
         self.binary_quantization = binary_quantization
         self._owns_client = client is None
+        self._folder: Path | None = None  # an embedded folder this sink opened
+        self._created_folder = False
+        # How a Ray worker opens this collection: only a server is open to other processes.
+        self._remote_options: dict[str, Any] | None = None
         if client is None:
-            client = _open_client(location, api_key)
+            client = self._open_client(location, api_key)
+            if client.init_options.get("url") is not None:
+                self._remote_options = {
+                    "location": os.fspath(location),  # type: ignore[arg-type]
+                    "api_key": api_key,
+                    "binary_quantization": binary_quantization,
+                    "attempts": attempts,
+                }
         self.client = client
         options = client.init_options
         self._local = options.get("path") is not None or options.get("location") == ":memory:"
         if self._local:  # the embedded mode is not thread-safe: one call at a time
             self._io_lock = _lock_of(client)
+        if not self.location:
+            path = options.get("path")
+            self.location = (
+                f"embedded Qdrant at {Path(path).absolute()}"
+                if path
+                else str(options.get("url") or options.get("location") or "")
+            )
+
+    def _open_client(
+        self, location: str | os.PathLike[str] | None, api_key: str | None
+    ) -> QdrantClient:
+        location = os.fspath(location) if location is not None else store.default_qdrant_path()
+        location = os.fspath(location)
+        if location == ":memory:":
+            self.location = "Qdrant in memory"
+            return QdrantClient(location=":memory:")
+        if store.is_server(location):
+            self.location = location
+            return QdrantClient(url=location, api_key=api_key)
+        folder = Path(location).expanduser().absolute()
+        self.location = f"embedded Qdrant at {folder}"
+        if self.read_only and not (folder / "meta.json").is_file():
+            raise StoreNotFoundError("embedded Qdrant", folder)
+        store.check_qdrant_unlocked(folder)  # names the holder, unlike the client's message
+        self._created_folder = not folder.exists()
+        try:
+            client = QdrantClient(path=str(folder))
+        except RuntimeError as error:
+            if "already accessed" not in str(error):
+                raise
+            lock = store.qdrant_lock_file(folder)
+            raise StoreLockedError("Qdrant", folder, store.holder(lock)) from None
+        self._folder = folder
+        store.write_owner(store.qdrant_lock_file(folder))
+        return client
 
     def _close(self) -> None:
-        if self._owns_client:
-            self.client.close()
+        if not self._owns_client:
+            return
+        empty = False
+        if self._created_folder and self._folder is not None:
+            try:
+                empty = not self.client.get_collections().collections
+            except Exception:  # closing must not fail; keep the folder when unsure
+                empty = False
+        self.client.close()
+        if self._folder is not None:
+            store.remove_owner(store.qdrant_lock_file(self._folder))
+            if empty:
+                _remove_empty_store(self._folder)
+
+    def remote_opener(self) -> Callable[[], QdrantSink] | None:
+        """A Qdrant server's collection opens anywhere; a local folder (embedded mode),
+        ``:memory:`` and a client given to the sink belong to this process."""
+        if self._remote_options is None:
+            return None
+        return functools.partial(QdrantSink, self.collection, **self._remote_options)
 
     def _unsupported_type_message(self, embedding_type: str) -> str:
         return (
             f"the Qdrant sink stores float vectors (embedding_type='float'), not "
-            f"{embedding_type!r}; for 1-bit storage use QdrantSink(binary_quantization=True)"
+            f"{embedding_type!r}; for 1-bit storage in RAM use QdrantSink(binary_quantization="
+            "True) with float vectors, or store packed bits in Milvus (MilvusSink)"
         )
 
     def _is_transient(self, error: BaseException) -> bool:
@@ -121,6 +200,18 @@ class QdrantSink(VectorSink):
         if isinstance(error, UnexpectedResponse) and error.status_code in (400, 422):
             return True
         return super().is_record_error(error)
+
+    def check_collection(self, spec: CollectionSpec) -> bool:
+        """See :meth:`VectorSink.check_collection`; also refuses ``binary_quantization=True``
+        for an existing collection created without it (the setting applies at creation)."""
+        exists = super().check_collection(spec)
+        if exists and self.binary_quantization and not self.binary_quantization_of():
+            raise CollectionMismatchError(
+                f"{self._where()} exists without binary quantization, and "
+                "binary_quantization=True only applies when a collection is created; use "
+                "another collection name, or drop this one and ingest again"
+            )
+        return exists
 
     # -- collection primitives ----------------------------------------------------------
 
@@ -174,6 +265,45 @@ class QdrantSink(VectorSink):
 
     def _list_collections(self) -> list[str]:
         return [c.name for c in self.client.get_collections().collections]
+
+    def _drop(self, name: str) -> bool:
+        if not self.client.collection_exists(name):
+            return False
+        return bool(self.client.delete_collection(name))
+
+    def _scan_doc_ids(self, prefix: str) -> Iterator[str]:
+        """Every point's ``doc_id``, read in pages (Qdrant cannot match a keyword prefix, so
+        the caller filters)."""
+        if not self.client.collection_exists(self.collection):
+            return
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                self.collection,
+                limit=SCROLL_PAGE,
+                offset=offset,
+                with_payload=["doc_id"],
+                with_vectors=False,
+            )
+            for point in points:
+                doc_id = (point.payload or {}).get("doc_id")
+                if isinstance(doc_id, str):
+                    yield doc_id
+            if offset is None:
+                return
+
+    def binary_quantization_of(self, name: str | None = None) -> bool | None:
+        """Whether the existing collection was created with binary quantization; None when it
+        does not exist."""
+        name = name or self.collection
+
+        def read() -> bool | None:
+            if not self.client.collection_exists(name):
+                return None
+            config = self.client.get_collection(name).config.quantization_config
+            return isinstance(config, models.BinaryQuantization)
+
+        return self._call(read)
 
     # -- write primitives ---------------------------------------------------------------
 
@@ -245,16 +375,14 @@ class QdrantSink(VectorSink):
         return [(str(p.id), p.score, p.payload or {}) for p in response.points]
 
 
-def _open_client(location: str | os.PathLike[str] | None, api_key: str | None) -> QdrantClient:
-    if location is None:
-        location = DEFAULT_PATH
-    location = os.fspath(location)
-    if location == ":memory:":
-        return QdrantClient(location=":memory:")
-    if location.startswith(("http://", "https://")):
-        return QdrantClient(url=location, api_key=api_key)
-    Path(location).mkdir(parents=True, exist_ok=True)
-    return QdrantClient(path=location)
+def _remove_empty_store(folder: Path) -> None:
+    """Remove a store folder holding no collection: only the files Qdrant writes in an empty
+    store (its metadata, lock and owner file), then the folder if nothing else is there."""
+    for name in ("meta.json", ".lock", store.owner_file(store.qdrant_lock_file(folder)).name):
+        with contextlib.suppress(OSError):
+            (folder / name).unlink()
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # fails, keeping it, if anything else is inside
 
 
 def _conditions(field: str, values: list[Any]) -> Iterator[models.FieldCondition]:

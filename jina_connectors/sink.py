@@ -365,17 +365,22 @@ class VectorSink(ABC):
     database: ClassVar[str] = "vector database"
 
     collection: str
+    #: Where the collection lives, for messages: ``embedded Qdrant at /path``, a server URL.
+    location: str = ""
 
-    def __init__(self, collection: str, *, attempts: int = 5) -> None:
+    def __init__(self, collection: str, *, attempts: int = 5, read_only: bool = False) -> None:
         if not isinstance(collection, str) or not collection:
             raise ValueError(f"collection must be a non-empty string, got {collection!r}")
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValueError(f"attempts must be a positive integer, got {attempts!r}")
         self.collection = collection
         self.attempts = attempts
+        self.read_only = read_only
         self._state_lock = threading.RLock()
         self._io_lock: AbstractContextManager[Any] = nullcontext()
         self._spec: CollectionSpec | None = None
+        self._create_on_write: CollectionSpec | None = None  # see ensure_collection(lazy=)
+        self._create_lock = threading.Lock()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -395,36 +400,74 @@ class VectorSink(ABC):
             self._closed = True
         self._close()
 
+    def remote_opener(self) -> Callable[[], VectorSink] | None:
+        """A picklable function that opens this same collection in another process (a Ray
+        worker), or None when only this process can write it: an embedded database (a
+        local folder or file takes one process at a time), or a client object given to the
+        sink. The Ray engine writes from its workers when there is one, else from the
+        driver (:func:`jina_connectors.ray.ingest_dataset`)."""
+        return None
+
     def _call(self, operation: Callable[[], T]) -> T:
         with self._io_lock:
             return with_retries(operation, self._is_transient, attempts=self.attempts)
 
     # -- the collection -------------------------------------------------------------------
 
-    def ensure_collection(self, spec: CollectionSpec) -> None:
-        """Create the collection for ``spec`` (cosine for float, Hamming for ubinary), or check
-        that the existing one matches: vector type, size and metric, the model/task/dimensions
-        recorded in its points, and that its points were written by jina-connectors. Raise
-        :class:`CollectionMismatchError` otherwise, writing nothing."""
+    def check_collection(self, spec: CollectionSpec) -> bool:
+        """Whether the collection exists, after checking that it matches ``spec``: vector type,
+        size and metric, the model/task/dimensions recorded in its points, and that its points
+        were written by jina-connectors (:class:`CollectionMismatchError` otherwise). Creates
+        and writes nothing, so a caller can check before it loads a model."""
         if spec.embedding_type not in self.embedding_types:
             raise ValueError(self._unsupported_type_message(spec.embedding_type))
         name = self.collection
         layout = self._call(lambda: self._layout(name))
         if layout is None:
-            if self._call(lambda: self._create(spec)):
-                return  # a new, empty collection made for spec
-            # Created meanwhile by someone else: check it like any existing collection.
-            layout = self._call(lambda: self._layout(name))
-            if layout is None:
-                raise RuntimeError(f"{self.database} collection {name!r} vanished after creation")
-        check_layout(name, spec, layout)
+            return False
+        self._check_existing(spec, layout)
+        return True
+
+    def ensure_collection(self, spec: CollectionSpec, *, lazy: bool = False) -> None:
+        """Check the collection against ``spec`` (:meth:`check_collection`), and create it
+        when it does not exist (cosine for float vectors, Hamming for ubinary ones).
+
+        ``lazy=True`` leaves an absent collection to this sink's first write
+        (:meth:`upsert`), so a run that ends before writing anything (bad input, Ctrl-C, an
+        error) leaves no empty collection behind.
+        """
+        if self.check_collection(spec):
+            return
+        self._check_writable()
+        if lazy:
+            with self._state_lock:
+                self._create_on_write = spec
+            return
+        self._create_checked(spec)
+
+    def _create_checked(self, spec: CollectionSpec) -> None:
+        name = self.collection
+        if self._call(lambda: self._create(spec)):
+            return  # a new, empty collection made for spec
+        # Created meanwhile by someone else: check it like any existing collection.
+        layout = self._call(lambda: self._layout(name))
+        if layout is None:
+            raise RuntimeError(f"{self.database} collection {name!r} vanished after creation")
+        self._check_existing(spec, layout)
+
+    def _check_existing(self, spec: CollectionSpec, layout: CollectionLayout) -> None:
+        check_layout(self.collection, spec, layout)
         stored = self.stored_spec()
         if stored is None and self.count() > 0:
             raise CollectionMismatchError(
                 f"{self._where()} holds points not written by jina-connectors; use another "
                 "collection name"
             )
-        check_recorded_spec(name, spec, stored)
+        check_recorded_spec(self.collection, spec, stored)
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise PermissionError(f"{self!r} was opened read-only (read_only=True)")
 
     def stored_spec(self) -> CollectionSpec | None:
         """The spec recorded in the collection's points; None if absent, empty or foreign.
@@ -489,9 +532,11 @@ class VectorSink(ABC):
 
     def upsert(self, records: Sequence[ChunkRecord]) -> None:
         """Insert or overwrite the points (ids are deterministic), in requests within the
-        database's limits. Every record is checked before the first request is sent."""
+        database's limits. Every record is checked before the first request is sent; the
+        collection of a lazy :meth:`ensure_collection` is created first."""
         if not records:
             return
+        self._check_writable()
         for record in records:
             try:
                 self.check_record(record)
@@ -499,13 +544,62 @@ class VectorSink(ABC):
                 raise
             except ValueError as exc:
                 raise InvalidDocumentError(record.name, str(exc)) from None
+        if self._create_on_write is not None:
+            # Its own lock: creating is I/O, and I/O never runs under _state_lock.
+            with self._create_lock:
+                pending = self._create_on_write
+                if pending is not None:
+                    self._create_checked(pending)
+                    self._create_on_write = None
         for request in self._upsert_requests(records):
             self._call(lambda request=request: self._upsert(request))
 
     def delete_stale(self, keep: Mapping[str, int]) -> None:
         """For each ``doc_id -> n``: delete that document's points with ``chunk_index >= n``."""
-        for request in self._delete_requests(keep) if keep else ():
+        if not keep or not self._collection_may_exist():
+            return
+        self._check_writable()
+        for request in self._delete_requests(keep):
             self._call(lambda request=request: self._delete_stale(request))
+
+    def _collection_may_exist(self) -> bool:
+        return self._create_on_write is None  # not created yet: nothing to delete
+
+    # -- documents ------------------------------------------------------------------------
+
+    def document_points(self, prefix: str = "") -> dict[str, int]:
+        """``doc_id -> number of points`` of every stored document whose id starts with
+        ``prefix`` (``""``: all). Reads every point's ``doc_id`` (or, where the database
+        can filter by prefix, those of the matching points): O(points)."""
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a string, got {type(prefix).__name__}")
+        counts: dict[str, int] = {}
+        for doc_id in self._call(lambda: list(self._scan_doc_ids(prefix))):
+            if doc_id.startswith(prefix):
+                counts[doc_id] = counts.get(doc_id, 0) + 1
+        return counts
+
+    def doc_ids(self, prefix: str = "") -> set[str]:
+        """The ids of the stored documents whose id starts with ``prefix`` (see
+        :meth:`document_points`)."""
+        return set(self.document_points(prefix))
+
+    def delete_documents(self, doc_ids: Iterable[str]) -> None:
+        """Delete every point of the given documents (ids that are not stored are ignored)."""
+        ids = list(dict.fromkeys(doc_ids))
+        for doc_id in ids:
+            if not isinstance(doc_id, str):
+                raise TypeError(f"document ids must be strings, got {doc_id!r}")
+        self.delete_stale(dict.fromkeys(ids, 0))  # chunk_index >= 0: every chunk
+
+    def drop_collection(self) -> bool:
+        """Delete the whole collection; False if it did not exist."""
+        self._check_writable()
+        with self._create_lock:
+            self._create_on_write = None
+            with self._state_lock:
+                self._spec = None
+            return self._call(lambda: self._drop(self.collection))
 
     # -- search ---------------------------------------------------------------------------
 
@@ -548,7 +642,8 @@ class VectorSink(ABC):
     # -- messages -------------------------------------------------------------------------
 
     def _where(self) -> str:
-        return f"{self.database} collection {self.collection!r}"
+        where = f" in {self.location}" if self.location else ""
+        return f"{self.database} collection {self.collection!r}{where}"
 
     def _unsupported_type_message(self, embedding_type: str) -> str:
         kinds = " or ".join(repr(t) for t in self.embedding_types)
@@ -602,6 +697,15 @@ class VectorSink(ABC):
     @abstractmethod
     def _delete_stale(self, request: Any) -> None:
         """Send one deletion made by :meth:`_delete_requests`."""
+
+    @abstractmethod
+    def _scan_doc_ids(self, prefix: str) -> Iterable[str]:
+        """The ``doc_id`` of every point of the collection (at least of those whose id starts
+        with ``prefix``; the caller filters again), one per point; nothing if it is absent."""
+
+    @abstractmethod
+    def _drop(self, name: str) -> bool:
+        """Delete the collection; False if it does not exist."""
 
     @abstractmethod
     def _search(

@@ -34,7 +34,7 @@ class WriteJob:
     ``records``: every chunk of each document (complete documents only); ``keep``: each
     document's chunk count, for the stale-chunk deletion after the upserts; ``sources``: how
     error messages name each document (``"a.jsonl:3"``); ``documents``: how many input
-    documents this job completes, written or skipped (for progress).
+    documents this job completes, written or found unchanged (for the report).
     """
 
     records: list[ChunkRecord]
@@ -46,7 +46,14 @@ class WriteJob:
     def of(
         cls, documents: Sequence[tuple[str, Sequence[ChunkRecord]]], *, completes: int = 0
     ) -> WriteJob:
-        """A job from ``(source name, the document's records)`` pairs."""
+        """A job from ``(source name, the document's records)`` pairs.
+
+        A document's records may be only some of its chunks (the Ray engine can get a
+        document's chunks in two blocks): ``keep`` is the ``chunk_count`` they record, never
+        how many are here, so the stale-chunk deletion spares the chunks written elsewhere.
+        Deleting chunks ``>= chunk_count`` before all chunks are written is safe: the
+        document stays incomplete until they are, so a killed run re-embeds it.
+        """
         records: list[ChunkRecord] = []
         keep: dict[str, int] = {}
         sources: dict[str, str] = {}
@@ -54,7 +61,7 @@ class WriteJob:
             if not chunks:
                 continue
             records.extend(chunks)
-            keep[chunks[0].doc_id] = len(chunks)
+            keep[chunks[0].doc_id] = chunks[0].chunk_count
             sources[chunks[0].doc_id] = source
         return cls(records, keep, sources, completes)
 
@@ -225,7 +232,8 @@ class BackgroundWriter:
                 outcome = write_job(self._sink, job, write_batch_size=self._write_batch_size)
                 for error in outcome.errors:
                     self._on_bad(error)
-                self._on_written(job.documents, outcome.points_written)
+                # Documents the database refused are bad records, not complete ones.
+                self._on_written(job.documents - len(outcome.errors), outcome.points_written)
             except Exception as error:  # handed to the caller's thread
                 self._error = error
             except BaseException as error:  # SystemExit and the like: hand over, then stop

@@ -37,6 +37,15 @@ def _offline_hub() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _store_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Default stores (``$JINA_CONNECTORS_HOME``) in a fresh folder per test, never the real
+    home; subprocesses inherit it."""
+    home = tmp_path_factory.mktemp("jina-home")
+    monkeypatch.setenv("JINA_CONNECTORS_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def tiny_jina_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random checkpoint in the released jina-embeddings-v3 format (128 usable tokens)."""

@@ -22,6 +22,7 @@ Endpoints:
     POST   /data/{name}/vectors/upsert       upsert (namespaces)
     POST   /data/{name}/query                query by vector; filter, include_* flags
     GET    /data/{name}/vectors/fetch        fetch by ids
+    GET    /data/{name}/vectors/list         list ids (prefix, limit <= 100, pagination)
     POST   /data/{name}/vectors/delete       delete by ids, deleteAll or filter
     POST   /data/{name}/describe_index_stats per-namespace counts
 """
@@ -45,6 +46,7 @@ MAX_UPSERT_RECORDS = 1000
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 MAX_METADATA_BYTES = 40 * 1024
 MAX_IDS_PER_REQUEST = 1000
+MAX_LIST_LIMIT = 100
 MAX_TOP_K = 10_000
 MAX_DIMENSION = 20_000
 DENSE_FIELD = "_values"
@@ -273,6 +275,8 @@ class PineconeTestServer:
                 return 200, self._query(index, body), 0
             if (method, op) == ("GET", "vectors/fetch"):
                 return 200, *self._fetch(index, body)
+            if (method, op) == ("GET", "vectors/list"):
+                return 200, self._list(index, body), 0
             if (method, op) == ("POST", "vectors/delete"):
                 return 200, *self._delete(index, body)
             if (method, op) == ("POST", "describe_index_stats"):
@@ -461,6 +465,27 @@ class PineconeTestServer:
                 vectors[i] = entry
         return {"vectors": vectors, "namespace": namespace, "usage": {"readUnits": 1}}, len(ids)
 
+    def _list(self, index: _Index, params: dict[str, Any]) -> dict[str, Any]:
+        """One page of ids in id order; the pagination token is the last id of the page."""
+        prefix = _single(params.get("prefix")) or ""
+        limit = int(_single(params.get("limit")) or MAX_LIST_LIMIT)
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise _invalid(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        after = _single(params.get("paginationToken"))
+        namespace = _namespace(params)
+        ids = sorted(i for i in index.namespaces.get(namespace, {}) if i.startswith(prefix))
+        if after is not None:
+            ids = [i for i in ids if i > after]
+        page = ids[:limit]
+        out: dict[str, Any] = {
+            "vectors": [{"id": i} for i in page],
+            "namespace": namespace,
+            "usage": {"readUnits": 1},
+        }
+        if len(ids) > limit:
+            out["pagination"] = {"next": page[-1]}
+        return out
+
     def _delete(self, index: _Index, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         namespace = _namespace(body)
         stored = index.namespaces.get(namespace, {})
@@ -517,6 +542,11 @@ def _injected_failure(status: HTTPStatus) -> ApiFailure:
     if status == HTTPStatus.TOO_MANY_REQUESTS or status >= 500:
         error.headers["Retry-After"] = "0"  # keeps the SDK's own retries instant in tests
     return error
+
+
+def _single(value: Any) -> Any:
+    """A query parameter given once (parsed query strings hold lists)."""
+    return value[0] if isinstance(value, list) and value else value
 
 
 def _namespace(body: Mapping[str, Any]) -> str:

@@ -28,6 +28,7 @@ from ingest_corpus import (
     CORPUS_V1,
     CORPUS_V2,
     CRASH_SETTINGS,
+    EmbedderWrapper,
     StoredPoint,
     assert_same_points,
     dump_qdrant,
@@ -38,6 +39,7 @@ from jina_connectors.ingest import (
     CollectionInfo,
     CollectionMismatchError,
     CollectionSpec,
+    IngestInterrupted,
     VectorSink,
     chunk_id,
     ingest,
@@ -391,6 +393,136 @@ class ConcurrencyTests(SinkHarness):
         assert sink.count() == len(expected)
 
 
+class InterruptedEmbedder(EmbedderWrapper):
+    """An embedder whose embedding is interrupted (Ctrl-C) at once."""
+
+    def embed_documents(self, *args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+
+def collection_names(sink: VectorSink) -> set[str]:
+    return {info.name for info in sink.describe_collections()}
+
+
+AWKWARD_PATH_IDS = ["/d/a_b/x.md", "/d/axb/y.md", "/d/a%b/z.md", "/d/a_b", "/d/a\\b/w.md"]
+
+
+class DocumentTests(SinkHarness):
+    def test_documents_by_prefix_and_deleted_by_id(
+        self, make_sink: SinkFactory, minilm: Any
+    ) -> None:
+        """Prefixes are literal (``_`` and ``%`` are not wildcards); deleting documents
+        removes all their points and nothing else."""
+        documents = [
+            {"id": doc_id, "text": CORPUS_V1[i % len(CORPUS_V1)]["text"]}
+            for i, doc_id in enumerate([*AWKWARD_PATH_IDS, "bread"])
+        ]
+        sink = make_sink()
+        ingest(documents, sink, model=minilm, **SETTINGS)
+        stored = self.dump(sink)
+        per_document: dict[str, int] = {}
+        for point in stored.values():
+            doc_id = point.payload["doc_id"]
+            per_document[doc_id] = per_document.get(doc_id, 0) + 1
+        assert sink.document_points() == per_document
+        assert sink.document_points("/d/a_b/") == {"/d/a_b/x.md": per_document["/d/a_b/x.md"]}
+        assert sink.doc_ids("/d/a%b/") == {"/d/a%b/z.md"}
+        assert sink.doc_ids("/d/a\\b/") == {"/d/a\\b/w.md"}
+        assert sink.doc_ids("/d/a_b") == {"/d/a_b/x.md", "/d/a_b"}
+        assert sink.doc_ids("/d/") == set(AWKWARD_PATH_IDS)
+        assert sink.doc_ids("/e/") == set() and make_sink("absent").doc_ids() == set()
+
+        gone = {"/d/a_b/x.md", "bread"}
+        make_sink().delete_documents([*gone, "never-stored"])
+        kept = {k: p for k, p in stored.items() if p.payload["doc_id"] not in gone}
+        assert_same_points(self.dump(sink), kept, atol=0)
+        assert sink.count() == len(kept)
+
+    def test_drop_collection(self, make_sink: SinkFactory, minilm: Any) -> None:
+        sink = make_sink()
+        ingest(CORPUS_V1[:2], sink, model=minilm, **SETTINGS)
+        make_sink("other").ensure_collection(CollectionSpec(minilm.model_name, 384))
+        assert sink.drop_collection() is True
+        assert collection_names(sink) == {"other"}
+        assert make_sink().count() == 0 and self.dump(make_sink()) == {}
+        assert make_sink().drop_collection() is False
+        report = ingest(CORPUS_V1[:1], sink, model=minilm, **SETTINGS)  # created again
+        assert sink.count() == report.points_written > 0
+
+    def test_a_run_that_writes_nothing_leaves_no_collection(
+        self, make_sink: SinkFactory, minilm: Any
+    ) -> None:
+        sink = make_sink()
+        report = ingest([{"id": "x"}, {"id": "y", "text": " "}], sink, model=minilm, **SETTINGS)
+        assert len(report.errors) == 2
+        with pytest.raises(IngestInterrupted) as interrupted:
+            ingest(CORPUS_V1, make_sink(), model=InterruptedEmbedder(minilm), **SETTINGS)
+        assert isinstance(interrupted.value, KeyboardInterrupt)
+        assert interrupted.value.report.completed == 0
+        assert "docs" not in collection_names(sink)
+        report = ingest(CORPUS_V1, make_sink(), model=minilm, **SETTINGS)  # the first write
+        assert "docs" in collection_names(sink) and sink.count() == report.points_written
+
+    def test_a_read_only_sink_writes_nothing(self, make_sink: SinkFactory, minilm: Any) -> None:
+        with pytest.raises(PermissionError, match="read-only"):
+            ingest(CORPUS_V1, make_sink(read_only=True), model=minilm, **SETTINGS)
+        assert "docs" not in collection_names(make_sink())
+        ingest(CORPUS_V1[:1], make_sink(), model=minilm, **SETTINGS)
+        reader = make_sink(read_only=True)
+        assert reader.count() > 0 and reader.search("dough", k=1)[0].doc_id == "bread"
+        for write in (lambda: reader.delete_documents(["bread"]), reader.drop_collection):
+            with pytest.raises(PermissionError, match="read-only"):
+                write()
+        assert reader.doc_ids() == {"bread"}
+
+
+class SyncTests(SinkHarness):
+    def test_sync_deletes_what_the_paths_no_longer_hold(
+        self, make_sink: SinkFactory, minilm: Any, tmp_path: Path
+    ) -> None:
+        """Removed files and removed ``.jsonl`` lines go; a sibling folder whose name
+        extends the folder's, records with their own ids, and everything after a bad record
+        stay."""
+        docs, sibling = tmp_path / "docs", tmp_path / "docs2"
+        (docs / "sub").mkdir(parents=True)
+        sibling.mkdir()
+        texts = [doc["text"] for doc in CORPUS_V1]
+        (docs / "a.md").write_text(texts[0], encoding="utf-8")
+        (docs / "sub" / "b.md").write_text(texts[1], encoding="utf-8")
+        lines = [json.dumps({"text": texts[2]}), json.dumps({"id": "own", "text": texts[3]})]
+        (docs / "c.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (sibling / "d.md").write_text(texts[4], encoding="utf-8")
+        at = docs.resolve().as_posix()
+        sink = make_sink()
+        ingest([sibling], sink, model=minilm, **SETTINGS)
+        first = ingest([docs], sink, model=minilm, sync=True, **SETTINGS)
+        assert (first.synced, first.deleted_documents, first.deleted_points) == (True, 0, 0)
+        before = sink.document_points()
+        assert set(before) == {
+            f"{at}/a.md",
+            f"{at}/sub/b.md",
+            f"{at}/c.jsonl:1",
+            "own",
+            f"{sibling.resolve().as_posix()}/d.md",
+        }
+
+        (docs / "sub" / "b.md").unlink()
+        (docs / "c.jsonl").write_text(lines[1] + "\n", encoding="utf-8")  # line 1 removed
+        (docs / "e.txt").write_text("  ", encoding="utf-8")  # a bad record: no deletion
+        blocked = ingest([docs], sink, model=minilm, sync=True, **SETTINGS)
+        assert len(blocked.errors) == 1 and not blocked.synced
+        assert sink.document_points() == before
+
+        (docs / "e.txt").unlink()
+        report = ingest([docs], sink, model=minilm, sync=True, **SETTINGS)
+        gone = {f"{at}/sub/b.md", f"{at}/c.jsonl:1"}
+        assert (report.synced, report.deleted_documents) == (True, 2)
+        assert report.deleted_points == sum(before[doc_id] for doc_id in gone)
+        assert sink.document_points() == {k: n for k, n in before.items() if k not in gone}
+        # "own" moved from line 2 to line 1: same id, so it was never deleted.
+        assert report.skipped == 2
+
+
 class CrashStore:
     """Where a crash test's runs live: ``location(n)`` gives run ``n`` its own
     ``(location, collection)``; ``open`` opens a sink there in this process (closed before
@@ -478,6 +610,8 @@ class CrashSafetyTests(SinkHarness):
 
 
 class SinkContractTests(
+    DocumentTests,
+    SyncTests,
     CreateAndMismatchTests,
     RerunTests,
     BadRecordTests,

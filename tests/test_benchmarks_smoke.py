@@ -23,7 +23,15 @@ if TYPE_CHECKING:
     from embedder_core import Embedder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ALL_BENCHMARKS = ("full_size", "long_inputs", "minilm", "late_chunking", "ingestion", "server")
+ALL_BENCHMARKS = (
+    "full_size",
+    "long_inputs",
+    "minilm",
+    "late_chunking",
+    "ingestion",
+    "scheduler",
+    "server",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +51,7 @@ def speeches(request: pytest.FixtureRequest) -> Path | None:
 
 
 def test_quick_run_reports_every_benchmark(tmp_path: Path, speeches: Path | None) -> None:
-    selected = ALL_BENCHMARKS if speeches is not None else ("full_size", "long_inputs")
+    selected = ALL_BENCHMARKS if speeches is not None else ("full_size", "long_inputs", "scheduler")
     output = tmp_path / "results.json"
     command = [sys.executable, "-m", "benchmarks", "--quick", "--output", str(output)]
     command += ["--cache-dir", str(tmp_path / "cache")]
@@ -75,6 +83,7 @@ def test_quick_run_reports_every_benchmark(tmp_path: Path, speeches: Path | None
     assert cosines["full_size"]["met"] is True, cosines["full_size"]
     if "minilm" in selected:
         assert cosines["minilm"]["met"] is True, cosines["minilm"]
+    assert cosines["scheduler"]["met"] is True, cosines["scheduler"]
     if "server" in selected:  # served rows equal in-process encode
         assert cosines["server"]["met"] is True, cosines["server"]
     full_size = results["details"]["full_size"]
@@ -208,3 +217,35 @@ def test_non_embedding_parameters_count_the_encoder_stack(tiny_jina_dir: Path) -
     )
     expected = config["num_hidden_layers"] * per_layer + 2 * hidden  # + emb_ln
     assert non_embedding_parameters(tiny_jina_dir) == expected
+
+
+@pytest.mark.slow
+def test_quick_ray_benchmark_reports_its_figures(tmp_path: Path, speeches: Path | None) -> None:
+    # Its own run: it starts a local Ray (tens of seconds on 2 cores).
+    if speeches is None:
+        pytest.skip("the ray benchmark ingests the shared speeches")
+    output = tmp_path / "results.json"
+    command = [sys.executable, "-m", "benchmarks", "--quick", "--only", "ray"]
+    command += ["--output", str(output), "--speeches", str(speeches)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    results = json.loads(output.read_text())
+    assert results["errors"] == {}
+    metrics = {f["metric"]: f for f in results["figures"] if f["benchmark"] == "ray"}
+    ratio = metrics["wall s, ray 1 actor vs ingest"]
+    assert ratio["ratio"] == pytest.approx(ratio["ours"] / ratio["baseline"])
+    details = results["details"]["ray"]
+    assert details["points"] > 0 and details["overhead_per_batch_seconds"] >= 0
+    assert details["ray_fixed_seconds"] > 0 and set(
+        details["projected_docs_per_second_by_actors"]
+    ) == {
+        "1",
+        "2",
+        "4",
+        "8",
+        "16",
+        "64",
+    }

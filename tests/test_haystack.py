@@ -389,15 +389,27 @@ def test_dimensions_that_do_not_fit_the_store_write_nothing(minilm: str) -> None
 
 
 def test_example_runs_end_to_end_and_again_without_duplicates(
-    minilm: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    minilm: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
 ) -> None:
     pytest.importorskip("milvus_haystack")
+    import warnings
+
     example = Path(__file__).resolve().parents[1] / "examples" / "haystack_milvus.py"
     question = "Which freedoms should people everywhere in the world have?"
     argv = [str(example), "--model", minilm, "--limit", "4", "--milvus-uri", str(tmp_path / "m.db")]
     monkeypatch.setattr(sys, "argv", [*argv, question])
-    runpy.run_path(str(example), run_name="__main__")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runpy.run_path(str(example), run_name="__main__")
     first = capsys.readouterr().out
+    # No noise: before, one "unsupported types: ['_split_overlap']" line per chunk and a
+    # "Mutating attribute" warning per write and per search.
+    assert "_split_overlap" not in caplog.text
+    assert not [w for w in caught if "Mutating attribute" in str(w.message)]
     assert "4 addresses:" in first
     assert "roosevelt_1941.txt" in first.split(question)[1].splitlines()[1]
     runpy.run_path(str(example), run_name="__main__")

@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ingest_corpus import CORPUS_V1, assert_same_points, dump_qdrant
+from ingest_corpus import CORPUS_V1, EmbedderWrapper, assert_same_points, dump_qdrant
 
 from jina_connectors.ingest import (
     ChunkRecord,
     Document,
+    IngestInterrupted,
     InvalidDocumentError,
     chunk_id,
     content_hash,
@@ -81,13 +82,35 @@ def test_documents_from_strings_records_files_and_folders(tmp_path: Path) -> Non
     docs = {d.id: d for d in items if isinstance(d, Document)}
     text_id = next(iter_documents("Plain string.")).id
     assert text_id.startswith("text-")
-    assert list(docs) == ["a.txt", "c1", "c.jsonl:3", "sub/b.md", "single.md", text_id, "r"]
-    assert docs["sub/b.md"].text == "# Beta\n\nBeta text."
-    assert docs["c1"].metadata == {"k": 1, "year": 1862}  # extra keys become metadata
+    at = folder.resolve().as_posix()  # files are named by their canonical absolute path
+    single_id = single.resolve().as_posix()
+    assert list(docs) == [
+        f"{at}/a.txt",
+        "c1",
+        f"{at}/c.jsonl:3",
+        f"{at}/sub/b.md",
+        single_id,
+        text_id,
+        "r",
+    ]
+    assert docs[f"{at}/sub/b.md"].text == "# Beta\n\nBeta text."
+    assert docs[f"{at}/sub/b.md"].metadata == {"source": f"{at}/sub/b.md"}
+    # Extra keys become metadata; the file is the record's source.
+    assert docs["c1"].metadata == {"source": f"{at}/c.jsonl", "k": 1, "year": 1862}
     assert docs["c1"].record == f"{folder / 'c.jsonl'}:1"
-    assert docs["c.jsonl:3"].text == "Delta."  # no id: file name and line number
+    assert docs[f"{at}/c.jsonl:3"].text == "Delta."  # no id: file id and line number
     assert docs[text_id].text == "Plain string."
-    assert docs["single.md"].text == "Single file."
+    assert docs[single_id].text == "Single file."
+
+    # With a root, file ids are relative to it.
+    relative = [d.id for d in iter_documents([folder, single], root=tmp_path)]
+    assert relative == [
+        "corpus/a.txt",
+        "c1",
+        "corpus/c.jsonl:3",
+        "corpus/sub/b.md",
+        "single.md",
+    ]
 
 
 def test_bad_records_are_named(tmp_path: Path) -> None:
@@ -105,7 +128,6 @@ def test_bad_records_are_named(tmp_path: Path) -> None:
         {"id": "text-type", "text": b"bytes"},
         {"id": "two\nlines", "text": "t"},
         jsonl,
-        tmp_path / "missing.txt",
     ]
     items = list(iter_documents(sources))
     errors = [i for i in items if isinstance(i, InvalidDocumentError)]
@@ -121,8 +143,7 @@ def test_bad_records_are_named(tmp_path: Path) -> None:
     assert messages[7] == "documents[8]: 'text' must be a string, got bytes"
     assert messages[8] == "documents[9]: 'id' contains the control character U+000A"
     assert messages[9].startswith(f"{jsonl}:2: invalid JSON")
-    assert messages[10] == f"{tmp_path / 'missing.txt'}: no such file or folder"
-    assert len(errors) == 11
+    assert len(errors) == 10
 
 
 def test_bad_records_do_not_cost_the_rest_of_the_batch(minilm: Any, sink: QdrantSink) -> None:
@@ -213,18 +234,15 @@ def test_spans_a_custom_chunker_gets_wrong_are_bad_records(minilm: Any, sink: Qd
     )
 
 
-class _BrokenEmbedder:
+class _BrokenEmbedder(EmbedderWrapper):
     """A real embedder whose document embedding fails with a bug of ours (or of a library)."""
 
     def __init__(self, inner: Any, error: BaseException) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.error = error
 
     def embed_documents(self, *args: Any, **kwargs: Any) -> Any:
         raise self.error
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 @pytest.mark.parametrize(
@@ -479,9 +497,9 @@ class _ObservedSink:
         return getattr(self.inner, name)
 
 
-class _CountingEmbedder:
+class _CountingEmbedder(EmbedderWrapper):
     def __init__(self, inner: Any, started: threading.Event) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.started = started
         self.calls = 0
 
@@ -490,9 +508,6 @@ class _CountingEmbedder:
         if self.calls == 2:
             self.started.set()
         return self.inner.embed_documents(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 def test_next_batch_is_embedded_while_the_previous_one_is_written(
@@ -581,6 +596,46 @@ def test_a_database_that_refuses_every_document_stops_the_run(
     assert sink.count() == 0
 
 
+def test_a_document_written_in_two_jobs_keeps_every_chunk(sink: QdrantSink) -> None:
+    # The Ray engine can get a document's chunks in two blocks, written as two jobs (in
+    # either order, by two writers): each job's stale-chunk deletion must spare the chunks
+    # of the other, so it keeps the document's chunk_count, not the chunks it holds.
+    from jina_connectors.ingest import CollectionSpec, WriteJob, write_job
+
+    spec = CollectionSpec("test-model", 4)
+    sink.ensure_collection(spec)
+    rng = np.random.default_rng(0)
+    records = [
+        ChunkRecord(
+            id=chunk_id("a", i),
+            vector=rng.standard_normal(4).astype(np.float32),
+            text=f"chunk {i}",
+            doc_id="a",
+            chunk_index=i,
+            chunk_count=4,
+            start=8 * i,
+            end=8 * i + 7,
+            content_hash="h",
+            metadata={},
+            model=spec.model,
+            task=spec.task,
+            dimensions=4,
+            embedding_type="float",
+        )
+        for i in range(4)
+    ]
+    second, first = WriteJob.of([("a", records[2:])]), WriteJob.of([("a", records[:2])])
+    assert first.keep == second.keep == {"a": 4}
+    for job in (second, first):
+        write_job(sink, job, write_batch_size=10)
+    assert sorted(p.payload["chunk_index"] for p in dump_qdrant(sink.client, "docs").values()) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+
+
 def _recording_opens(monkeypatch: pytest.MonkeyPatch, file: Path) -> list[Any]:
     opened: list[Any] = []
     real_open = Path.open
@@ -667,7 +722,7 @@ def test_ctrl_c_is_not_held_up_by_a_stuck_writer(
     caller.join(20)
     try:
         assert not caller.is_alive(), "ingest hung behind the stuck writer"
-        assert [type(e) for e in outcome] == [KeyboardInterrupt]
+        assert [type(e) for e in outcome] == [IngestInterrupted]  # a KeyboardInterrupt
         assert time.monotonic() - started < 15
     finally:
         stuck.release.set()
@@ -687,3 +742,154 @@ def test_importing_the_package_and_cli_loads_no_model_or_database_code() -> None
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_progress_counts_input_bytes_against_the_known_total(
+    tmp_path: Path,
+    minilm: Any,
+    sink: QdrantSink,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bar counts input bytes (files' sizes) of a total known upfront, so it has an ETA;
+    a stream shows its rate only; a long batch also shows the core's token bar."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for doc in CORPUS_V1:
+        (folder / f"{doc['id']}.md").write_text(doc["text"], encoding="utf-8")
+    from tqdm import tqdm
+
+    size = tqdm.format_sizeof(sum(f.stat().st_size for f in folder.iterdir()), "", 1024)
+
+    def last_bar(err: str) -> str:
+        return [line for line in err.replace("\r", "\n").splitlines() if "ingest →" in line][-1]
+
+    settings = {**SETTINGS, "show_progress": True}
+    ingest([folder], sink, model=minilm, **settings)
+    bar = last_bar(capsys.readouterr().err)
+    assert "100%" in bar and f" {size}/{size} " in bar and "docs=5" in bar
+    assert "tok" not in bar
+    ingest([folder], sink, model=minilm, **settings)  # all unchanged: done as well
+    assert f" {size}/{size} " in last_bar(capsys.readouterr().err)
+
+    stream = (doc for doc in CORPUS_V1)
+    ingest(stream, sink, model=minilm, **settings)
+    bar = last_bar(capsys.readouterr().err)
+    assert not re.search(r"[0-9.]+[kMG]?/[0-9]", bar) and "B/s" in bar  # no total: a rate
+
+    monkeypatch.setattr("jina_connectors.progress.LONG_BATCH_BYTES", 2048)  # 64 KiB: slow
+    long = " ".join(f"Sentence {i} talks about rivers and the weather." for i in range(50))
+    assert len(long) >= 2048
+    ingest([long], sink, model=EmbedderWrapper(minilm), **settings)  # no submit_*: per batch
+    err = capsys.readouterr().err
+    assert "embedding" in err and "tok" in err  # the core's bar, in tokens, with its total
+
+
+def test_a_file_has_one_id_whatever_path_reaches_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative, absolute, ``./``, ``..`` and symlinked spellings of one file give one id
+    (and, in one run, one document); two files never share an id."""
+    (tmp_path / "a" / "sub").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        (tmp_path / folder / "notes.md").write_text(f"Notes of {folder}.", encoding="utf-8")
+    (tmp_path / "link.md").symlink_to(tmp_path / "a" / "notes.md")
+    (tmp_path / "linked").symlink_to(tmp_path / "a")
+    monkeypatch.chdir(tmp_path / "a" / "sub")
+    spellings = [
+        Path("../notes.md"),
+        tmp_path / "a" / "notes.md",
+        Path("./../notes.md"),
+        tmp_path / "a" / "sub" / ".." / "notes.md",
+        tmp_path / "link.md",
+        tmp_path / "linked" / "notes.md",
+    ]
+    expected = (tmp_path / "a" / "notes.md").resolve().as_posix()
+    for spelling in spellings:
+        assert [d.id for d in iter_documents(spelling)] == [expected], spelling  # type: ignore[union-attr]
+    together = list(iter_documents([*spellings, tmp_path / "a", tmp_path / "b"]))
+    assert [d.id for d in together] == [
+        expected,
+        (tmp_path / "b" / "notes.md").resolve().as_posix(),
+    ]  # type: ignore[union-attr]
+
+
+def test_bad_paths_raise_before_anything_is_written(
+    tmp_path: Path, minilm: Any, sink: QdrantSink
+) -> None:
+    """A missing path, a file of another type, a file outside ``root``: typed errors before
+    any write (the CLI refuses them too), not bad records after a partial run."""
+    from jina_connectors.ingest import SourcePathError
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("Alpha.", encoding="utf-8")
+    (tmp_path / "report.pdf").write_text("%PDF", encoding="utf-8")
+    cases = [
+        ([tmp_path / "docs", tmp_path / "missing.md"], {}, "no such file or folder"),
+        ([tmp_path / "docs", tmp_path / "report.pdf"], {}, "unsupported file type '.pdf'"),
+        ([tmp_path / "report.pdf"], {"root": tmp_path / "docs"}, "unsupported file type"),
+        ([tmp_path / "docs"], {"root": tmp_path / "docs" / "a.md"}, "the root is not a folder"),
+        ([tmp_path / "docs", tmp_path], {"root": tmp_path / "docs"}, "lies outside the root"),
+    ]
+    for documents, options, message in cases:
+        with pytest.raises(SourcePathError, match=re.escape(message)):
+            ingest(documents, sink, model=minilm, **options, **SETTINGS)
+    with pytest.raises(ValueError, match="sync=True needs documents given as paths"):
+        ingest([tmp_path / "docs", "a text"], sink, model=minilm, sync=True, **SETTINGS)
+    assert sink.count() == 0 and not sink.client.collection_exists("docs")
+
+
+class ReportingEmbedder:
+    """An embedder with the core scheduler's ``submit_documents``: its handle says the
+    request runs 400 tokens, and ``on_progress`` reports 100 at a time, twice before the
+    handle is returned (the scheduler's thread can be that quick)."""
+
+    def __init__(self, inner: Any, progress: Any) -> None:
+        self.inner = inner
+        self.progress = progress
+        self.seen: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def submit_documents(self, texts: Any, *, on_progress: Any, **options: Any) -> Any:
+        result = self.inner.embed_documents(texts, **options)
+        on_progress(100)
+        on_progress(100)
+        owner = self
+
+        class Pending:
+            tokens = 400
+
+            def result(self) -> Any:
+                owner.seen.append(owner.progress.done_bytes)
+                for _ in range(2):
+                    on_progress(100)
+                    owner.seen.append(owner.progress.done_bytes)
+                return result
+
+            def cancel(self) -> bool:
+                return False
+
+        return Pending()
+
+
+def test_token_reports_move_the_bar_inside_a_batch(minilm: Any) -> None:
+    from jina_connectors.ingest import embed_records, prepare_document
+    from jina_connectors.progress import IngestProgress
+
+    settings = resolve_settings(minilm, chunk_size=16)
+    prepared = [prepare_document(d, settings) for d in iter_documents(CORPUS_V1)]  # type: ignore[arg-type]
+    progress = IngestProgress(None, description="test", enabled=False)
+    reporting = ReportingEmbedder(minilm, progress)
+    with progress.embedding(1000) as batch:
+        records = embed_records(reporting, settings, prepared, progress=batch)
+    # 200, 300 and 400 of 400 tokens: 95% of the batch at most until it is done.
+    assert reporting.seen == [475, 712, 950] and progress.done_bytes == 1000
+    plain = embed_records(minilm, settings, prepared)
+    assert [[r.id for r in doc] for doc in records] == [[r.id for r in doc] for doc in plain]
+    for ours, theirs in zip(records, plain, strict=True):
+        np.testing.assert_allclose(
+            np.stack([r.vector for r in ours]), np.stack([r.vector for r in theirs]), atol=1e-6
+        )

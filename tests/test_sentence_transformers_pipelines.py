@@ -499,3 +499,66 @@ def test_hub_download_takes_every_module_folder():
         "README.md",
     ]
     assert list(filter_repo_objects(wanted + unwanted, allow_patterns=_HUB_PATTERNS)) == wanted
+
+
+# --- inspect_model: the same answers from the configuration alone -------------------------
+
+
+def _described(embedder: Embedder) -> tuple[Any, ...]:
+    return (
+        embedder.model_name,
+        embedder.dimension,
+        embedder.max_tokens,
+        embedder.tasks,
+        embedder.pooling,
+        embedder.has_adapters,
+        embedder.supports_late_chunking,
+    )
+
+
+def _inspected(model_dir: Path) -> tuple[Any, ...]:
+    from embedder_core import inspect_model
+
+    info = inspect_model(model_dir)
+    return (
+        info.model,
+        info.dimension,
+        info.max_tokens,
+        info.tasks,
+        info.pooling,
+        info.has_adapters,
+        info.supports_late_chunking,
+    )
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_inspect_model_agrees_with_the_loaded_model(st_models: dict[str, Path], case: str):
+    """Width after Dense modules, token limit, tasks (prompts included), pooling."""
+    loaded = Embedder.from_pretrained(st_models[case], device="cpu")
+    assert _inspected(st_models[case]) == _described(loaded)
+
+
+def test_inspect_model_agrees_on_minilm_and_jina_v3(
+    minilm_dir: Path, tiny_jina_dir: Path, tiny_jina_embedder: Embedder
+):
+    assert _inspected(minilm_dir) == _described(Embedder.from_pretrained(minilm_dir, device="cpu"))
+    assert _inspected(tiny_jina_dir) == _described(tiny_jina_embedder)
+
+
+@pytest.mark.parametrize("name", list(REFUSED))
+def test_inspect_model_refuses_what_loading_refuses(
+    st_models: dict[str, Path], tmp_path: Path, name: str
+):
+    from embedder_core import inspect_model
+
+    case, file, change, named = REFUSED[name]
+    model_dir = _copy(st_models[case], tmp_path / "model")
+    _rewrite_json(model_dir / file, change)
+    if name in LOAD_TIME_CHECKS:  # needs torch.nn to tell an activation class
+        assert inspect_model(model_dir).dimension == 16
+        return
+    with pytest.raises(UnsupportedModelError, match=re.escape(named)):
+        inspect_model(model_dir)
+
+
+LOAD_TIME_CHECKS = ("untrusted activation", "non-activation torch module")

@@ -29,8 +29,8 @@ class TestQdrantSink(SinkContractTests):
         client = QdrantClient(location=":memory:")
         sinks: list[VectorSink] = []
 
-        def make(collection: str = "docs") -> VectorSink:
-            sinks.append(QdrantSink(collection, client=client))
+        def make(collection: str = "docs", **options: Any) -> VectorSink:
+            sinks.append(QdrantSink(collection, client=client, **options))
             return sinks[-1]
 
         yield make
@@ -84,8 +84,8 @@ class TestMilvusSink(SinkContractTests):
         owner = MilvusSink("docs", location=tmp_path / "milvus.db")  # owns the Lite server
         sinks: list[VectorSink] = []
 
-        def make(collection: str = "docs") -> VectorSink:
-            sinks.append(MilvusSink(collection, client=owner.client))
+        def make(collection: str = "docs", **options: Any) -> VectorSink:
+            sinks.append(MilvusSink(collection, client=owner.client, **options))
             return sinks[-1]
 
         yield make
@@ -157,8 +157,8 @@ class TestPineconeSink(SinkContractTests):
         self.server = server
         sinks: list[VectorSink] = []
 
-        def make(collection: str = "docs") -> VectorSink:
-            sinks.append(PineconeSink(collection, location=server.url, api_key=API_KEY))
+        def make(collection: str = "docs", **options: Any) -> VectorSink:
+            sinks.append(PineconeSink(collection, location=server.url, api_key=API_KEY, **options))
             return sinks[-1]
 
         yield make

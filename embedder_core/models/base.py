@@ -36,6 +36,10 @@ class TokenEncoder(Protocol):
     @property
     def dtype(self) -> torch.dtype: ...
 
+    #: True when the model runs a batch without padding, so that a batch costs the sum of
+    #: its sequences' lengths; False when it pads them (cost: count x longest).
+    packed: bool
+
     def token_states(self, batch: PackedBatch) -> torch.Tensor:
         """(num_tokens, hidden_size) final hidden states, in the model's dtype."""
         ...

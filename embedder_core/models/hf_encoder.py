@@ -11,11 +11,16 @@ from typing import Any
 
 import torch
 
-from ..loading import read_json, safetensors_files
+from ..loading import safetensors_files
+from ..model_info import hf_max_tokens
 from .base import PackedBatch
+
+__all__ = ["HFEncoder", "hf_max_tokens"]
 
 
 class HFEncoder:
+    packed = False  # AutoModel pads every sequence of a batch to the longest
+
     def __init__(self, model: Any, pad_token_id: int) -> None:
         self.model = model
         self.pad_token_id = pad_token_id
@@ -67,19 +72,3 @@ class HFEncoder:
         out = self.model(input_ids=ids, attention_mask=mask.long())
         states: torch.Tensor = out.last_hidden_state[mask]  # row-major: back in packed order
         return states
-
-
-def hf_max_tokens(model_dir: Path, config: dict[str, Any], max_seq_length: int | None) -> int:
-    """Token limit, specials included: sentence-transformers' max_seq_length when set, else
-    the smaller of the position table and the tokenizer's model_max_length."""
-    if max_seq_length:
-        return int(max_seq_length)
-    limit = int(config.get("max_position_embeddings", 512))
-    if config.get("model_type") in ("roberta", "xlm-roberta", "camembert"):
-        limit -= 2  # positions start after the padding index
-    tokenizer_config = model_dir / "tokenizer_config.json"
-    if tokenizer_config.is_file():
-        declared = read_json(tokenizer_config).get("model_max_length")
-        if isinstance(declared, int) and declared < limit:
-            limit = declared
-    return limit

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..loading import iter_safetensors
+from ..model_info import is_jina_v3_config  # noqa: F401 - re-exported for the loader
 from .base import PackedBatch
 
 _LORA_SUFFIXES = (
@@ -27,10 +28,6 @@ _LORA_SUFFIXES = (
     ".parametrizations.weight.0.lora_A",
     ".parametrizations.weight.0.lora_B",
 )
-
-
-def is_jina_v3_config(config: dict[str, Any]) -> bool:
-    return "lora_adaptations" in config and config.get("position_embedding_type") == "rotary"
 
 
 @dataclass(frozen=True)
@@ -284,6 +281,8 @@ def _lora_linear(tensors: dict[str, torch.Tensor], module: str, scaling: float) 
 
 class JinaV3Model(nn.Module):
     """The encoder stack; ``token_states`` runs one packed batch."""
+
+    packed = True  # no padding: a batch costs the sum of its sequences' lengths
 
     def __init__(self, config: JinaV3Config, tensors: dict[str, torch.Tensor]) -> None:
         super().__init__()

@@ -1,0 +1,91 @@
+"""``inspect_model``: a model described from its JSON files, with no torch and no weights.
+
+That it agrees with the loaded model on every pipeline the core runs is tested beside those
+pipelines (``test_sentence_transformers_pipelines.py``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import embedder_core
+from embedder_core import ModelNotFoundError, inspect_model
+
+
+def test_importing_the_core_and_inspecting_a_model_imports_no_torch(minilm_dir: Path) -> None:
+    code = (
+        "import sys, embedder_core\n"
+        f"info = embedder_core.inspect_model({str(minilm_dir)!r})\n"
+        "heavy = ['torch', 'numpy', 'tokenizers', 'transformers', 'safetensors']\n"
+        "print(info.dimension, info.max_tokens, sorted(m for m in heavy if m in sys.modules))\n"
+        "embedder_core.Embedder  # the heavy names still import on first use\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.splitlines() == ["384 256 []", "True"]
+
+
+def test_lazy_names_are_the_modules_own(minilm_dir: Path) -> None:
+    from embedder_core.embedder import Embedder, get_embedder
+    from embedder_core.output import convert_embeddings
+
+    assert embedder_core.Embedder is Embedder
+    assert embedder_core.get_embedder is get_embedder
+    assert embedder_core.convert_embeddings is convert_embeddings
+    assert set(embedder_core.__all__) <= set(dir(embedder_core))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        embedder_core.nothing  # noqa: B018
+
+
+def test_a_hub_model_is_inspected_from_its_json_files_only(
+    minilm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only ``*.json`` is fetched for a Hub id (the weights come with the load)."""
+    import huggingface_hub
+
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(minilm_dir, snapshot, ignore=shutil.ignore_patterns("*.safetensors"))
+    calls: list[dict[str, Any]] = []
+
+    def fake_snapshot_download(**kwargs: Any) -> str:
+        calls.append(kwargs)
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    info = inspect_model("sentence-transformers/all-MiniLM-L6-v2@abc123")
+    assert (info.model, info.dimension, info.max_tokens) == (
+        "sentence-transformers/all-MiniLM-L6-v2@abc123",
+        384,
+        256,
+    )
+    assert [(c["repo_id"], c["revision"], c["allow_patterns"]) for c in calls] == [
+        ("sentence-transformers/all-MiniLM-L6-v2", "abc123", ["*.json"])
+    ]
+
+
+def test_a_dense_module_sets_the_width_and_a_missing_model_says_hf_download(
+    minilm_dir: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(minilm_dir, model)
+    modules = json.loads((model / "modules.json").read_text())
+    dense = {"idx": 9, "name": "9", "path": "9_Dense", "type": "sentence_transformers.models.Dense"}
+    (model / "9_Dense").mkdir()
+    (model / "9_Dense" / "config.json").write_text(
+        json.dumps({"in_features": 384, "out_features": 96, "bias": True})
+    )
+    (model / "modules.json").write_text(json.dumps([*modules, dense]))
+    assert inspect_model(model).dimension == 96
+
+    with pytest.raises(ModelNotFoundError) as missing:
+        inspect_model("no-such-org/no-such-model", local_files_only=True)
+    assert "`hf download no-such-org/no-such-model`" in str(missing.value)
+    assert "huggingface-cli" not in str(missing.value)
