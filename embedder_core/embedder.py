@@ -29,6 +29,7 @@ from .loading import default_model, read_config, resolve_model_dir
 from .models.base import PackedBatch, TokenEncoder
 from .models.hf_encoder import HFEncoder, hf_max_tokens, sentence_transformers_settings
 from .models.jina_v3 import JinaV3Config, JinaV3Model, is_jina_v3_config
+from .models.quantization import plan_quantization
 from .output import check_embedding_type, convert_embeddings, truncate_and_normalize
 from .tokenization import TextTokenizer, TokenOffsets
 
@@ -117,20 +118,28 @@ class Embedder:
         max_batch_tokens: int | None = None,
         local_files_only: bool = False,
         revision: str | None = None,
+        quantization: str | None = None,
     ) -> Embedder:
         """Load ``model``: a local directory or a Hub id (default: ``$JINA_CONNECTORS_MODEL``,
-        else ``jinaai/jina-embeddings-v3``). No code from the checkpoint is ever executed."""
+        else ``jinaai/jina-embeddings-v3``). No code from the checkpoint is ever executed.
+
+        ``quantization="int8"`` (CPU): Linear layers run with int8 weights and per-token
+        int8 activations; LoRA adapters, attention and norms stay float32. Where int8 would
+        not be faster (CUDA, CPUs without AVX2) it warns and runs unquantized."""
         name = str(model) if model is not None else default_model()
-        model_dir = resolve_model_dir(name, revision=revision, local_files_only=local_files_only)
         torch_device = _pick_device(device)
         torch_dtype = _pick_dtype(dtype, torch_device)
+        int8 = plan_quantization(quantization, torch_device, torch_dtype)
+        model_dir = resolve_model_dir(name, revision=revision, local_files_only=local_files_only)
         config = read_config(model_dir)
         if is_jina_v3_config(config):
             jina = JinaV3Config.from_dict(config)
             tokenizer = TextTokenizer.from_dir(
                 model_dir, bos_token_id=jina.bos_token_id, eos_token_id=jina.eos_token_id
             )
-            encoder: TokenEncoder = JinaV3Model.from_dir(model_dir, jina, torch_device, torch_dtype)
+            encoder = JinaV3Model.from_dir(model_dir, jina, torch_device, torch_dtype)
+            if int8 is not None:
+                encoder.quantize_int8(reduce_range=int8.reduce_range)
             tasks = {
                 name: _Task(i, jina.task_instructions.get(name) or "")
                 for i, name in enumerate(jina.lora_adaptations)
@@ -148,8 +157,11 @@ class Embedder:
         prompts: dict[str, str] = settings.get("prompts", {})
         tasks = {task: _Task(-1, _prompt_for(task, prompts)) for task in STANDARD_TASKS}
         tasks.update({task: _Task(-1, prompt) for task, prompt in prompts.items()})
+        hf_encoder = HFEncoder.from_dir(model_dir, torch_device, torch_dtype)
+        if int8 is not None:
+            hf_encoder.quantize_int8(reduce_range=int8.reduce_range)
         return cls(
-            HFEncoder.from_dir(model_dir, torch_device, torch_dtype),
+            hf_encoder,
             TextTokenizer.from_dir(model_dir),
             model_name=name,
             max_tokens=hf_max_tokens(model_dir, config, settings),
@@ -177,6 +189,11 @@ class Embedder:
     @property
     def dtype(self) -> torch.dtype:
         return self._model.dtype
+
+    @property
+    def quantization(self) -> str | None:
+        """The quantization in effect: "int8" (Linear layers in int8) or None."""
+        return "int8" if getattr(self._model, "quantized", False) else None
 
     @property
     def max_batch_tokens(self) -> int:
