@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from benchmarks import full_size, ingestion, late_chunking, long_inputs, minilm
+from benchmarks import full_size, ingestion, int8, late_chunking, long_inputs, minilm
 from benchmarks.context import Context
 from benchmarks.report import CaseResult
 
@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, Callable[[Context], CaseResult]] = {
     minilm.NAME: minilm.run,
     late_chunking.NAME: late_chunking.run,
     ingestion.NAME: ingestion.run,
+    int8.NAME: int8.run,
 }
 
 

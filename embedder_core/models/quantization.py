@@ -141,6 +141,7 @@ class Int8Weight:
         # Activation grid: symmetric in [-levels, levels], shifted by `zero_point` into uint8.
         self.levels = 63.0 if reduce_range else 127.0
         self.zero_point = 64 if reduce_range else 128
+        self.rounding_offset = torch.tensor(self.zero_point + 0.5)
 
     def dequantized(self) -> torch.Tensor:
         """The weight as the kernel sees it, in float32 (for checks)."""
@@ -164,8 +165,13 @@ def int8_linear(
         scale = torch.ones(rows.shape[0], 1)
         quantized = (rows + weight.zero_point).to(torch.uint8)
     else:
-        scale = rows.abs().amax(dim=1, keepdim=True).clamp_(min=1e-30).div_(weight.levels)
-        quantized = torch.round(rows / scale).add_(weight.zero_point).to(torch.uint8)
+        # Three passes over the input (these passes cost about a third of the int8 GEMM
+        # on a 4096-wide input): the row maxima, x / scale + zero_point + 0.5 in one fused
+        # op, and the conversion, whose truncation of these positive values rounds them.
+        peak = torch.linalg.vector_norm(rows, float("inf"), dim=1, keepdim=True)
+        scale = peak.clamp_(min=1e-30).div_(weight.levels)
+        shifted = torch.addcmul(weight.rounding_offset, rows, scale.reciprocal())
+        quantized = shifted.to(torch.uint8)
     out = torch.ops.onednn.qlinear_pointwise(
         quantized,
         1.0,
