@@ -469,16 +469,19 @@ class Embedder:
                     except torch.cuda.OutOfMemoryError:
                         if len(batch) == 1:
                             raise
-                        # Halve the budget for this and every later batch, and retry.
+                        # Halve the budget, and re-plan this batch and every queued one
+                        # under it (queued batches planned under the old budget would
+                        # run out of memory again and halve it once more).
                         self._batch_tokens = max(self._batch_tokens // 2, 1)
                         if self.device.type == "cuda":
                             torch.cuda.empty_cache()
-                        lengths = [len(j.ids) for j in batch]
-                        retry = plan_batches(lengths, self._batch_tokens)
                         jobs_index = {id(j): i for i, j in enumerate(jobs)}
-                        queue.extendleft(
-                            [jobs_index[id(batch[k])] for k in group] for group in reversed(retry)
+                        pending = [jobs_index[id(j)] for j in batch]
+                        pending += [i for group in queue for i in group]
+                        retry = plan_batches(
+                            [len(jobs[i].ids) for i in pending], self._batch_tokens
                         )
+                        queue = deque([pending[k] for k in group] for group in retry)
                         continue
                     bar.update(sum(len(j.ids) for j in batch))
             means = sums.cpu().numpy()

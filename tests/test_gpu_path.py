@@ -101,3 +101,68 @@ def test_meta_tensors_refuse_host_reads() -> None:
         torch.ones(3, device="meta").sum().item()
     with pytest.raises((RuntimeError, NotImplementedError)):
         torch.ones(3, device="meta").nonzero()
+
+
+def test_out_of_memory_halves_the_budget_once_for_every_queued_batch(
+    tiny_jina_dir: Path,
+) -> None:
+    # Four batches of the starting budget are queued; the first one that runs out of memory
+    # halves the budget, and the queued ones are re-planned under it instead of each
+    # running out of memory in turn.
+    embedder = Embedder.from_pretrained(tiny_jina_dir, max_batch_tokens=1024)
+    texts = ["alpha beta gamma delta " * 3] * 300
+    expected = embedder.encode(texts)
+    tokens = embedder.count_tokens(texts[:1])[0]
+    model = _jina_model(embedder)
+    original = model.token_states
+    seen: list[int] = []
+
+    def token_states(batch: PackedBatch) -> torch.Tensor:
+        seen.append(batch.num_tokens)
+        if batch.num_tokens > 600:  # fits 512 tokens, not 1024
+            raise torch.cuda.OutOfMemoryError("injected")
+        return original(batch)
+
+    model.token_states = token_states  # type: ignore[method-assign]
+    got = embedder.encode(texts)
+    assert embedder.max_batch_tokens == 512
+    assert sum(1 for n in seen if n > 600) == 1, seen
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert sum(seen) - max(seen) == tokens * len(texts)
+
+
+def test_gpu_check_runs_on_cpu(tmp_path: Path) -> None:
+    # The same script as on a GPU; only the device differs (and the OOM is injected).
+    import json
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    output = tmp_path / "gpu_check.json"
+    command = [sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--quick"]
+    command += ["--output", str(output), "--cache-dir", str(tmp_path / "cache")]
+    run = subprocess.run(
+        command, cwd=repo, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(output.read_text())
+    assert result["failed"] == []
+    names = [check["name"] for check in result["checks"]]
+    assert sum(name.startswith("parity") for name in names) == 16  # 2 models x 8 cases
+    assert any("late chunking" in name for name in names)
+    budget = next(c for c in result["checks"] if c["name"].endswith("budget halves"))
+    assert budget["value"] == "2048 -> 1024"
+    throughput = next(c for c in result["checks"] if c["name"].startswith("throughput"))
+    assert throughput["value"] > 0
+
+
+def test_gpu_check_fails_loudly_without_cuda(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "benchmarks.gpu_check", "--output", str(tmp_path / "x")]
+    run = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "no CUDA device" in run.stderr
