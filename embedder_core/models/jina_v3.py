@@ -4,10 +4,10 @@ rotary positions and per-task LoRA adapters), written from the published checkpo
 It runs packed batches: the sequences of a batch are concatenated without padding and
 every Linear runs once over all tokens. Attention keeps each sequence to its own tokens:
 
-- CUDA, fp16/bf16: one variable-length flash-attention call for the whole batch
-  (``torch.nn.attention.varlen``, built into PyTorch; ``flash_attn`` if installed and the
-  torch build lacks it);
-- CUDA, float32 (no flash kernel): one padded SDPA call with a key-padding mask;
+- CUDA, fp16/bf16, Ampere or newer: one variable-length flash-attention call for the
+  whole batch (``torch.nn.attention.varlen``, built into PyTorch; ``flash_attn`` if
+  installed and the torch build lacks it);
+- other CUDA setups (float32, older GPUs): one padded SDPA call with a key-padding mask;
 - CPU: SDPA per sequence, unmasked, so no padded n x n score matrix is built.
 
 Everything a batch needs on the device (positions, cu_seqlens, per-token tasks, padding
@@ -220,6 +220,11 @@ def _varlen_attention_kernel() -> Any:
     return flash_attn_varlen_func
 
 
+def _flash_capable(device: torch.device) -> bool:
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8
+
+
 #: How attention keeps each sequence to its own tokens (see the module doc).
 ATTENTION_MODES = ("varlen", "padded", "per_sequence")
 
@@ -413,7 +418,9 @@ class JinaV3Model(nn.Module):
             return self.attention
         if self.device.type != "cuda":
             return "per_sequence"
-        if _VARLEN_ATTENTION is not None and self.dtype in (torch.float16, torch.bfloat16):
+        half = self.dtype in (torch.float16, torch.bfloat16)
+        # Flash attention kernels need fp16/bf16 and an Ampere (sm80) or newer GPU.
+        if _VARLEN_ATTENTION is not None and half and _flash_capable(self.device):
             return "varlen"
         return "padded"
 
