@@ -52,16 +52,19 @@ def test_int8_linear_is_within_quantization_error_of_float(reduce_range: bool) -
     reference = torch.nn.functional.linear(x, weight, bias)
     out = int8_linear(x, Int8Weight(weight, reduce_range=reduce_range), bias)
     error = float((out - reference).norm() / reference.norm())
-    # 8-bit (7-bit with reduce_range) per-row activations, 8-bit per-channel weights.
+    # 8-bit per-row activations, 8-bit (7-bit with reduce_range) per-channel weights.
     assert error < (0.04 if reduce_range else 0.02), error
     assert error > 1e-5  # it really is quantized
 
 
-def test_int8_weight_round_trips_within_half_a_step() -> None:
+@pytest.mark.parametrize(("reduce_range", "levels"), [(False, 127), (True, 63)])
+def test_int8_weight_round_trips_within_half_a_step(reduce_range: bool, levels: int) -> None:
     weight = torch.randn(48, 32, generator=torch.Generator().manual_seed(2))
-    packed = Int8Weight(weight)
-    step = weight.abs().amax(dim=1, keepdim=True) / 127
-    assert torch.all((packed.dequantized() - weight).abs() <= step / 2 + 1e-6)
+    packed = Int8Weight(weight, reduce_range=reduce_range)
+    step = weight.abs().amax(dim=1, keepdim=True) / levels
+    error = (packed.dequantized() - weight).abs()
+    assert torch.all(error <= step / 2 + 1e-6)
+    assert error.max() > step.min() / 8  # on the grid of `levels` steps, not a finer one
 
 
 def test_int8_rows_do_not_depend_on_their_batch_neighbours() -> None:
@@ -312,3 +315,47 @@ def test_minilm_int8_pipeline_emits_no_deprecation_warnings(minilm_dir: Path) ->
         warnings.simplefilter("error")
         embedder = Embedder.from_pretrained(minilm_dir, quantization="int8")
         embedder.encode(["a short sentence"])
+
+
+_SATURATION_PROBE = """
+import torch
+from embedder_core.models.quantization import Int8Weight, int8_linear
+g = torch.Generator().manual_seed(0)
+w = torch.randn(256, 512, generator=g) / 16
+x = torch.randn(64, 512, generator=g)
+ref = torch.nn.functional.linear(x, w)
+for reduce_range in (False, True):
+    out = int8_linear(x, Int8Weight(w, reduce_range=reduce_range), None)
+    print(float((out - ref).norm() / ref.norm()))
+"""
+
+
+def _probe_errors(env: dict[str, str]) -> tuple[float, float]:
+    import os
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", _SATURATION_PROBE],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    full_range, reduced = (float(line) for line in run.stdout.split())
+    return full_range, reduced
+
+
+def test_reduce_range_avoids_saturation_without_vnni() -> None:
+    # oneDNN limited to AVX2 runs the u8 x s8 products the way a CPU without VNNI does
+    # (vpmaddubsw, saturating int16 pair sums): full-range int8 loses precision there,
+    # 7-bit weights do not.
+    from embedder_core.models.quantization import cpu_flags
+
+    if not {"avx512_vnni", "avx_vnni"} & cpu_flags():
+        pytest.skip("needs a VNNI CPU to compare against")
+    full_vnni, _ = _probe_errors({})
+    full_avx2, reduced_avx2 = _probe_errors({"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert full_avx2 > 1.8 * full_vnni, (full_avx2, full_vnni)  # saturation
+    assert reduced_avx2 < 0.02 and reduced_avx2 < full_avx2, (reduced_avx2, full_avx2)
