@@ -14,8 +14,12 @@ BENCHMARKS: dict[str, Callable[[Context], CaseResult]] = {
     minilm.NAME: minilm.run,
     late_chunking.NAME: late_chunking.run,
     ingestion.NAME: ingestion.run,
-    int8.NAME: int8.run,
+    int8.FULL_SIZE_NAME: int8.run_full_size,
+    int8.MINILM_NAME: int8.run_minilm,
 }
+
+# Names that select several cases (`--only int8`).
+GROUPS: dict[str, tuple[str, ...]] = {"int8": (int8.FULL_SIZE_NAME, int8.MINILM_NAME)}
 
 
 def run_case(name: str, ctx: Context) -> tuple[CaseResult, list[float]]:
