@@ -293,6 +293,7 @@ def _attention(
     """Attention of each sequence over its own tokens; inputs are (tokens, heads, head_dim)."""
     if layout.mode == "varlen":  # one flash kernel for the whole packed batch
         cu = layout.cu_seqlens
+        q, k, v = (t.contiguous() for t in (q, k, v))  # views into qkv; flash wants dense
         out: torch.Tensor = _VARLEN_ATTENTION(q, k, v, cu, cu, layout.max_len, layout.max_len)
         return out
     # SDPA gets 4-D (batch, heads, L, head_dim) inputs: on CPU only 4-D dispatches to the
