@@ -136,10 +136,11 @@ class Embedder:
         ``quantization="int8"`` (CPU): Linear layers run with int8 weights and per-token
         int8 activations; LoRA adapters, attention and norms stay float32. Where int8 would
         not be faster (CUDA, CPUs without AVX2) it warns and runs unquantized."""
-        ref = resolve_model_ref(model, revision)
+        # Options first: a bad one fails before the model is looked for.
         torch_device = _pick_device(device)
         torch_dtype = _pick_dtype(dtype, torch_device)
         int8 = plan_quantization(quantization, torch_device, torch_dtype)
+        ref = resolve_model_ref(model, revision)
         _warn_if_slow_dtype(torch_device, torch_dtype)
         model_dir = model_dir_of(ref, local_files_only=local_files_only)
         root_config = model_dir / "config.json"
