@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.cases import BENCHMARKS, run_case
+from benchmarks.cases import BENCHMARKS, GROUPS, run_case
 from benchmarks.context import FULL, QUICK, Context
 from benchmarks.measure import CEILING_SHAPE
 from benchmarks.report import CaseResult, Figure, machine_info, render_table, write_results
@@ -35,9 +35,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         action="append",
-        choices=sorted(BENCHMARKS),
+        choices=sorted([*BENCHMARKS, *GROUPS]),
         metavar="NAME",
-        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
+        help=f"run only this benchmark (repeatable): {', '.join([*BENCHMARKS, *GROUPS])}",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON path")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
@@ -72,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     dtype = torch.float32
     if device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    selected = args.only or list(BENCHMARKS)
+    selected = list(
+        dict.fromkeys(case for name in args.only or BENCHMARKS for case in GROUPS.get(name, [name]))
+    )
     sizes = QUICK if args.quick else FULL
 
     ctx = Context(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from benchmarks import (
     full_size,
     ingestion,
+    int8,
     late_chunking,
     long_inputs,
     minilm,
@@ -26,7 +27,12 @@ BENCHMARKS: dict[str, Callable[[Context], CaseResult]] = {
     ray_scaling.NAME: ray_scaling.run,
     scheduler.NAME: scheduler.run,
     server.NAME: server.run,
+    int8.FULL_SIZE_NAME: int8.run_full_size,
+    int8.MINILM_NAME: int8.run_minilm,
 }
+
+# Names that select several cases (`--only int8`).
+GROUPS: dict[str, tuple[str, ...]] = {"int8": (int8.FULL_SIZE_NAME, int8.MINILM_NAME)}
 
 
 def run_case(name: str, ctx: Context) -> tuple[CaseResult, list[float]]:

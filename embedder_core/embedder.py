@@ -39,6 +39,7 @@ from .model_info import STANDARD_TASKS  # the five jina-embeddings-v3 task names
 from .models.base import TokenEncoder
 from .models.hf_encoder import HFEncoder, hf_max_tokens
 from .models.jina_v3 import JinaV3Config, JinaV3Model, is_jina_v3_config
+from .models.quantization import plan_quantization
 from .models.st_pipeline import POOLING_MODES, PoolingMode, read_pipeline
 from .output import (
     ArrayEmbeddingType,
@@ -133,14 +134,21 @@ class Embedder:
         max_batch_tokens: int | None = None,
         local_files_only: bool = False,
         revision: str | None = None,
+        quantization: str | None = None,
     ) -> Embedder:
         """Load ``model``: a local directory or a Hub id (default: ``$JINA_CONNECTORS_MODEL``,
         else ``jinaai/jina-embeddings-v3``; the hosted name ``jina-embeddings-v3`` is that Hub
         id). ``model_name`` becomes :func:`canonical_model_id`'s answer. No code from the
-        checkpoint is ever executed."""
-        ref = resolve_model_ref(model, revision)
+        checkpoint is ever executed.
+
+        ``quantization="int8"`` (CPU): Linear layers run with int8 weights and per-token
+        int8 activations; LoRA adapters, attention and norms stay float32. Where int8 would
+        not be faster (CUDA, CPUs without AVX2) it warns and runs unquantized."""
+        # Options first: a bad one fails before the model is looked for.
         torch_device = _pick_device(device)
         torch_dtype = _pick_dtype(dtype, torch_device)
+        int8 = plan_quantization(quantization, torch_device, torch_dtype)
+        ref = resolve_model_ref(model, revision)
         _warn_if_slow_dtype(torch_device, torch_dtype)
         model_dir = model_dir_of(ref, local_files_only=local_files_only)
         root_config = model_dir / "config.json"
@@ -149,7 +157,9 @@ class Embedder:
             tokenizer = TextTokenizer.from_dir(
                 model_dir, bos_token_id=jina.bos_token_id, eos_token_id=jina.eos_token_id
             )
-            encoder: TokenEncoder = JinaV3Model.from_dir(model_dir, jina, torch_device, torch_dtype)
+            encoder = JinaV3Model.from_dir(model_dir, jina, torch_device, torch_dtype)
+            if int8 is not None:
+                encoder.quantize_int8(reduce_range=int8.reduce_range)
             tasks = {
                 name: TaskSpec(i, jina.task_instructions.get(name) or "")
                 for i, name in enumerate(jina.lora_adaptations)
@@ -170,8 +180,11 @@ class Embedder:
         tasks = {task: TaskSpec(-1, _prompt_for(task, prompts)) for task in STANDARD_TASKS}
         tasks.update({task: TaskSpec(-1, prompt) for task, prompt in prompts.items()})
         default = pipeline.default_prompt_name
+        hf_encoder = HFEncoder.from_dir(transformer_dir, torch_device, torch_dtype)
+        if int8 is not None:
+            hf_encoder.quantize_int8(reduce_range=int8.reduce_range)
         return cls(
-            HFEncoder.from_dir(transformer_dir, torch_device, torch_dtype),
+            hf_encoder,
             TextTokenizer.from_dir(transformer_dir, lowercase=pipeline.do_lower_case),
             model_name=ref.canonical_id,
             max_tokens=hf_max_tokens(transformer_dir, config, pipeline.max_seq_length),
@@ -189,6 +202,11 @@ class Embedder:
     def dimension(self) -> int:
         """Full width of the embeddings (after the model's Dense modules, if any)."""
         return self._dimension
+
+    @property
+    def quantization(self) -> str | None:
+        """The quantization in effect: "int8" (Linear layers in int8) or None."""
+        return "int8" if getattr(self._model, "quantized", False) else None
 
     @property
     def pooling(self) -> PoolingMode:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+import torch
 
 if TYPE_CHECKING:
     from embedder_core import Embedder
@@ -31,7 +32,17 @@ ALL_BENCHMARKS = (
     "ingestion",
     "scheduler",
     "server",
+    "int8_full_size",
+    "int8_minilm",
 )
+
+
+def _int8_usable() -> bool:
+    import torch
+
+    from embedder_core.models.quantization import int8_support
+
+    return int8_support(torch.device("cpu")).usable
 
 
 @pytest.fixture(autouse=True)
@@ -52,6 +63,8 @@ def speeches(request: pytest.FixtureRequest) -> Path | None:
 
 def test_quick_run_reports_every_benchmark(tmp_path: Path, speeches: Path | None) -> None:
     selected = ALL_BENCHMARKS if speeches is not None else ("full_size", "long_inputs", "scheduler")
+    if not _int8_usable():
+        selected = tuple(name for name in selected if not name.startswith("int8"))
     output = tmp_path / "results.json"
     command = [sys.executable, "-m", "benchmarks", "--quick", "--output", str(output)]
     command += ["--cache-dir", str(tmp_path / "cache")]
@@ -70,7 +83,12 @@ def test_quick_run_reports_every_benchmark(tmp_path: Path, speeches: Path | None
     assert results["meta"]["ceiling_flops"] > 1e9  # any CPU does more than 1 GFLOP/s
     assert set(results["details"]) == set(selected)
     figures = results["figures"]
-    assert {figure["benchmark"] for figure in figures} == {"hardware", *selected}
+    # The int8 cases report their rows under full_size_int8, minilm_int8 and int8_gemm.
+    int8_rows = (
+        {"full_size_int8", "minilm_int8", "int8_gemm"} if "int8_minilm" in selected else set()
+    )
+    expected = {"hardware", *int8_rows, *(name for name in selected if not name.startswith("int8"))}
+    assert {figure["benchmark"] for figure in figures} == expected
     for figure in figures:
         assert math.isfinite(figure["ours"]) and figure["ours"] > 0, figure
         if figure["baseline"] is not None:
@@ -86,6 +104,10 @@ def test_quick_run_reports_every_benchmark(tmp_path: Path, speeches: Path | None
     assert cosines["scheduler"]["met"] is True, cosines["scheduler"]
     if "server" in selected:  # served rows equal in-process encode
         assert cosines["server"]["met"] is True, cosines["server"]
+    # int8 quality, and transformers' JinaEmbeddingsV3Model equal to ours on the same weights.
+    for figure in figures:
+        if figure["benchmark"] in int8_rows and "cosine" in figure["metric"] and figure["target"]:
+            assert figure["met"] is True, figure
     full_size = results["details"]["full_size"]
     assert full_size["tokens"] == sum(full_size["lengths"])
     assert full_size["baseline_padded_tokens"] >= full_size["tokens"]
@@ -249,3 +271,35 @@ def test_quick_ray_benchmark_reports_its_figures(tmp_path: Path, speeches: Path 
         "16",
         "64",
     }
+
+
+@pytest.mark.parametrize("task", [None, "retrieval.query", "text-matching"])
+def test_transformers_jina_model_equals_ours_on_converted_weights(
+    tiny_jina_dir: Path, tiny_jina_embedder: Embedder, task: str | None
+) -> None:
+    # An independent implementation of the architecture (transformers' native
+    # JinaEmbeddingsV3Model, the task's LoRA merged by our conversion) must agree with ours.
+    pytest.importorskip("transformers.models.jina_embeddings_v3")
+    from benchmarks.hf_jina import HFJinaPeer
+    from benchmarks.measure import min_row_cosine
+
+    texts = _mixed_texts()
+    ours = tiny_jina_embedder.encode(texts, task=task)
+    peer = HFJinaPeer(tiny_jina_dir, task)
+    for batch_size in (1, 32):
+        assert min_row_cosine(peer.encode(texts, batch_size=batch_size), ours) >= 0.9999
+
+
+def test_converted_weights_merge_the_task_lora(tiny_jina_dir: Path) -> None:
+    # Guards the check above: merging must change the weights, per task.
+    from benchmarks.hf_jina import converted_state_dict
+
+    base = converted_state_dict(tiny_jina_dir, None)
+    query = converted_state_dict(tiny_jina_dir, "retrieval.query")
+    passage = converted_state_dict(tiny_jina_dir, "retrieval.passage")
+    name = "layers.0.self_attn.q_proj.weight"
+    assert not torch.allclose(base[name], query[name])
+    assert not torch.allclose(query[name], passage[name])
+    assert torch.equal(
+        base["layers.0.post_mlp_layernorm.bias"], query["layers.0.post_mlp_layernorm.bias"]
+    )

@@ -14,6 +14,7 @@ import torch
 from ..loading import safetensors_files
 from ..model_info import hf_max_tokens
 from .base import PackedBatch
+from .quantization import Int8Linear, quantize_linear_layers
 
 __all__ = ["HFEncoder", "hf_max_tokens"]
 
@@ -51,6 +52,16 @@ class HFEncoder:
         model.to(device).eval()
         pad = model.config.pad_token_id
         return cls(model, int(pad) if pad is not None else 0)
+
+    def quantize_int8(self, *, reduce_range: bool = False) -> None:
+        """Run every ``nn.Linear`` of the model with int8 weights and per-token activations."""
+        if self.device.type != "cpu" or self.dtype != torch.float32:
+            raise ValueError("int8 quantization needs the float32 model on CPU")
+        quantize_linear_layers(self.model, reduce_range=reduce_range)
+
+    @property
+    def quantized(self) -> bool:
+        return any(isinstance(module, Int8Linear) for module in self.model.modules())
 
     @property
     def device(self) -> torch.device:

@@ -1,15 +1,29 @@
 """Native torch implementation of the jina-embeddings-v3 architecture (XLM-RoBERTa with
 rotary positions and per-task LoRA adapters), written from the published checkpoint facts.
 
-It runs packed batches: the sequences of a batch are concatenated without padding, every
-Linear runs once over all tokens, and attention runs per sequence with no mask, so no
-padded n x n score matrix is built. The LoRA adapters are a low-rank side path
-``y = x W^T + b + s * (x A_t^T) B_t^T`` evaluated for the whole batch at once; the weights
-are never merged, so a batch may mix tasks at the cost of a rank-(tasks x r) extra GEMM.
+It runs packed batches: the sequences of a batch are concatenated without padding and
+every Linear runs once over all tokens. Attention keeps each sequence to its own tokens:
+
+- CUDA, fp16/bf16, Ampere or newer: one variable-length flash-attention call for the
+  whole batch (``torch.nn.attention.varlen``, built into PyTorch; ``flash_attn`` if
+  installed and the torch build lacks it);
+- other CUDA setups (float32, older GPUs): one padded SDPA call with a key-padding mask;
+- CPU: SDPA per sequence, unmasked, so no padded n x n score matrix is built.
+
+Everything a batch needs on the device (positions, cu_seqlens, per-token tasks, padding
+indices) is built on the host once per batch and copied in one transfer; nothing inside the
+layer loop reads a device value back to the host.
+
+The LoRA adapters are a low-rank side path ``y = x W^T + b + s * (x A_t^T) B_t^T``
+evaluated for the whole batch at once; the weights are never merged, so a batch may mix
+tasks at the cost of a rank-(tasks x r) extra GEMM. With ``quantize_int8`` the base
+``x W^T`` runs in int8 (``quantization``) while the LoRA path stays in float.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +36,7 @@ from torch import nn
 from ..loading import iter_safetensors
 from ..model_info import is_jina_v3_config  # noqa: F401 - re-exported for the loader
 from .base import PackedBatch
+from .quantization import Int8Weight, int8_linear
 
 _LORA_SUFFIXES = (
     ".parametrizations.weight.original",
@@ -121,9 +136,18 @@ class LoRALinear(nn.Module):
             "lora_b",
             (lora_b * scaling).permute(1, 0, 2).reshape(out_features, tasks * rank).contiguous(),
         )
+        self.weight_int8: Int8Weight | None = None
+
+    def quantize_int8(self, *, reduce_range: bool = False) -> None:
+        """Replace the base weight by its int8 form; the LoRA factors stay in float."""
+        self.weight_int8 = Int8Weight(self.weight, reduce_range=reduce_range)
+        self.weight = None  # frees the float copy: int8 keeps a quarter of the memory
 
     def forward(self, x: torch.Tensor, adapter: AdapterSelection) -> torch.Tensor:
-        y = F.linear(x, self.weight, self.bias)
+        if self.weight_int8 is not None:
+            y = int8_linear(x, self.weight_int8, self.bias)
+        else:
+            y = F.linear(x, self.weight, self.bias)
         if adapter.task is not None:
             cols = slice(adapter.task * self.rank, (adapter.task + 1) * self.rank)
             return y.addmm_(F.linear(x, self.lora_a[cols]), self.lora_b[:, cols].t())
@@ -165,22 +189,58 @@ class RotaryTable(nn.Module):
         self.register_buffer("cos", angles.cos())
         self.register_buffer("sin", angles.sin())
 
-    def rotate(self, qk: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Rotate q and k, shaped (tokens, 2, heads, head_dim), in float32."""
-        cos = self.cos[positions][:, None, None, :]
-        sin = self.sin[positions][:, None, None, :]
-        x = qk.float()
-        half = x.shape[-1] // 2
-        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-        return (x * cos + rotated * sin).to(qk.dtype)
+    def angles(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin at ``positions``, shaped (tokens, 1, 1, head_dim): once per batch."""
+        return self.cos[positions][:, None, None, :], self.sin[positions][:, None, None, :]
 
 
-def _varlen_flash_attention() -> Any:
+def _rotate(qk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate q and k, shaped (tokens, 2, heads, head_dim), in float32."""
+    x = qk.float()
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return (x * cos + rotated * sin).to(qk.dtype)
+
+
+def _varlen_attention_kernel() -> Any:
+    """PyTorch's variable-length flash attention; ``flash_attn``'s where torch lacks it."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        pass
+    else:
+        return functools.partial(varlen_attn, num_splits=1)  # batch-invariant results
     try:
         from flash_attn import flash_attn_varlen_func  # type: ignore[import-not-found]
     except Exception:
         return None
     return flash_attn_varlen_func
+
+
+def _flash_capable(device: torch.device) -> bool:
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8
+
+
+#: How attention keeps each sequence to its own tokens (see the module doc).
+ATTENTION_MODES = ("varlen", "padded", "per_sequence")
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """Per-batch index tensors, on the model's device, built once before the layers.
+
+    ``seq_lens`` and ``max_len`` are host values: attention reads them without a sync.
+    """
+
+    mode: str
+    seq_lens: list[int]
+    max_len: int
+    cos: torch.Tensor
+    sin: torch.Tensor
+    cu_seqlens: torch.Tensor | None = None  # varlen: (sequences + 1,) int32
+    pad_index: torch.Tensor | None = None  # padded: each token's row in (B * max_len)
+    key_mask: torch.Tensor | None = None  # padded: (B, 1, 1, max_len) bool
 
 
 class EncoderLayer(nn.Module):
@@ -202,18 +262,12 @@ class EncoderLayer(nn.Module):
         )
 
     def forward(
-        self,
-        x: torch.Tensor,
-        rotary: RotaryTable,
-        positions: torch.Tensor,
-        seq_lens: list[int],
-        adapter: AdapterSelection,
-        cu_seqlens: torch.Tensor | None,
+        self, x: torch.Tensor, layout: BatchLayout, adapter: AdapterSelection
     ) -> torch.Tensor:
         tokens, width = x.shape
         qkv = self.wqkv(x, adapter).view(tokens, 3, self.heads, self.head_dim)
-        qk = rotary.rotate(qkv[:, :2], positions)
-        attn = _attention(qk[:, 0], qk[:, 1], qkv[:, 2], seq_lens, cu_seqlens)
+        qk = _rotate(qkv[:, :2], layout.cos, layout.sin)
+        attn = _attention(qk[:, 0], qk[:, 1], qkv[:, 2], layout)
         x = F.layer_norm(
             x + self.out_proj(attn.reshape(tokens, width), adapter),
             (width,),
@@ -227,32 +281,47 @@ class EncoderLayer(nn.Module):
         )
 
 
-_FLASH_VARLEN = _varlen_flash_attention()
+_VARLEN_ATTENTION = _varlen_attention_kernel()
 
 
 def _attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    seq_lens: list[int],
-    cu_seqlens: torch.Tensor | None,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: BatchLayout
 ) -> torch.Tensor:
     """Attention of each sequence over its own tokens; inputs are (tokens, heads, head_dim)."""
-    if cu_seqlens is not None:  # varlen flash attention on CUDA: one kernel for the batch
-        longest = max(seq_lens)
-        out: torch.Tensor = _FLASH_VARLEN(q, k, v, cu_seqlens, cu_seqlens, longest, longest)
+    if layout.mode == "varlen":  # one flash kernel for the whole packed batch
+        cu = layout.cu_seqlens
+        q, k, v = (t.contiguous() for t in (q, k, v))  # views into qkv; flash wants dense
+        out: torch.Tensor = _VARLEN_ATTENTION(q, k, v, cu, cu, layout.max_len, layout.max_len)
         return out
-    # SDPA gets 4-D (1, heads, L, head_dim) inputs: on CPU only 4-D dispatches to the fused
-    # flash kernel; 3-D falls back to the math path, which builds the (heads, L, L) scores.
-    if len(seq_lens) == 1:
+    # SDPA gets 4-D (batch, heads, L, head_dim) inputs: on CPU only 4-D dispatches to the
+    # fused flash kernel; 3-D falls back to the math path, which builds the (heads, L, L) scores.
+    if len(layout.seq_lens) == 1:
         return _sdpa_one(q, k, v)
+    if layout.mode == "padded":
+        return _padded_sdpa(q, k, v, layout)
     out = torch.empty_like(q)
     start = 0
-    for length in seq_lens:
+    for length in layout.seq_lens:
         end = start + length
         out[start:end] = _sdpa_one(q[start:end], k[start:end], v[start:end])
         start = end
     return out
+
+
+def _padded_sdpa(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: BatchLayout
+) -> torch.Tensor:
+    """One SDPA call over the batch padded to its longest sequence, padding keys masked."""
+    assert layout.pad_index is not None and layout.key_mask is not None
+    batch, heads, head_dim = len(layout.seq_lens), q.shape[1], q.shape[2]
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        padded = t.new_zeros(batch * layout.max_len, heads, head_dim)
+        padded[layout.pad_index] = t
+        return padded.view(batch, layout.max_len, heads, head_dim).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(pad(q), pad(k), pad(v), attn_mask=layout.key_mask)
+    return out.transpose(1, 2).reshape(batch * layout.max_len, heads, head_dim)[layout.pad_index]
 
 
 def _sdpa_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -280,7 +349,13 @@ def _lora_linear(tensors: dict[str, torch.Tensor], module: str, scaling: float) 
 
 
 class JinaV3Model(nn.Module):
-    """The encoder stack; ``token_states`` runs one packed batch."""
+    """The encoder stack; ``token_states`` runs one packed batch.
+
+    ``attention``: "auto" (varlen on CUDA in fp16/bf16 where a kernel exists, padded on
+    other CUDA setups, per_sequence on CPU) or one of ``ATTENTION_MODES`` to force it.
+    """
+
+    attention: str = "auto"
 
     packed = True  # no padding: a batch costs the sum of its sequences' lengths
 
@@ -324,18 +399,73 @@ class JinaV3Model(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.emb_ln_weight.dtype
 
-    def _adapter(self, batch: PackedBatch) -> AdapterSelection:
-        first = batch.task_ids[0]
-        if all(t == first for t in batch.task_ids):
-            return AdapterSelection(task=None if first < 0 else first)
-        token_tasks = torch.repeat_interleave(
-            torch.tensor(batch.task_ids), torch.tensor(batch.seq_lens)
-        ).to(self.device, non_blocking=True)
+    def quantize_int8(self, *, reduce_range: bool = False) -> None:
+        """Run every encoder Linear with int8 weights (CPU); LoRA and embeddings stay float."""
+        if self.device.type != "cpu" or self.dtype != torch.float32:
+            raise ValueError("int8 quantization needs the float32 model on CPU")
+        for layer in self.layers:
+            for linear in (layer.wqkv, layer.out_proj, layer.fc1, layer.fc2):
+                linear.quantize_int8(reduce_range=reduce_range)
+
+    @property
+    def quantized(self) -> bool:
+        return bool(self.layers) and self.layers[0].wqkv.weight_int8 is not None
+
+    def attention_mode(self) -> str:
+        if self.attention != "auto":
+            if self.attention not in ATTENTION_MODES:
+                raise ValueError(f"attention must be 'auto' or one of {ATTENTION_MODES}")
+            return self.attention
+        if self.device.type != "cuda":
+            return "per_sequence"
+        half = self.dtype in (torch.float16, torch.bfloat16)
+        # Flash attention kernels need fp16/bf16 and an Ampere (sm80) or newer GPU.
+        if _VARLEN_ATTENTION is not None and half and _flash_capable(self.device):
+            return "varlen"
+        return "padded"
+
+    def _layout(self, batch: PackedBatch) -> tuple[BatchLayout, AdapterSelection]:
+        """Every per-batch index tensor, built on the host and copied in one transfer."""
+        mode = self.attention_mode()
+        lens = batch.seq_lens
+        count, total, longest = len(lens), sum(lens), max(lens)
+        mixed = any(t != batch.task_ids[0] for t in batch.task_ids)
+        host_lens = torch.tensor(lens, dtype=torch.int64)
+        starts = torch.cumsum(host_lens, 0) - host_lens
+        seq_of_token = torch.repeat_interleave(torch.arange(count), host_lens)
+        positions = torch.arange(total) - starts[seq_of_token]
+        parts = [positions]
+        if mode == "varlen":
+            parts.append(torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(host_lens, 0)]))
+        elif mode == "padded":
+            parts += [seq_of_token * longest + positions, host_lens]
+        if mixed:
+            parts.append(torch.tensor(batch.task_ids)[seq_of_token])
+        host = torch.cat(parts).to(torch.int32)
+        if self.device.type == "cuda":
+            host = host.pin_memory()
+        device_parts = iter(host.to(self.device, non_blocking=True).split([len(p) for p in parts]))
+        positions_d = next(device_parts)
+        cos, sin = self.rotary.angles(positions_d)
+        layout = BatchLayout(mode, lens, longest, cos, sin)
+        if mode == "varlen":
+            layout = dataclasses.replace(layout, cu_seqlens=next(device_parts))
+        elif mode == "padded":
+            pad_index = next(device_parts)
+            lens_d = next(device_parts)
+            key_mask = torch.arange(longest, device=self.device)[None, :] < lens_d[:, None]
+            layout = dataclasses.replace(
+                layout, pad_index=pad_index, key_mask=key_mask[:, None, None, :]
+            )
+        if not mixed:
+            first = batch.task_ids[0]
+            return layout, AdapterSelection(task=None if first < 0 else first)
+        token_tasks = next(device_parts)
         mask = (token_tasks[:, None] == self.rank_column_task[None, :]).to(self.dtype)
-        return AdapterSelection(token_tasks=token_tasks, mask=mask)
+        return layout, AdapterSelection(token_tasks=token_tasks, mask=mask)
 
     def token_states(self, batch: PackedBatch) -> torch.Tensor:
-        adapter = self._adapter(batch)
+        layout, adapter = self._layout(batch)
         ids = batch.input_ids
         x = self.word_embeddings(ids, adapter)
         if adapter.token_tasks is not None:
@@ -345,15 +475,8 @@ class JinaV3Model(nn.Module):
         x = F.layer_norm(
             x, (self.hidden_size,), self.emb_ln_weight, self.emb_ln_bias, self.config.layer_norm_eps
         )
-        positions = torch.cat([torch.arange(n) for n in batch.seq_lens]).to(
-            self.device, non_blocking=True
-        )
-        cu_seqlens = None
-        if _FLASH_VARLEN is not None and ids.is_cuda and self.dtype != torch.float32:
-            lens = torch.tensor([0, *batch.seq_lens]).cumsum(0, dtype=torch.int32)
-            cu_seqlens = lens.to(self.device, non_blocking=True)
         for layer in self.layers:
-            x = layer(x, self.rotary, positions, batch.seq_lens, adapter, cu_seqlens)
+            x = layer(x, layout, adapter)
         return x
 
 
