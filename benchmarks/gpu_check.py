@@ -194,6 +194,12 @@ def check_parity(sizes: Sizes, device: torch.device, cache_dir: Path) -> list[Ch
             )
         if device.type == "cuda" and on_device.dtype != torch.float32:
             checks.append(Check(f"attention {label}", mode, "varlen", mode == "varlen"))
+        # A row must not depend on its neighbours: each text alone against the whole batch,
+        # on the device and in its dtype (reported; GEMM shapes change with the batch).
+        batched = cases[f"task={TASK}"](on_device)
+        alone = np.concatenate([on_device.encode([text], task=TASK) for text in texts])
+        invariance = float(_cosines(alone, batched).min())
+        checks.append(Check(f"batch invariance {label}: alone vs batched", invariance))
         on_device = None
         _free(device)
     return checks
@@ -378,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     ):
         print(f"[gpu_check] {name} ...", file=sys.stderr, flush=True)
         try:
-            checks += run(sizes, device, args.cache_dir)
+            found = run(sizes, device, args.cache_dir)
+            checks += found
+            print(_render(found), file=sys.stderr, flush=True)  # kept should a later one hang
         except Exception as error:  # a crash is a failed check, reported with the others
             import traceback
 
