@@ -6,7 +6,9 @@ checks, when any check fails. Checks:
 
 - parity: the device (bf16 on CUDA) against float32 on CPU, on a tiny checkpoint and a
   6-layer full-width one: every task, no task, a mixed-task batch, and late chunking of
-  one 8192-token document; minimum cosine >= 0.999;
+  one 8192-token document; minimum cosine >= 0.999; on CUDA also float32 on the device
+  (one task, mixed tasks, late chunking; >= 0.9999); and each text alone against the
+  batch on the device (reported);
 - attention: on CUDA in bf16 the packed batch runs through variable-length flash attention
   (``varlen``), not the per-sequence loop;
 - out of memory: with the device memory capped (``torch.cuda.set_per_process_memory_fraction``)
@@ -194,8 +196,48 @@ def check_parity(sizes: Sizes, device: torch.device, cache_dir: Path) -> list[Ch
             )
         if device.type == "cuda" and on_device.dtype != torch.float32:
             checks.append(Check(f"attention {label}", mode, "varlen", mode == "varlen"))
+        if device.type == "cuda":
+            # float32 on the device (padded attention): the CUDA code itself, without bf16.
+            checks += _float32_parity(model_dir, device, label, cases, expected)
+        # A row must not depend on its neighbours: each text alone against the whole batch,
+        # on the device and in its dtype (reported; GEMM shapes change with the batch).
+        batched = cases[f"task={TASK}"](on_device)
+        alone = np.concatenate([on_device.encode([text], task=TASK) for text in texts])
+        invariance = float(_cosines(alone, batched).min())
+        checks.append(Check(f"batch invariance {label}: alone vs batched", invariance))
         on_device = None
         _free(device)
+    return checks
+
+
+FLOAT32_MIN_COSINE = 0.9999
+FLOAT32_CASES = ("task=retrieval.query", "mixed-task batch")
+
+
+def _float32_parity(
+    model_dir: Path,
+    device: torch.device,
+    label: str,
+    cases: dict[str, Callable[[Any], np.ndarray]],
+    expected: dict[str, np.ndarray],
+) -> list[Check]:
+    from embedder_core import Embedder
+
+    embedder = Embedder.from_pretrained(str(model_dir), device=device, dtype="float32")
+    mode = embedder._model.attention_mode()
+    names = [*FLOAT32_CASES, *(name for name in cases if name.startswith("late chunking"))]
+    checks = []
+    for name in names:
+        cosine = float(_cosines(cases[name](embedder), expected[name]).min())
+        checks.append(
+            Check(
+                f"parity {label} float32: {name}",
+                cosine,
+                f">= {FLOAT32_MIN_COSINE}",
+                cosine >= FLOAT32_MIN_COSINE,
+                {"attention": mode},
+            )
+        )
     return checks
 
 
@@ -219,11 +261,13 @@ def _memory_cap(
     """
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, cap_bytes / total), device)
+        # torch wants the device's index: a bare "cuda" is refused.
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cap_bytes / total), index)
         try:
             yield
         finally:
-            torch.cuda.set_per_process_memory_fraction(1.0, device)
+            torch.cuda.set_per_process_memory_fraction(1.0, index)
         return
     model = embedder._model
     original = model.token_states
@@ -378,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     ):
         print(f"[gpu_check] {name} ...", file=sys.stderr, flush=True)
         try:
-            checks += run(sizes, device, args.cache_dir)
+            found = run(sizes, device, args.cache_dir)
+            checks += found
+            print(_render(found), file=sys.stderr, flush=True)  # kept should a later one hang
         except Exception as error:  # a crash is a failed check, reported with the others
             import traceback
 

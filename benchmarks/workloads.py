@@ -41,7 +41,11 @@ def random_jina_checkpoint(cache_dir: Path, config: dict[str, Any], *, seed: int
     """
     from embedder_core.testing import write_tiny_jina_checkpoint
 
-    key = json.dumps({"config": config, "seed": seed, "dtype": "float32"}, sort_keys=True)
+    # "lora": the adapters' spread scales with width (embedder_core.testing) since then.
+    key = json.dumps(
+        {"config": config, "seed": seed, "dtype": "float32", "lora": "width-scaled"},
+        sort_keys=True,
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     directory = cache_dir / f"jina-v3-random-{config.get('hidden_size', 'tiny')}-{digest}"
     if (directory / "model.safetensors").is_file():

@@ -28,6 +28,7 @@ No batching delay: an idle worker wakes on each submit and runs what is there at
 from __future__ import annotations
 
 import atexit
+import gc
 import heapq
 import itertools
 import logging
@@ -479,16 +480,20 @@ class EmbeddingScheduler:
         lengths = [len(request.jobs[job].ids) for request, job in batch]
         tokens = sum(lengths)
         start = time.perf_counter()
+        out_of_memory = False
         try:
             pooled = self._forward(batch)
         except torch.cuda.OutOfMemoryError as error:
             if len(batch) == 1:
                 self._fail(batch, error, tokens)
-            else:
-                self._retry_smaller(batch, lengths)
-            return
+                return
+            out_of_memory = True
         except Exception as error:
             self._fail(batch, error, tokens)
+            return
+        if out_of_memory:
+            # Out of the except block: its traceback no longer holds the failed batch's tensors.
+            self._retry_smaller(batch, lengths)
             return
         try:  # accumulators change from here on: no retry
             _accumulate(*pooled)
@@ -625,6 +630,7 @@ class EmbeddingScheduler:
 
     def _retry_smaller(self, batch: list[_Item], lengths: list[int]) -> None:
         """Out of memory: halve the budget for this and every later batch, and retry."""
+        gc.collect()  # frames of the failed forward caught in reference cycles hold its tensors
         if self._model.device.type == "cuda":
             torch.cuda.empty_cache()
         with self._lock:

@@ -198,6 +198,15 @@ _Fill = Callable[[tuple[int, ...], torch.Generator], torch.Tensor]
 _Spec = tuple[str, tuple[int, ...], _Fill]
 
 _LORA_STD = 0.35  # with scaling alpha/rank = 0.25, each task visibly moves the embeddings
+# Past the tiny model's widths, A's spread shrinks as 1/sqrt(in_features): the adapter then
+# moves a layer's output by the same fraction at any width. Unscaled, a 1024-wide adapter
+# outweighs its base weight twice over, and six such layers amplify bf16 rounding until
+# float32 and bf16 disagree (cosine 0.44), which says nothing about the code.
+_LORA_UNSCALED_WIDTH = TINY_DEFAULTS["intermediate_size"]
+
+
+def _lora_a_std(in_features: int) -> float:
+    return _LORA_STD * min(1.0, (_LORA_UNSCALED_WIDTH / in_features) ** 0.5)
 
 
 def _normal(std: float, mean: float = 0.0) -> _Fill:
@@ -214,7 +223,7 @@ def _linear_specs(
     prefix = f"{module}.parametrizations.weight"
     return [
         (f"{prefix}.original", (out_features, in_features), _normal(in_features**-0.5)),
-        (f"{prefix}.0.lora_A", (tasks, rank, in_features), _normal(_LORA_STD)),
+        (f"{prefix}.0.lora_A", (tasks, rank, in_features), _normal(_lora_a_std(in_features))),
         (f"{prefix}.0.lora_B", (tasks, out_features, rank), _normal(_LORA_STD)),
         (f"{module}.bias", (out_features,), _normal(0.02)),
     ]

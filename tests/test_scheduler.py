@@ -776,3 +776,28 @@ def test_show_progress_counts_tokens(tiny_jina_embedder: Embedder, capsys: pytes
     total = sum(tiny_jina_embedder.count_tokens(texts))
     assert sum(updates) == total == pending.tokens
     assert f"{total}/{total}" in capsys.readouterr().err
+
+
+def test_out_of_memory_retry_runs_after_the_failed_forward_is_freed():
+    """The retry must not run while the failed batch's tensors live on: a CUDA retry would
+    then run out of memory again. Tracebacks caught in reference cycles keep frames, and
+    their tensors, alive until the cycle collector runs."""
+    model = TableModel(packed=True)
+    failed_tensor: list[weakref.ref[torch.Tensor]] = []
+    alive_at_retry: list[bool] = []
+
+    def hook(index: int, batch: PackedBatch) -> None:
+        if len(batch.seq_lens) > 1 and not failed_tensor:
+            activations = torch.ones(1024)
+            failed_tensor.append(weakref.ref(activations))
+            cycle = sys._getframe()  # noqa: F841 - the frame refers to itself, as real ones do
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        if failed_tensor:
+            alive_at_retry.append(failed_tensor[0]() is not None)
+
+    model.hook = hook
+    scheduler = EmbeddingScheduler(model, max_batch_tokens=2000)
+    jobs = sequences_job(3, [20, 30, 40])
+    got = scheduler.submit(jobs, len(jobs)).result(timeout=30)
+    np.testing.assert_allclose(got, oracle(model, jobs, len(jobs)), atol=1e-6)
+    assert alive_at_retry and not any(alive_at_retry)

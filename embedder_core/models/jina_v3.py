@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,7 +210,11 @@ def _varlen_attention_kernel() -> Any:
     except ImportError:
         pass
     else:
-        return functools.partial(varlen_attn, num_splits=1)  # batch-invariant results
+        # One split of the keys keeps results batch-invariant where torch offers the option
+        # (2.11's varlen_attn has none).
+        if "num_splits" in inspect.signature(varlen_attn).parameters:
+            return functools.partial(varlen_attn, num_splits=1)
+        return varlen_attn
     try:
         from flash_attn import flash_attn_varlen_func  # type: ignore[import-not-found]
     except Exception:
