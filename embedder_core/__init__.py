@@ -35,8 +35,14 @@ from .model_info import STANDARD_TASKS, ModelInfo, inspect_model
 
 if TYPE_CHECKING:
     from .chunking import Chunker, Span
-    from .embedder import DocumentChunk, Embedder, TaskSpec, get_embedder
-    from .output import EMBEDDING_TYPES, ArrayEmbeddingType, EmbeddingType, convert_embeddings
+    from .embedder import Embedder, TaskSpec, get_embedder
+    from .output import (
+        EMBEDDING_TYPES,
+        ArrayEmbeddingType,
+        DocumentChunk,
+        EmbeddingType,
+        convert_embeddings,
+    )
     from .protocol import EmbedderProtocol
     from .scheduler import BatchStats, EmbeddingScheduler, PendingEmbeddings, Reduction
 
@@ -44,7 +50,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Chunker": ".chunking",
     "Span": ".chunking",
-    "DocumentChunk": ".embedder",
+    "DocumentChunk": ".output",
     "Embedder": ".embedder",
     "TaskSpec": ".embedder",
     "get_embedder": ".embedder",

@@ -14,9 +14,8 @@ if TYPE_CHECKING:  # annotations only: importing the protocol imports no numpy o
     import numpy as np
 
     from .chunking import Chunker, Span
-    from .embedder import DocumentChunk
     from .late_chunking import LateChunkingOptions
-    from .output import ArrayEmbeddingType
+    from .output import ArrayEmbeddingType, DocumentChunk
 
 __all__ = ["EmbedderProtocol"]
 

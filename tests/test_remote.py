@@ -522,3 +522,17 @@ def test_cli_model_flag_takes_a_server(
         assert main(["search", "sea wall damage", "-k", "2", "--model", model, *where]) == 0
         outputs.append(capsys.readouterr().out.splitlines()[-4:])
     assert outputs[0] == outputs[1]  # the same hits, scores and snippets
+
+
+def test_the_client_imports_no_torch() -> None:
+    """A process that only talks to a server never pays torch's import (about 2 s)."""
+    code = (
+        "import sys\n"
+        "from jina_connectors.remote import RemoteEmbedder\n"
+        "from embedder_core import DocumentChunk, convert_embeddings\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "False"

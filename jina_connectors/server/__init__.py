@@ -77,6 +77,7 @@ def run_server(
     dtype: str | None = None,
     max_batch_tokens: int | None = None,
     max_queued_tokens: int | None = None,
+    quantization: str | None = None,
     served_model_name: str | None = None,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     max_inputs: int = DEFAULT_MAX_INPUTS,
@@ -110,7 +111,11 @@ def run_server(
 
     def load() -> Embedder:
         return Embedder.from_pretrained(
-            model_id, device=device, dtype=dtype, max_batch_tokens=max_batch_tokens
+            model_id,
+            device=device,
+            dtype=dtype,
+            max_batch_tokens=max_batch_tokens,
+            quantization=quantization,
         )
 
     server: uvicorn.Server | None = None
