@@ -13,6 +13,7 @@ from benchmarks import (
     minilm,
     ray_scaling,
     scheduler,
+    server,
 )
 from benchmarks.context import Context
 from benchmarks.report import CaseResult
@@ -25,6 +26,7 @@ BENCHMARKS: dict[str, Callable[[Context], CaseResult]] = {
     ingestion.NAME: ingestion.run,
     ray_scaling.NAME: ray_scaling.run,
     scheduler.NAME: scheduler.run,
+    server.NAME: server.run,
     int8.FULL_SIZE_NAME: int8.run_full_size,
     int8.MINILM_NAME: int8.run_minilm,
 }

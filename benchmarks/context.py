@@ -46,6 +46,9 @@ class Sizes:
     scheduler_request_size: int
     scheduler_probes: int
     repeats: int  # timed runs of the cheap benchmarks (best is kept)
+    # Server: paragraphs posted in requests of a few texts; single-query latency samples.
+    server_paragraphs: int
+    server_probes: int
 
 
 FULL = Sizes(
@@ -67,6 +70,8 @@ FULL = Sizes(
     scheduler_request_size=8,
     scheduler_probes=50,
     repeats=2,
+    server_paragraphs=512,
+    server_probes=100,
 )
 
 QUICK = Sizes(
@@ -89,6 +94,8 @@ QUICK = Sizes(
     scheduler_request_size=2,
     scheduler_probes=5,
     repeats=1,
+    server_paragraphs=16,
+    server_probes=5,
 )
 
 # One LoRA adapter. Synthetic inputs use one without an instruction, so every token of an

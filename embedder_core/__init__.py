@@ -23,25 +23,34 @@ from .errors import (
 )
 from .late_chunking import LateChunkingOptions
 from .loading import (
+    BACKENDS_GROUP,
     DEFAULT_MODEL,
     HOSTED_MODEL_NAMES,
     MODEL_ENV_VAR,
     canonical_model_id,
     default_model,
+    model_url,
 )
 from .model_info import STANDARD_TASKS, ModelInfo, inspect_model
 
 if TYPE_CHECKING:
     from .chunking import Chunker, Span
-    from .embedder import DocumentChunk, Embedder, TaskSpec, get_embedder
-    from .output import EMBEDDING_TYPES, ArrayEmbeddingType, EmbeddingType, convert_embeddings
+    from .embedder import Embedder, TaskSpec, get_embedder
+    from .output import (
+        EMBEDDING_TYPES,
+        ArrayEmbeddingType,
+        DocumentChunk,
+        EmbeddingType,
+        convert_embeddings,
+    )
+    from .protocol import EmbedderProtocol
     from .scheduler import BatchStats, EmbeddingScheduler, PendingEmbeddings, Reduction
 
 # Names whose modules import torch, numpy or tokenizers: imported on first access.
 _LAZY = {
     "Chunker": ".chunking",
     "Span": ".chunking",
-    "DocumentChunk": ".embedder",
+    "DocumentChunk": ".output",
     "Embedder": ".embedder",
     "TaskSpec": ".embedder",
     "get_embedder": ".embedder",
@@ -49,6 +58,7 @@ _LAZY = {
     "ArrayEmbeddingType": ".output",
     "EmbeddingType": ".output",
     "convert_embeddings": ".output",
+    "EmbedderProtocol": ".protocol",
     "BatchStats": ".scheduler",
     "EmbeddingScheduler": ".scheduler",
     "PendingEmbeddings": ".scheduler",
@@ -56,6 +66,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "BACKENDS_GROUP",
     "DEFAULT_MODEL",
     "EMBEDDING_TYPES",
     "HOSTED_MODEL_NAMES",
@@ -66,6 +77,7 @@ __all__ = [
     "Chunker",
     "DocumentChunk",
     "Embedder",
+    "EmbedderProtocol",
     "EmbeddingScheduler",
     "EmbeddingType",
     "LateChunkingOptions",
@@ -86,6 +98,7 @@ __all__ = [
     "default_model",
     "get_embedder",
     "inspect_model",
+    "model_url",
 ]
 
 

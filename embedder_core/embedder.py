@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 import numpy as np
 import torch
@@ -26,7 +26,15 @@ from . import cpu_features
 from .chunking import Chunker, Span, check_spans, chunk_spans
 from .errors import SlowDtypeWarning, TokenLimitError, UnsupportedModelError
 from .late_chunking import LateChunkingOptions, Reduction, SequenceJob, document_jobs
-from .loading import canonical_model_id, model_dir_of, read_config, read_json, resolve_model_ref
+from .loading import (
+    canonical_model_id,
+    model_dir_of,
+    model_url,
+    read_config,
+    read_json,
+    resolve_model_ref,
+    url_backend,
+)
 from .model_info import STANDARD_TASKS  # the five jina-embeddings-v3 task names
 from .models.base import TokenEncoder
 from .models.hf_encoder import HFEncoder, hf_max_tokens
@@ -35,6 +43,7 @@ from .models.quantization import plan_quantization
 from .models.st_pipeline import POOLING_MODES, PoolingMode, read_pipeline
 from .output import (
     ArrayEmbeddingType,
+    DocumentChunk,
     check_embedding_type,
     convert_embeddings,
     truncate_and_normalize,
@@ -52,16 +61,6 @@ _PROMPT_ALIASES = {"retrieval.query": ("query",), "retrieval.passage": ("passage
 # ceiling (it is measured at 2048 rows). Measured: +12% on the full-size jina-v3 mixed
 # workload, +44% on MiniLM, against 16384.
 _DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 65536}
-
-
-@dataclass(frozen=True)
-class DocumentChunk:
-    """A chunk of a document: ``text == document[start:end]``, and its embedding."""
-
-    text: str
-    start: int
-    end: int
-    embedding: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -865,6 +864,8 @@ _CACHE: list[tuple[str, dict[str, Any], Embedder]] = []
 _CACHE_LOCK = threading.Lock()
 # Options that only say how to fetch the files; they are not part of an instance's identity.
 _FETCH_OPTIONS = ("local_files_only", "revision")
+# Backends of server URLs: (normalized URL, the options given, as sorted items) -> instance.
+_URL_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
 
 
 def _normalize_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -900,7 +901,15 @@ def get_embedder(model: str | os.PathLike[str] | None = None, **options: Any) ->
     the defaults only when none is. Options that are given must match, after
     normalization (``"cpu"`` is ``torch.device("cpu")``, ``"bf16"`` is
     ``torch.bfloat16``, no budget is the device's default budget). Thread-safe.
+
+    A server URL (``http://host:port``; also as ``$JINA_CONNECTORS_MODEL``) returns the
+    backend an installed package registers for its scheme in the ``embedder_core.backends``
+    entry point group (jina-connectors[remote]: ``RemoteEmbedder``), called with the options
+    that are not None; it implements ``EmbedderProtocol``. One instance per URL and options.
     """
+    url = model_url(model)
+    if url is not None:
+        return _url_embedder(url, options)
     accepted = set(inspect.signature(Embedder.from_pretrained).parameters) - {"cls", "model"}
     unknown = sorted(set(options) - accepted)
     if unknown:
@@ -919,3 +928,16 @@ def get_embedder(model: str | os.PathLike[str] | None = None, **options: Any) ->
         embedder = Embedder.from_pretrained(model_id, **fetch, **given)
         _CACHE.append((model_id, _normalize_options(given), embedder))
         return embedder
+
+
+def _url_embedder(url: str, options: Mapping[str, Any]) -> Embedder:
+    given = {k: v for k, v in options.items() if v is not None}
+    key = (url, tuple(sorted((k, str(v)) for k, v in given.items())))
+    backend = url_backend(url)  # before the lock: it imports the backend's package
+    with _CACHE_LOCK:
+        embedder = _URL_CACHE.get(key)
+        if embedder is None:
+            embedder = _URL_CACHE[key] = backend(url, **given)
+    # Adapters are typed on Embedder; a URL backend implements the surface they use
+    # (embedder_core.EmbedderProtocol).
+    return cast(Embedder, embedder)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .errors import ModelNotFoundError, UnsafeCheckpointError
 
@@ -33,6 +35,12 @@ if TYPE_CHECKING:  # torch is imported by the functions that read weights, not b
     import torch
 
 
+#: Entry point group of backends for URL model references: the entry point's name is the URL
+#: scheme (``http``, ``https``) and its object is called as ``backend(url, **options)``.
+#: jina-connectors declares ``jina_connectors.remote:RemoteEmbedder`` for both schemes.
+BACKENDS_GROUP = "embedder_core.backends"
+
+
 def default_model() -> str:
     """The model used when none is given: ``$JINA_CONNECTORS_MODEL``, else jina-embeddings-v3."""
     return os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL
@@ -44,6 +52,38 @@ def _how_to_get(model: str, revision: str | None = None) -> str:
         f"Download it with `hf download {command}` while online, then run with "
         "local_files_only=True / HF_HUB_OFFLINE=1; or pass a local directory as model=... or "
         f"set {MODEL_ENV_VAR}=/path/to/model."
+    )
+
+
+def model_url(model: str | os.PathLike[str] | None) -> str | None:
+    """``model`` (None: the default model) as a normalized URL if it is one, else None.
+
+    A URL is ``scheme://host[:port][/path]``; a local path or Hub id never contains
+    ``://``. Normalized: scheme and host lower-cased, no trailing slash, no query or fragment.
+    """
+    name = os.fspath(model) if model is not None else default_model()
+    if not isinstance(name, str) or "://" not in name:
+        return None
+    parts = urlsplit(name.strip())
+    if not parts.scheme or not parts.netloc:
+        raise ValueError(f"model {name!r} looks like a URL but has no scheme or host")
+    if parts.query or parts.fragment:
+        raise ValueError(f"model URL {name!r} must not have a query or fragment")
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
+
+def url_backend(url: str) -> Callable[..., Any]:
+    """The backend registered for ``url``'s scheme in the ``embedder_core.backends`` entry
+    point group; raises ``ModelNotFoundError`` when no installed package provides one."""
+    scheme = urlsplit(url).scheme
+    for entry in entry_points(group=BACKENDS_GROUP):
+        if entry.name == scheme:
+            backend: Callable[..., Any] = entry.load()
+            return backend
+    raise ModelNotFoundError(
+        f"model {url!r} is a URL, but no installed package serves {scheme}:// models "
+        f"(entry point group {BACKENDS_GROUP!r}). Install jina-connectors[remote] to use an "
+        "embedding server, or pass a local directory or Hub id"
     )
 
 
@@ -80,6 +120,11 @@ def resolve_model_ref(
     name = os.fspath(model) if model is not None else default_model()
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"model must be a non-empty path or Hub id, got {model!r}")
+    if model_url(name) is not None:
+        raise ModelNotFoundError(
+            f"model {name!r} is a server URL, not a checkpoint: load it with "
+            "embedder_core.get_embedder(url), which returns the URL scheme's backend"
+        )
     path = Path(name).expanduser()
     if path.is_dir():
         if revision is not None:
@@ -127,6 +172,11 @@ def canonical_model_id(
     Raises ``ModelNotFoundError`` for a path that is not a directory or a name that cannot
     be a Hub id, ``ValueError`` for conflicting or empty revisions.
     """
+    url = model_url(model)
+    if url is not None:
+        if revision is not None:
+            raise ValueError(f"revision={revision!r} applies to Hub ids; {url!r} is a server URL")
+        return url
     return resolve_model_ref(model, revision).canonical_id
 
 

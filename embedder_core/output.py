@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from typing import Literal, overload
 
 import numpy as np
@@ -72,3 +73,13 @@ def convert_embeddings(vectors: np.ndarray, embedding_type: str) -> np.ndarray |
     if embedding_type == "int8":
         return np.clip(np.rint(unit * 127.0), -127, 127).astype(np.int8)
     return np.clip(np.rint((unit + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class DocumentChunk:
+    """A chunk of a document: ``text == document[start:end]``, and its embedding."""
+
+    text: str
+    start: int
+    end: int
+    embedding: np.ndarray

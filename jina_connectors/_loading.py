@@ -12,7 +12,11 @@ if TYPE_CHECKING:
 
 
 def load_embedder(
-    model: str | None, *, device: str | None = None, dtype: str | None = None
+    model: str | None,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    quantization: str | None = None,
 ) -> Embedder:
     """The shared ``Embedder`` for ``model``; None: ``$JINA_CONNECTORS_MODEL``, else the default.
 
@@ -21,7 +25,7 @@ def load_embedder(
     """
     from embedder_core import get_embedder
 
-    return get_embedder(model, device=device, dtype=dtype)
+    return get_embedder(model, device=device, dtype=dtype, quantization=quantization)
 
 
 def check_options(embedder: Embedder, *, tasks: tuple[str, ...], dimensions: int | None) -> None:

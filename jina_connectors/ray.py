@@ -334,6 +334,18 @@ class _Options:
     resources: ActorResources
     batch_size: int
 
+    def job(self, **fields: Any) -> _EmbedJob:
+        """The actors' job: this model's settings, and its quantization when the caller
+        passed an ``Embedder`` loaded with one (``quantization="int8"``)."""
+        return _EmbedJob(
+            self.settings,
+            self.columns,
+            self.resources.device,
+            self.resources.threads,
+            quantization=getattr(self.embedder, "quantization", None),
+            **fields,
+        )
+
 
 def _resolve(
     *,
@@ -606,6 +618,7 @@ class _EmbedJob:
     columns: _Columns
     device: str
     threads: int | None
+    quantization: str | None = None
     #: Opens the sink in the actor (the workers path): change detection and record checks.
     opener: Callable[[], VectorSink] | None = None
     #: Emit status rows (the ingestion stream) besides chunks.
@@ -630,7 +643,9 @@ class _DocumentEmbedder:
             torch.set_num_threads(job.threads)
         settings = job.settings
         self._job = job
-        self._embedder = get_embedder(settings.model, device=job.device)
+        self._embedder = get_embedder(
+            settings.model, device=job.device, quantization=job.quantization
+        )
         if self._embedder.model_name != settings.model:  # pragma: no cover - defensive
             raise RuntimeError(
                 f"this worker loaded {self._embedder.model_name!r} for {settings.model!r}"
@@ -768,11 +783,7 @@ def embed_dataset(
         batch_size=batch_size,
         on_error=on_error,
     )
-    job = _EmbedJob(
-        options.settings,
-        options.columns,
-        options.resources.device,
-        options.resources.threads,
+    job = options.job(
         on_error=on_error,
     )
     return _embedded(ds, options, job)
@@ -1019,11 +1030,7 @@ def _ingest_from_workers(
     on_error: str,
     show_progress: bool,
 ) -> RayIngestReport:
-    job = _EmbedJob(
-        options.settings,
-        options.columns,
-        options.resources.device,
-        options.resources.threads,
+    job = options.job(
         opener=opener,
         with_status=True,
         on_error=on_error,
@@ -1186,11 +1193,7 @@ def _ingest_from_driver(
         todo = _documents_to_embed(ds, sink, options, report, bad)
         if not todo:
             return report
-        job = _EmbedJob(
-            options.settings,
-            options.columns,
-            options.resources.device,
-            options.resources.threads,
+        job = options.job(
             with_status=True,
             on_error=on_error,
         )

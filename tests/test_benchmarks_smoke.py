@@ -31,6 +31,7 @@ ALL_BENCHMARKS = (
     "late_chunking",
     "ingestion",
     "scheduler",
+    "server",
     "int8_full_size",
     "int8_minilm",
 )
@@ -101,6 +102,8 @@ def test_quick_run_reports_every_benchmark(tmp_path: Path, speeches: Path | None
     if "minilm" in selected:
         assert cosines["minilm"]["met"] is True, cosines["minilm"]
     assert cosines["scheduler"]["met"] is True, cosines["scheduler"]
+    if "server" in selected:  # served rows equal in-process encode
+        assert cosines["server"]["met"] is True, cosines["server"]
     # int8 quality, and transformers' JinaEmbeddingsV3Model equal to ours on the same weights.
     for figure in figures:
         if figure["benchmark"] in int8_rows and "cosine" in figure["metric"] and figure["target"]:

@@ -141,6 +141,12 @@ def test_bad_records_are_listed_and_the_rest_is_ingested(
         (["ingest", ".", "--dimensions", "0"], 2, "error: Invalid value for '--dimensions'"),
         (["delete", "--doc-id", "a", "--all"], 2, "error: Invalid value for '--all' / '--doc"),
         (["ingest", ".", "--db", "milvus", "--binary-quantization"], 2, "error: Invalid value"),
+        (
+            ["ingest", ".", "--model", "http://127.0.0.1:9", "--quantization", "int8"],
+            2,
+            "error: Invalid value for '--quantization'",
+        ),
+        (["ingest", ".", "--quantization", "int4"], 2, "error: Invalid value for '--quantization"),
     ],
 )
 def test_errors_are_one_line(
@@ -178,3 +184,33 @@ def test_a_missing_model_is_one_line_in_a_real_process(tmp_path: Path) -> None:
     assert result.stderr.startswith(f"error: model {str(tmp_path / 'none')!r} is not a directory")
     assert "--model DIR or $JINA_CONNECTORS_MODEL=DIR" in result.stderr
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_quantization_flag_loads_the_int8_model_for_ingest_and_search(
+    workdir: Path, minilm_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import warnings
+
+    import embedder_core.embedder
+
+    (workdir / "a.txt").write_text(
+        "Tomatoes grow best in full sun. Rust has no garbage collector.", encoding="utf-8"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # QuantizationWarning where int8 is not faster
+        code, out, err = run(
+            capsys, "ingest", "a.txt", "-c", "q8", "--quantization", "int8", "--no-progress"
+        )
+        assert code == 0, err
+        code, out, err = run(capsys, "search", "tomatoes", "-c", "q8", "--quantization", "int8")
+    assert code == 0, err
+    assert "a.txt" in out
+    loaded = [
+        (options.get("quantization"), embedder.quantization)
+        for model, options, embedder in embedder_core.embedder._CACHE
+        if model == str(minilm_dir)
+    ]
+    from embedder_core.models.quantization import int8_support
+
+    usable = int8_support(embedder_core.embedder.torch.device("cpu")).usable
+    assert ("int8", "int8" if usable else None) in loaded

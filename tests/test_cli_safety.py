@@ -58,7 +58,7 @@ def stored_doc_ids(collection: str = "documents", location: Path | None = None) 
 def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if the command loads a model."""
 
-    def refuse(model: Any) -> Any:
+    def refuse(*args: Any) -> Any:
         raise AssertionError("the model was loaded")
 
     monkeypatch.setattr("jina_connectors.cli.load_model", refuse)
@@ -233,7 +233,7 @@ def test_ctrl_c_before_anything_is_written_says_so_and_leaves_nothing(
 ) -> None:
     (workdir / "a.md").write_text("Alpha.", encoding="utf-8")
 
-    def interrupted(model: Any) -> Any:
+    def interrupted(model: Any, quantization: Any = None) -> Any:
         raise KeyboardInterrupt
 
     monkeypatch.setattr("jina_connectors.cli.load_model", interrupted)
