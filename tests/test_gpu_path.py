@@ -167,3 +167,22 @@ def test_gpu_check_fails_loudly_without_cuda(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "benchmarks.gpu_check", "--output", str(tmp_path / "x")]
     run = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=120)
     assert run.returncode != 0 and "no CUDA device" in run.stderr
+
+
+def test_gpu_peer_runs_on_cpu_and_both_models_agree(tmp_path: Path) -> None:
+    """The transformers-peer comparison the GPU runs: same weights, so the rows agree."""
+    import json
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    output = tmp_path / "gpu_peer.json"
+    command = [sys.executable, "-m", "benchmarks.gpu_peer", "--device", "cpu", "--quick"]
+    command += ["--repeats", "1", "--output", str(output), "--cache-dir", str(tmp_path / "c")]
+    run = subprocess.run(
+        command, cwd=repo, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(output.read_text())
+    assert result["min_cosine_ours_to_peer"] >= 0.99999
+    assert set(result["peer"]) == {"32", "128"} and result["ours"]["tokens_per_s"] > 0
