@@ -164,7 +164,7 @@ class Embedder:
                 has_adapters=True,
                 max_batch_tokens=max_batch_tokens,
             )
-        pipeline = read_pipeline(model_dir)
+        pipeline, post_pooling = read_pipeline(model_dir)
         transformer_dir = pipeline.transformer_dir
         config = read_config(transformer_dir)
         prompts = pipeline.prompts
@@ -183,7 +183,7 @@ class Embedder:
             has_adapters=False,
             pooling=pipeline.pooling,
             include_prompt=pipeline.include_prompt,
-            post_pooling=pipeline.post_pooling,
+            post_pooling=post_pooling,
             default_task=TaskSpec(-1, prompts[default]) if default else TaskSpec(),
             max_batch_tokens=max_batch_tokens,
         )

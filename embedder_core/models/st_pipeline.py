@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,27 +28,13 @@ import torch
 from ..errors import UnsafeCheckpointError, UnsupportedModelError
 from ..model_info import (
     POOLING_MODES,
+    PipelineConfig,
     PoolingMode,
     read_optional,
     read_pipeline_config,
 )
 
-__all__ = ["POOLING_MODES", "PoolingMode", "SentenceTransformerPipeline", "read_pipeline"]
-
-
-@dataclass(frozen=True)
-class SentenceTransformerPipeline:
-    """What a sentence-transformers export asks for, checked and ready to run."""
-
-    transformer_dir: Path
-    pooling: PoolingMode = "mean"
-    include_prompt: bool = True
-    max_seq_length: int | None = None
-    do_lower_case: bool = False
-    #: Dense and Normalize modules, in order, in float32 on the CPU.
-    post_pooling: tuple[torch.nn.Module, ...] = ()
-    prompts: dict[str, str] = field(default_factory=dict)
-    default_prompt_name: str | None = None
+__all__ = ["POOLING_MODES", "PoolingMode", "read_pipeline"]
 
 
 class Dense(torch.nn.Module):
@@ -77,25 +62,16 @@ class Normalize(torch.nn.Module):
         return torch.nn.functional.normalize(x, p=2, dim=-1)
 
 
-def read_pipeline(model_dir: Path) -> SentenceTransformerPipeline:
+def read_pipeline(model_dir: Path) -> tuple[PipelineConfig, tuple[torch.nn.Module, ...]]:
     """Read and check ``model_dir``'s sentence-transformers pipeline (see the module doc):
-    its JSON files through :func:`embedder_core.model_info.read_pipeline_config`, then its
-    Dense and Normalize modules built with their weights."""
+    its JSON files through :func:`embedder_core.model_info.read_pipeline_config`, and its
+    Dense and Normalize modules, built with their weights (float32, on the CPU)."""
     config = read_pipeline_config(model_dir)
-    post: list[torch.nn.Module] = [
+    modules = tuple(
         _dense(m.folder, m.entry) if m.kind == "Dense" else _normalize(m.folder, m.entry)
         for m in config.post_pooling
-    ]
-    return SentenceTransformerPipeline(
-        config.transformer_dir,
-        pooling=config.pooling,
-        include_prompt=config.include_prompt,
-        max_seq_length=config.max_seq_length,
-        do_lower_case=config.do_lower_case,
-        post_pooling=tuple(post),
-        prompts=config.prompts,
-        default_prompt_name=config.default_prompt_name,
     )
+    return config, modules
 
 
 def _dense(folder: Path, module: dict[str, Any]) -> Dense:
