@@ -46,6 +46,7 @@ from .output import (
     DocumentChunk,
     check_embedding_type,
     convert_embeddings,
+    document_chunks,
     truncate_and_normalize,
 )
 from .scheduler import EmbeddingScheduler, PendingEmbeddings
@@ -529,13 +530,7 @@ class Embedder:
         ]
 
         def chunks(vectors: list[np.ndarray]) -> list[list[DocumentChunk]]:
-            return [
-                [
-                    DocumentChunk(text[start:end], start, end, row)
-                    for (start, end), row in zip(doc_spans, rows)
-                ]
-                for text, doc_spans, rows in zip(items, spans, vectors)
-            ]
+            return document_chunks(items, spans, vectors)
 
         return self._late_chunk(
             encoded, spans, resolved, width, normalized, options, show_progress, on_progress, chunks

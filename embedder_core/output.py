@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, overload
 
@@ -83,3 +84,15 @@ class DocumentChunk:
     start: int
     end: int
     embedding: np.ndarray
+
+
+def document_chunks(
+    texts: Sequence[str],
+    spans: Sequence[Sequence[tuple[int, int]]],
+    vectors: Sequence[np.ndarray],
+) -> list[list[DocumentChunk]]:
+    """Each document's chunks: its spans with their text and their rows of ``vectors``."""
+    return [
+        [DocumentChunk(text[start:end], start, end, row) for (start, end), row in zip(doc, rows)]
+        for text, doc, rows in zip(texts, spans, vectors)
+    ]

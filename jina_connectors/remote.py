@@ -51,6 +51,7 @@ from embedder_core import (
     convert_embeddings,
 )
 from embedder_core.chunking import Chunker, Span, check_spans
+from embedder_core.output import document_chunks
 
 __all__ = [
     "API_KEY_ENV_VAR",
@@ -592,13 +593,7 @@ class RemoteEmbedder:
             normalized=normalized,
             late_chunking_options=late_chunking_options,
         )
-        return [
-            [
-                DocumentChunk(text[start:end], start, end, row)
-                for (start, end), row in zip(doc_spans, rows)
-            ]
-            for text, doc_spans, rows in zip(items, spans, vectors)
-        ]
+        return document_chunks(items, spans, vectors)
 
     def embed_document(
         self,
