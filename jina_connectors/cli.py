@@ -244,12 +244,11 @@ def load_model(model: str | None, quantization: Quantization | None = None) -> E
     from embedder_core import ModelNotFoundError, default_model
 
     from ._loading import load_embedder
-    from .sink import resolve_embedder
 
     try:
-        if quantization is None:
-            return resolve_embedder(model)
-        return load_embedder(model, quantization=quantization.value)
+        return load_embedder(
+            model, quantization=None if quantization is None else quantization.value
+        )
     except ModelNotFoundError as error:
         raise CommandError(_model_not_found(model or default_model(), error)) from None
 
