@@ -323,3 +323,29 @@ def test_directory_without_weights(tiny_jina_dir: Path, tmp_path: Path):
     (directory / "model.safetensors").unlink()
     with pytest.raises(ModelNotFoundError, match=r"model\.safetensors"):
         Embedder.from_pretrained(str(directory), device="cpu")
+
+
+@pytest.mark.parametrize("width", [32, 1024])
+def test_adapters_move_a_layer_by_the_same_fraction_at_any_width(tmp_path: Path, width: int):
+    """A wide generated checkpoint must be as well conditioned as the tiny one: with the
+    adapters' spread fixed, a 1024-wide adapter outweighed its base weight twice over and
+    bf16 disagreed with float32 (cosine 0.44) on an H200 whatever the code did."""
+    directory = write_tiny_jina_checkpoint(
+        tmp_path / "m",
+        dtype=torch.float32,
+        hidden_size=width,
+        num_attention_heads=4,
+        intermediate_size=2 * width,
+        num_hidden_layers=1,
+    )
+    tensors = load_file(str(directory / "model.safetensors"))
+    config = json.loads((directory / "config.json").read_text())
+    scaling = config["lora_alpha"] / config["lora_rank"]
+    prefix = "roberta.encoder.layers.0.mixer.Wqkv.parametrizations.weight"
+    weight = tensors[f"{prefix}.original"]
+    lora_a, lora_b = tensors[f"{prefix}.0.lora_A"], tensors[f"{prefix}.0.lora_B"]
+    x = torch.randn(256, width, generator=torch.Generator().manual_seed(0))
+    base = (x @ weight.T).norm()
+    for task in range(lora_a.shape[0]):
+        delta = (x @ lora_a[task].T @ lora_b[task].T * scaling).norm()
+        assert delta / base < 0.6, (width, task, float(delta / base))

@@ -8,6 +8,7 @@ padded mode also runs on CPU, where it must equal the per-sequence CPU path.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,31 @@ def test_gpu_peer_runs_on_cpu_and_both_models_agree(tmp_path: Path) -> None:
     result = json.loads(output.read_text())
     assert result["min_cosine_ours_to_peer"] >= 0.99999
     assert set(result["peer"]) == {"32", "128"} and result["ours"]["tokens_per_s"] > 0
+
+
+@pytest.mark.parametrize("with_num_splits", [True, False])
+def test_varlen_kernel_passes_num_splits_only_where_torch_has_it(
+    monkeypatch: pytest.MonkeyPatch, with_num_splits: bool
+) -> None:
+    """torch 2.11's varlen_attn has no num_splits (seen on an H200): passing it anyway made
+    every packed bf16 batch on the GPU fail with a TypeError."""
+    import types
+
+    from embedder_core.models import jina_v3
+
+    calls: list[dict[str, object]] = []
+
+    def with_splits(q, k, v, cu_q, cu_k, max_q, max_k, *, num_splits=None):  # type: ignore[no-untyped-def]
+        calls.append({"num_splits": num_splits})
+        return q
+
+    def without_splits(q, k, v, cu_q, cu_k, max_q, max_k):  # type: ignore[no-untyped-def]
+        calls.append({})
+        return q
+
+    module = types.ModuleType("torch.nn.attention.varlen")
+    module.varlen_attn = with_splits if with_num_splits else without_splits  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch.nn.attention.varlen", module)
+    kernel = jina_v3._varlen_attention_kernel()
+    kernel(1, 2, 3, 4, 5, 6, 7)
+    assert calls == ([{"num_splits": 1}] if with_num_splits else [{}])
