@@ -315,6 +315,39 @@ class MilvusSink(VectorSink):
         finally:
             iterator.close()
 
+    def _read_page(
+        self, cursor: Any, size: int, fields: list[str] | None
+    ) -> tuple[list[tuple[str, Mapping[str, Any]]], Any]:
+        """One page of a query iterator (the cursor) opened by the first page."""
+        if cursor is None:
+            if not self._exists(self.collection):
+                return [], None
+            self._load(self.collection)
+            cursor = self.client.query_iterator(
+                self.collection,
+                batch_size=size,
+                filter="",
+                output_fields=_SCALAR_FIELDS if fields is None else _known_fields(fields),
+            )
+        rows = cursor.next()
+        if not rows:
+            cursor.close()
+            return [], None
+        return [(str(row["id"]), _row_payload(row)) for row in rows], cursor
+
+    def _end_read(self, cursor: Any) -> None:
+        cursor.close()
+
+    def _fetch_points(
+        self, ids: list[str], fields: list[str] | None
+    ) -> dict[str, Mapping[str, Any]]:
+        if not self._exists(self.collection):
+            return {}
+        self._load(self.collection)
+        output = _SCALAR_FIELDS if fields is None else _known_fields(fields)
+        rows = self.client.get(self.collection, ids=ids, output_fields=output)
+        return {str(row["id"]): _row_payload(row) for row in rows}
+
     # -- write primitives ---------------------------------------------------------------
 
     def _fetch(self, ids: list[str]) -> dict[str, Mapping[str, Any]]:
@@ -385,6 +418,16 @@ class MilvusSink(VectorSink):
             score = 1.0 - distance / spec.vector_bits if metric == "HAMMING" else distance
             hits.append((str(result["id"]), score, result["entity"]))
         return hits
+
+
+def _known_fields(fields: list[str]) -> list[str]:
+    """The wanted payload keys that are fields of our schema (a query naming another fails)."""
+    return [f for f in fields if f in _SCALAR_FIELDS] or ["doc_id"]
+
+
+def _row_payload(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A query row as a payload: every field but the primary key."""
+    return {key: value for key, value in row.items() if key != "id"}
 
 
 def _literal(value: str | int | float | bool) -> str:

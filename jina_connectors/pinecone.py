@@ -121,6 +121,7 @@ class PineconeSink(VectorSink):
 
     embedding_types = ("float",)
     fetch_page_size = FETCH_BATCH
+    read_page_size = FETCH_BATCH
     max_k = MAX_TOP_K
     database = "Pinecone"
 
@@ -329,6 +330,35 @@ class PineconeSink(VectorSink):
                 doc_id = (vector.metadata or {}).get("doc_id")
                 if isinstance(doc_id, str):
                     yield doc_id
+
+    def _read_page(
+        self, cursor: Any, size: int, fields: list[str] | None
+    ) -> tuple[list[tuple[str, Mapping[str, Any]]], Any]:
+        """One page of ids listed (the cursor is Pinecone's pagination token), then fetched:
+        Pinecone lists ids only. ``fields`` is not needed: a fetch returns all metadata."""
+        index = self._data_plane()
+        if index is None:
+            return [], None
+        listed = index.list_paginated(
+            namespace=self.namespace,
+            limit=min(size, FETCH_BATCH),
+            pagination_token=cursor,
+        )
+        ids = [item.id for item in listed.vectors or []]
+        token = getattr(listed.pagination, "next", None) if listed.pagination else None
+        if not ids:
+            return [], token or None
+        fetched = index.fetch(ids=ids, namespace=self.namespace).vectors
+        return [(i, _payload(fetched[i].metadata or {})) for i in ids if i in fetched], token
+
+    def _fetch_points(
+        self, ids: list[str], fields: list[str] | None
+    ) -> dict[str, Mapping[str, Any]]:
+        index = self._data_plane()
+        if index is None:
+            return {}
+        response = index.fetch(ids=ids, namespace=self.namespace)
+        return {i: _payload(v.metadata or {}) for i, v in response.vectors.items()}
 
     def describe_collections(self) -> list[CollectionInfo]:
         """Every index of the project, its record count and the spec recorded in it (read from

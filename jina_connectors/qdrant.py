@@ -292,6 +292,34 @@ class QdrantSink(VectorSink):
             if offset is None:
                 return
 
+    def _read_page(
+        self, cursor: Any, size: int, fields: list[str] | None
+    ) -> tuple[list[tuple[str, Mapping[str, Any]]], Any]:
+        """One scroll page; the cursor is Qdrant's next-page offset (a point id)."""
+        if cursor is None and not self.client.collection_exists(self.collection):
+            return [], None
+        points, offset = self.client.scroll(
+            self.collection,
+            limit=size,
+            offset=cursor,
+            with_payload=True if fields is None else fields,
+            with_vectors=False,
+        )
+        return [(str(point.id), point.payload or {}) for point in points], offset
+
+    def _fetch_points(
+        self, ids: list[str], fields: list[str] | None
+    ) -> dict[str, Mapping[str, Any]]:
+        if not self.client.collection_exists(self.collection):
+            return {}
+        points = self.client.retrieve(
+            self.collection,
+            ids,
+            with_payload=True if fields is None else fields,
+            with_vectors=False,
+        )
+        return {str(point.id): point.payload or {} for point in points}
+
     def binary_quantization_of(self, name: str | None = None) -> bool | None:
         """Whether the existing collection was created with binary quantization; None when it
         does not exist."""

@@ -16,7 +16,7 @@ import os
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
@@ -214,6 +214,16 @@ class CollectionInfo:
     spec: CollectionSpec | None
 
 
+@dataclass(frozen=True)
+class StoredChunk:
+    """A point read back from a collection (:meth:`VectorSink.read_points`): its id and its
+    payload as the pipeline wrote it (:meth:`ChunkRecord.payload`, user metadata nested under
+    ``"metadata"``), without its vector."""
+
+    id: str
+    payload: dict[str, Any]
+
+
 # A search filter: equality on ``doc_id`` or on user-metadata keys; a list value means
 # "any of". ``{"doc_id": "a.md"}``, ``{"president": ["lincoln", "grant"], "year": 1862}``.
 # Sinks also accept their database's native filter object.
@@ -235,6 +245,12 @@ def filter_items(filter: SearchFilter) -> list[tuple[str, bool, list[Any]]]:
                 raise ValueError(f"filter value for {key!r} must be a scalar, got {v!r}")
         items.append((key, key != "doc_id", values))
     return items
+
+
+def _payload_keys(fields: Sequence[str]) -> list[str]:
+    if isinstance(fields, str) or not all(isinstance(f, str) and f for f in fields):
+        raise TypeError(f"fields must be a list of payload keys, got {fields!r}")
+    return list(dict.fromkeys(fields))
 
 
 # --------------------------------------------------------------------------------------
@@ -359,6 +375,8 @@ class VectorSink(ABC):
     embedding_types: ClassVar[tuple[SinkEmbeddingType, ...]] = ("float",)
     #: Ids per fetch request.
     fetch_page_size: ClassVar[int] = 1000
+    #: Points per page of :meth:`read_points`.
+    read_page_size: ClassVar[int] = 1000
     #: Largest ``k`` a search may ask for; None: no limit.
     max_k: ClassVar[int | None] = None
     #: The database's name, for messages.
@@ -601,6 +619,51 @@ class VectorSink(ABC):
                 self._spec = None
             return self._call(lambda: self._drop(self.collection))
 
+    # -- reading points back ------------------------------------------------------------
+
+    def read_points(
+        self, fields: Sequence[str] | None = None, *, page_size: int | None = None
+    ) -> Iterator[list[StoredChunk]]:
+        """Every point of the collection with its payload (no vectors), one page at a time, in
+        the database's order; nothing when the collection does not exist.
+
+        ``fields``: the payload keys wanted (the database may return more); None: the whole
+        payload. ``page_size``: points per page (default :attr:`read_page_size`). Each page
+        is one request (retried on transient errors), so another thread may use the same
+        client between pages. Points written or deleted during the read may be seen or not.
+        """
+        size = self.read_page_size if page_size is None else page_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"page_size must be a positive integer, got {page_size!r}")
+        keys = None if fields is None else _payload_keys(fields)
+        cursor: Any = None
+        try:
+            while True:
+                points, cursor = self._call(
+                    lambda cursor=cursor: self._read_page(cursor, size, keys)
+                )
+                if points:
+                    yield [StoredChunk(str(i), dict(payload)) for i, payload in points]
+                if cursor is None:
+                    return
+        finally:
+            if cursor is not None:  # stopped early: release the database's cursor
+                self._end_read(cursor)
+
+    def fetch_points(
+        self, ids: Sequence[str], fields: Sequence[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """The payloads of the given point ids that exist (others omitted), in requests of at
+        most :attr:`fetch_page_size` ids; ``fields`` as in :meth:`read_points`."""
+        keys = None if fields is None else _payload_keys(fields)
+        found: dict[str, dict[str, Any]] = {}
+        size = self.fetch_page_size
+        for start in range(0, len(ids), size):
+            page = list(ids[start : start + size])
+            fetched = self._call(lambda page=page: self._fetch_points(page, keys))
+            found.update({str(i): dict(payload) for i, payload in fetched.items()})
+        return found
+
     # -- search ---------------------------------------------------------------------------
 
     def search(
@@ -702,6 +765,24 @@ class VectorSink(ABC):
     def _scan_doc_ids(self, prefix: str) -> Iterable[str]:
         """The ``doc_id`` of every point of the collection (at least of those whose id starts
         with ``prefix``; the caller filters again), one per point; nothing if it is absent."""
+
+    def _read_page(
+        self, cursor: Any, size: int, fields: list[str] | None
+    ) -> tuple[list[tuple[str, Mapping[str, Any]]], Any]:
+        """One page of :meth:`read_points`: up to ``size`` ``(id, payload)`` pairs from
+        ``cursor`` (None: the first page), and the cursor of the next page (None: this was
+        the last one). ``fields``: the payload keys wanted, None for all."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read its points back")
+
+    def _end_read(self, cursor: Any) -> None:
+        """Release a cursor of :meth:`_read_page` that was not read to its end."""
+        return None
+
+    def _fetch_points(
+        self, ids: list[str], fields: list[str] | None
+    ) -> Mapping[str, Mapping[str, Any]]:
+        """The payload (``fields``, None for all) of each existing id of one page."""
+        raise NotImplementedError(f"{type(self).__name__} cannot fetch its points")
 
     @abstractmethod
     def _drop(self, name: str) -> bool:
