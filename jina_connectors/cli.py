@@ -838,6 +838,151 @@ def delete(
     typer.echo(f"deleted {what}")
 
 
+# --------------------------------------------------------------------------------------
+# reembed
+# --------------------------------------------------------------------------------------
+
+
+@app.command()
+def reembed(
+    into: Annotated[
+        str,
+        typer.Option(
+            "--into", help="The new collection (Pinecone: index) to write.", show_default=False
+        ),
+    ],
+    collection: CollectionOption = DEFAULT_COLLECTION,
+    db: DbOption = Database.qdrant,
+    location: LocationOption = None,
+    model: ModelOption = None,
+    quantization: QuantizationOption = None,
+    task: Annotated[str, typer.Option(help="Task of the new vectors.")] = PASSAGE_TASK,
+    dimensions: Annotated[
+        int | None,
+        typer.Option(min=1, help="Matryoshka dimensions [default: the model's full width]."),
+    ] = None,
+    late_chunking: Annotated[
+        bool,
+        typer.Option(
+            "--late-chunking/--no-late-chunking",
+            help="Embed each document whole (rebuilt from its chunks), then pool per chunk.",
+        ),
+    ] = True,
+    batch_size: Annotated[int, typer.Option(min=1, help="Documents embedded together.")] = 16,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Embed the collection -c again with another --model into a new collection --into, from
+    the texts it stores: same point ids, texts, offsets and metadata, new vectors. Re-running
+    skips what is already stored, so an interrupted run is completed by running it again."""
+    from .pipeline import IngestInterrupted
+    from .reembed import TextsNotStoredError, source_spec
+    from .reembed import reembed as run_reembed
+
+    if into == collection:
+        raise typer.BadParameter(
+            f"is the collection to read (-c {collection}); name a new one", param_hint="'--into'"
+        )
+    _check_quantization(model, quantization)
+    if db is Database.pinecone:
+        _check_pinecone_key()
+    check_store_unlocked(db, location)
+    check_collection_listed(db, collection, location)
+    info = inspect_model(model)
+    if info is not None:
+        _check_reembed_model(info, task, dimensions, late_chunking)
+    with _reading(db, collection, location) as source:
+        if source.count() == 0:
+            raise _missing_collection(db, source)
+        try:
+            old = source_spec(source)
+        except TextsNotStoredError as error:
+            raise CommandError(
+                f"{error}: run 'jina-connectors ingest PATHS -c {into} --model MODEL' on the "
+                "source files"
+            ) from None
+        except CollectionMismatchError as error:
+            raise CommandError(f"{error}; pick another -c/--collection") from None
+        with closing(_sink_beside(db, source, into, location)) as target:
+            where = f"{db.value} collection {into!r} in {target.location}"
+            if info is not None and (dimensions or info.dimension):
+                spec = CollectionSpec(
+                    info.model, dimensions or info.dimension or 0, old.embedding_type, task
+                )
+                try:
+                    target.check_collection(spec)
+                except CollectionMismatchError as error:
+                    raise CommandError(
+                        f"{error}. Use another --into, or reset it with 'jina-connectors delete "
+                        f"-c {into} --all'"
+                    ) from None
+            try:
+                embedder = load_model(model, quantization)
+                report = run_reembed(
+                    source,
+                    target,
+                    model=embedder,
+                    task=task,
+                    dimensions=dimensions,
+                    late_chunking=late_chunking,
+                    batch_size=batch_size,
+                    show_progress=progress,
+                )
+            except IngestInterrupted as interrupted:
+                done = interrupted.report.completed
+                raise Interrupted(
+                    f"interrupted: {done} documents are stored complete in {where}; run the "
+                    "same command again to complete it (complete documents are skipped)"
+                ) from None
+            total = target.count()
+    for error in report.errors:
+        typer.echo(f"error: {error}", err=True)
+    typer.echo(
+        f"{report.documents} documents of {collection!r}: {report.skipped} unchanged, "
+        f"{report.chunks} chunks embedded, {report.points_written} points written in "
+        f"{report.seconds:.1f} s; {where} holds {total} points"
+    )
+    if report.errors:
+        raise CommandError(f"{len(report.errors)} document(s) not re-embedded, listed above")
+
+
+def _check_reembed_model(
+    info: ModelInfo, task: str, dimensions: int | None, late_chunking: bool
+) -> None:
+    if task not in info.tasks:
+        raise typer.BadParameter(
+            f"{info.model} has tasks {', '.join(info.tasks)}, not {task!r}", param_hint="'--task'"
+        )
+    if dimensions is not None and info.dimension is not None and dimensions > info.dimension:
+        raise typer.BadParameter(
+            f"{dimensions} is more than the {info.dimension} dimensions of {info.model}",
+            param_hint="'--dimensions'",
+        )
+    if late_chunking and not info.supports_late_chunking:
+        raise CommandError(
+            f"{info.model} pools one token per text ({info.pooling} pooling), so it cannot "
+            "late-chunk: add --no-late-chunking"
+        )
+
+
+def _sink_beside(db: Database, source: VectorSink, name: str, location: str | None) -> VectorSink:
+    """A writable sink on collection ``name`` of the store ``source`` is open on (an embedded
+    store opens once per process: the new sink shares its client)."""
+    try:
+        if db is Database.qdrant:
+            from .qdrant import QdrantSink
+
+            return QdrantSink(name, client=source.client)  # type: ignore[attr-defined]
+        if db is Database.milvus:
+            from .milvus import MilvusSink
+
+            return MilvusSink(name, client=source.client)  # type: ignore[attr-defined]
+        from .pinecone import PineconeSink
+
+        return PineconeSink(name, location=location)
+    except ValueError as error:  # a collection name the database does not take
+        raise typer.BadParameter(str(error), param_hint="'--into'") from None
+
+
 def _confirm(question: str, yes: bool) -> None:
     if yes:
         return
