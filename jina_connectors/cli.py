@@ -887,9 +887,6 @@ def reembed(
         _check_pinecone_key()
     check_store_unlocked(db, location)
     check_collection_listed(db, collection, location)
-    info = inspect_model(model)
-    if info is not None:
-        _check_reembed_model(info, task, dimensions, late_chunking)
     with _reading(db, collection, location) as source:
         if source.count() == 0:
             raise _missing_collection(db, source)
@@ -902,6 +899,9 @@ def reembed(
             ) from None
         except CollectionMismatchError as error:
             raise CommandError(f"{error}; pick another -c/--collection") from None
+        info = inspect_model(model)
+        if info is not None:
+            _check_reembed_model(info, task, dimensions, late_chunking)
         with closing(_sink_beside(db, source, into, location)) as target:
             where = f"{db.value} collection {into!r} in {target.location}"
             if info is not None and (dimensions or info.dimension):
