@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -303,6 +304,26 @@ class ReembedTests:
         with pytest.raises(Exception, match="stored incomplete"):
             reembed(old, make_sink("other"), model=minilm, on_error="raise", **QUIET)
 
+    def test_a_document_whose_text_is_cut_is_a_bad_record(
+        self, make_sink: SinkFactory, old: VectorSink, minilm: Any
+    ) -> None:
+        """A chunk whose stored text is shorter than its span (Pinecone cuts texts over its
+        metadata limit) cannot be embedded again; the other documents are."""
+        spec = old.stored_spec()
+        assert spec is not None
+        cut = replace(
+            textless_records("cut", 1, spec.dimensions)[0],
+            text="The beginning of a long text",
+            end=5000,
+            model=spec.model,
+        )
+        old.upsert([cut])
+        report = reembed(old, make_sink("new"), model=minilm, **QUIET)
+        assert [error.record for error in report.errors] == ["cut"]
+        assert "holds 28 of the chunk's 5000 characters" in str(report.errors[0])
+        assert report.completed == len(CORPUS_V1)
+        assert "cut" not in make_sink("new").doc_ids()
+
 
 class TestQdrantReembed(ReembedTests):
     @pytest.fixture
@@ -352,6 +373,22 @@ class TestQdrantReembed(ReembedTests):
             reembed(old, make_sink("new"), model=nowhere, batch_size=0, **QUIET)
         assert "new" not in collection_names(old)
 
+    def test_the_progress_bar_counts_the_old_collection_points(
+        self,
+        make_sink: SinkFactory,
+        old: VectorSink,
+        minilm: Any,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        points = old.count()
+        capsys.readouterr()
+        reembed(old, make_sink("new"), model=minilm, batch_size=2)
+        bar = capsys.readouterr().err
+        assert "reembed old → new" in bar and f"{points}/{points}" in bar
+        assert f"docs={len(CORPUS_V1)}, points={points}" in bar
+        reembed(old, make_sink("new"), model=minilm, batch_size=2)  # all skipped: still full
+        assert f"{points}/{points}" in capsys.readouterr().err
+
     def test_a_new_collection_of_another_model_is_refused(
         self, make_sink: SinkFactory, old: VectorSink, minilm: Any, tiny_jina_embedder: Any
     ) -> None:
@@ -389,6 +426,25 @@ class TestMilvusReembed(ReembedTests):
 
 class TestPineconeReembed(ReembedTests):
     exact_metadata = False
+
+    def test_a_text_cut_to_fit_pinecone_is_a_bad_record(
+        self, make_sink: SinkFactory, old: VectorSink, minilm: Any
+    ) -> None:
+        spec = old.stored_spec()
+        assert spec is not None
+        text = "A long chunk. " * 4000  # over Pinecone's 40 KB metadata limit
+        long = replace(
+            textless_records("long", 1, spec.dimensions)[0],
+            text=text,
+            end=len(text),
+            model=spec.model,
+        )
+        old.upsert([long])
+        assert old.truncated == 1  # type: ignore[attr-defined]
+        report = reembed(old, make_sink("new"), model=minilm, **QUIET)
+        assert [error.record for error in report.errors] == ["long"]
+        assert f"of the chunk's {len(text)} characters" in str(report.errors[0])
+        assert report.completed == len(CORPUS_V1)
 
     @pytest.fixture
     def make_sink(self) -> Iterator[SinkFactory]:
