@@ -492,19 +492,35 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("db", ["qdrant", "milvus"])
-def test_the_command_on_an_embedded_store(
-    db: str,
+@pytest.fixture
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(--db, --location) of an empty store of each database."""
+    db = request.param
+    if db == "qdrant":
+        yield db, str(tmp_path / "qdrant")
+    elif db == "milvus":
+        pytest.importorskip("milvus_lite")
+        yield db, str(tmp_path / "m.db")
+    else:
+        pytest.importorskip("pinecone")
+        from pinecone_server import running_server
+
+        with running_server(API_KEY) as server, pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PINECONE_API_KEY", API_KEY)
+            yield db, server.url
+
+
+@pytest.mark.parametrize("store", ["qdrant", "milvus", "pinecone"], indirect=True)
+def test_the_command(
+    store: tuple[str, str],
     tmp_path: Path,
     tiny_jina_dir: Path,
     minilm_dir: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    if db == "milvus":
-        pytest.importorskip("milvus_lite")
     corpus = write_corpus_file(tmp_path / "corpus", CORPUS_V1)
-    store = str(tmp_path / ("qdrant" if db == "qdrant" else "m.db"))
-    where = ["--db", db, "--location", store]
+    db, location = store
+    where = ["--db", db, "--location", location]
     code, out, err = run(
         capsys, "ingest", str(corpus), "-c", "old", "--model", str(tiny_jina_dir),
         "--chunk-size", "48", "--no-progress", *where,
