@@ -318,7 +318,9 @@ class MilvusSink(VectorSink):
     def _read_page(
         self, cursor: Any, size: int, fields: list[str] | None
     ) -> tuple[list[tuple[str, Mapping[str, Any]]], Any]:
-        """One page of a query iterator (the cursor) opened by the first page."""
+        """One page of a query iterator (the cursor) opened by the first page; a retried page
+        asks the same iterator again (it moves on only after a page is returned)."""
+        opened = cursor is None
         if cursor is None:
             if not self._exists(self.collection):
                 return [], None
@@ -329,7 +331,12 @@ class MilvusSink(VectorSink):
                 filter="",
                 output_fields=_SCALAR_FIELDS if fields is None else _known_fields(fields),
             )
-        rows = cursor.next()
+        try:
+            rows = cursor.next()
+        except BaseException:
+            if opened:  # the retry opens its own
+                cursor.close()
+            raise
         if not rows:
             cursor.close()
             return [], None
