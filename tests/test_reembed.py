@@ -68,7 +68,9 @@ def stored_spans(points: Mapping[str, StoredPoint]) -> dict[str, list[tuple[int,
     return {doc: [(a, b) for _, a, b in sorted(found)] for doc, found in chunks.items()}
 
 
-def expected_points(embedder: Any, old: Mapping[str, StoredPoint]) -> dict[str, StoredPoint]:
+def reembed_reference(
+    embedder: Any, old: Mapping[str, StoredPoint], **settings: Any
+) -> dict[str, StoredPoint]:
     """What re-embedding ``old`` must give: CORPUS_V1 ingested with ``embedder`` and the old
     collection's chunk boundaries (a custom chunker), into an in-memory Qdrant."""
     from jina_connectors.qdrant import QdrantSink
@@ -76,7 +78,9 @@ def expected_points(embedder: Any, old: Mapping[str, StoredPoint]) -> dict[str, 
     spans = stored_spans(old)
     by_text = {document["text"]: spans[document["id"]] for document in CORPUS_V1}
     with QdrantSink("reference", location=":memory:") as reference:
-        ingest(CORPUS_V1, reference, model=embedder, chunker=by_text.__getitem__, **QUIET)
+        ingest(
+            CORPUS_V1, reference, model=embedder, chunker=by_text.__getitem__, **QUIET, **settings
+        )
         return dump_qdrant(reference.client, "reference")
 
 
@@ -209,7 +213,7 @@ class ReembedTests:
         assert_same_points(self.dump(old), before, atol=0)  # the old one is left as it was
 
         # The vectors and hashes of ingesting the same documents and chunks with MiniLM.
-        expected = expected_points(minilm, before)
+        expected = reembed_reference(minilm, before)
         assert set(expected) == set(after)
         compared = set() if self.exact_metadata else {"content_hash"}
         for point_id, point in after.items():
@@ -423,9 +427,42 @@ class TestMilvusReembed(ReembedTests):
             return {}
         return dump_milvus(sink.client, sink.collection)
 
+    def test_packed_bits_stay_packed_bits(
+        self, make_sink: SinkFactory, tiny_jina_embedder: Any, minilm: Any
+    ) -> None:
+        """A ``ubinary`` collection is re-embedded as ``ubinary`` (its vector type by
+        default): the sign bits of the new model's float vectors."""
+        old = make_sink("old")
+        ingest(CORPUS_V1, old, model=tiny_jina_embedder, embedding_type="ubinary", **OLD_SETTINGS)
+        report = reembed(old, make_sink("new"), model=minilm, dimensions=100, **QUIET)
+        assert report.errors == [] and report.points_written == old.count()
+        assert make_sink("new").stored_spec() == CollectionSpec(
+            minilm.model_name, 100, "ubinary", PASSAGE_TASK
+        )
+        after = self.dump(make_sink("new"))
+        floats = reembed_reference(minilm, self.dump(old), dimensions=100)
+        assert set(after) == set(floats)
+        for point_id, point in after.items():
+            bits = np.packbits(floats[point_id].vector > 0)
+            np.testing.assert_array_equal(point.vector, bits, err_msg=point_id)
+
 
 class TestPineconeReembed(ReembedTests):
     exact_metadata = False
+
+    def test_reading_back_retries_a_briefly_unavailable_service(self, old: VectorSink) -> None:
+        stored = self.dump(old)
+        self.server.clear_log()
+        self.server.fail_next(2, status=503, path_suffix="/vectors/list")
+        self.server.fail_next(1, status=429, path_suffix="/vectors/fetch")
+        read = [point for page in old.read_points(page_size=7) for point in page]
+        pages = -(-len(stored) // 7)
+        assert len(self.server.requests_to("/vectors/list")) >= pages + 2  # failed, then retried
+        assert len(self.server.requests_to("/vectors/fetch")) >= pages + 1
+        assert {point.id: point.payload for point in read} == {
+            point_id: point.payload for point_id, point in stored.items()
+        }
+        assert len(read) == len(stored)
 
     def test_a_text_cut_to_fit_pinecone_is_a_bad_record(
         self, make_sink: SinkFactory, old: VectorSink, minilm: Any
