@@ -221,22 +221,27 @@ def reembed(
             report.errors.append(error)
 
     started = time.perf_counter()
-    documents = _index_documents(source, on_bad)
-    progress = _PointsProgress(
-        sum(len(chunks) for chunks in documents.values()),
-        description=f"reembed {source.collection} → {target.collection}",
-        enabled=show_progress,
-    )
+    progress: _PointsProgress | None = None
 
     def on_written(completed: int, points: int) -> None:
         with lock:
             report.points_written += points
             report.completed += completed
             counts = {"docs": report.completed, "points": report.points_written}
-        progress.stats(**counts)
+        if progress is not None:
+            progress.stats(**counts)
 
     complete = False
     try:
+        with _PointsProgress(
+            source.count(), description=f"reading {source.collection}", enabled=show_progress
+        ) as reading:
+            documents = _index_documents(source, on_bad, reading)
+        progress = _PointsProgress(
+            sum(len(chunks) for chunks in documents.values()),
+            description=f"reembed {source.collection} → {target.collection}",
+            enabled=show_progress,
+        )
         with BackgroundWriter(
             target,
             write_batch_size=write_batch_size,
@@ -267,19 +272,23 @@ def reembed(
         report.seconds = time.perf_counter() - started
         raise IngestInterrupted(report) from interrupt
     finally:
-        progress.close(complete=complete)
+        if progress is not None:
+            progress.close(complete=complete)
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _index_documents(
-    source: VectorSink, on_bad: Callable[[InvalidDocumentError], None]
+    source: VectorSink,
+    on_bad: Callable[[InvalidDocumentError], None],
+    progress: _PointsProgress,
 ) -> dict[str, list[_Chunk]]:
     """Every document of ``source`` stored complete: its chunks ``0..n-1``, each recording
     ``chunk_count == n``. A document with missing, extra or disagreeing chunks (an ingest
     that did not finish) is a bad record."""
     chunks: dict[str, list[_Chunk]] = {}
     for page in source.read_points(INDEX_FIELDS):
+        progress.done(len(page))
         for point in page:
             payload = point.payload
             doc_id = payload.get("doc_id")
@@ -409,6 +418,12 @@ class _PointsProgress:
         with self._lock:
             self._stats.update(counts)
             self._bar.set_postfix(self._stats, refresh=False)
+
+    def __enter__(self) -> _PointsProgress:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(complete=exc_type is None)
 
     def close(self, *, complete: bool) -> None:
         with self._lock:

@@ -388,6 +388,7 @@ class TestQdrantReembed(ReembedTests):
         capsys.readouterr()
         reembed(old, make_sink("new"), model=minilm, batch_size=2)
         bar = capsys.readouterr().err
+        assert f"reading old: 100%|██████████| {points}/{points}" in bar  # the scan of old
         assert "reembed old → new" in bar and f"{points}/{points}" in bar
         assert f"docs={len(CORPUS_V1)}, points={points}" in bar
         reembed(old, make_sink("new"), model=minilm, batch_size=2)  # all skipped: still full
