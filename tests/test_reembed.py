@@ -512,6 +512,31 @@ class TestPineconeReembed(ReembedTests):
             return {}
 
 
+def test_a_collection_moves_to_another_database(tiny_jina_embedder: Any, minilm: Any) -> None:
+    """The Python function takes any two sinks: Qdrant to Pinecone here."""
+    pytest.importorskip("qdrant_client")
+    pytest.importorskip("pinecone")
+    from pinecone_server import running_server
+
+    from jina_connectors.pinecone import PineconeSink
+    from jina_connectors.qdrant import QdrantSink
+
+    with (
+        running_server(API_KEY) as server,
+        QdrantSink("old", location=":memory:") as old,
+        PineconeSink("new", location=server.url, api_key=API_KEY) as new,
+    ):
+        ingest(CORPUS_V1, old, model=tiny_jina_embedder, **OLD_SETTINGS)
+        report = reembed(old, new, model=minilm, **QUIET)
+        before, after = dump_qdrant(old.client, "old"), dump_pinecone(server, "new")
+        assert report.errors == [] and set(after) == set(before)
+        for point_id, point in after.items():
+            assert without(point.payload, MODEL_FIELDS) == without(
+                before[point_id].payload, MODEL_FIELDS
+            )
+        assert new.search("How long should the dough rise?", k=1)[0].doc_id == "bread"
+
+
 # --------------------------------------------------------------------------------------
 # The command
 # --------------------------------------------------------------------------------------
