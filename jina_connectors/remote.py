@@ -73,6 +73,10 @@ DEFAULT_RETRY_BUDGET = 120.0
 # A read timeout already waited ``timeout`` seconds: it is retried this many times, even
 # past the retry budget (a busy server may answer the second time).
 _TIMEOUT_RETRIES = 1
+# Failures retried this many times at most, whatever the budget: a 500 (a bug in the server
+# is rarely transient), and connection failures before the server ever answered (a wrong
+# URL more likely than a restart).
+_FEW_RETRIES = 5
 # A request the queue can never hold is cut into parts of about this share of the queue
 # limit, so that several can wait in it at once.
 _QUEUE_SHARE = 0.5
@@ -144,7 +148,7 @@ def _wait(state: RetryCallState) -> float:
     ways, so clients refused together do not come back together."""
     error = state.outcome.exception() if state.outcome is not None else None
     if isinstance(error, _Retryable) and error.retry_after is not None:
-        return error.retry_after * random.uniform(1.0, 1.5)
+        return max(error.retry_after, 0.25) * random.uniform(1.0, 1.5)
     return float(_backoff(state))
 
 
@@ -209,7 +213,8 @@ class RemoteEmbedder:
         model: the ``model`` field of every request; None lets the server use its model.
         timeout: seconds to wait for one response (a long document can take a while).
         retry_budget: seconds from a request's first attempt during which a 429, a 5xx, a
-            connection failure or a read timeout is retried (a read timeout at least once).
+            connection failure or a read timeout is retried (a read timeout at least once; a
+            500, or a server that never answered yet, 5 times at most).
         retries: at most this many retries as well; None: as many as the budget allows.
         transport: an ``httpx`` transport, for tests and custom networking.
 
@@ -259,6 +264,7 @@ class RemoteEmbedder:
         # Tokens the server counted (``usage``) and the bytes of input they came from: size
         # requests by tokens when the server advertises its queue limit.
         self._usage = [0, 0]
+        self._reached = False  # some answer came from the server (see _FEW_RETRIES)
 
     def __repr__(self) -> str:
         return f"RemoteEmbedder({self.base_url!r}, model={self.model!r})"
@@ -280,10 +286,10 @@ class RemoteEmbedder:
         """The decoded JSON answer; retries 429/5xx/connection failures and timeouts within
         the retry budget, maps errors. ``splittable``: the request holds several inputs, and
         a refusal for its size raises ``_NeverFits`` instead of an error."""
-        timeouts = 0
+        timeouts = few = 0
 
         def stop(state: RetryCallState) -> bool:
-            nonlocal timeouts
+            nonlocal timeouts, few
             if self.retries is not None and state.attempt_number > self.retries:
                 return True
             error = state.outcome.exception() if state.outcome is not None else None
@@ -291,6 +297,12 @@ class RemoteEmbedder:
                 timeouts += 1
                 if timeouts <= _TIMEOUT_RETRIES:
                     return False
+            elif (isinstance(error, _Retryable) and error.response.status_code == 500) or (
+                isinstance(error, httpx.TransportError) and not self._reached
+            ):
+                few += 1
+                if few > _FEW_RETRIES:
+                    return True
             return (state.seconds_since_start or 0.0) >= self.retry_budget
 
         def wait(state: RetryCallState) -> float:  # never sleep past the budget's end
@@ -362,6 +374,7 @@ class RemoteEmbedder:
 
     def _send(self, method: str, path: str, json: Any, splittable: bool) -> httpx.Response:
         response = self._client.request(method, path, json=json)
+        self._reached = True
         status = response.status_code
         if splittable and status == 413:
             raise _NeverFits(response, 2)
