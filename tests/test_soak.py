@@ -41,3 +41,11 @@ def test_short_soak_holds(tiny_jina_dir: Path) -> None:
     assert len(report.rss) >= 4 and all(value > 0 for _, value in report.rss)
     for line in ("requests", "5xx", "normal p50 / p99", "server RSS start / peak / end"):
         assert line in table
+
+
+def test_soak_runs_only_when_named() -> None:
+    from benchmarks.__main__ import _parse
+    from benchmarks.cases import BENCHMARKS, OPT_IN
+
+    assert "soak" in OPT_IN and "soak" not in BENCHMARKS  # `python -m benchmarks` skips it
+    assert _parse(["--only", "soak"]).only == ["soak"]
