@@ -33,7 +33,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 from urllib.parse import urlsplit
@@ -386,11 +386,11 @@ class RemoteEmbedder:
             raise _Retryable(response)
         return response
 
-    def _split(self, indices: list[int], send: Any) -> list[Any]:
+    def _split(self, indices: list[int], send: Callable[[list[int]], list[Any]]) -> list[Any]:
         """``send(indices)`` (a list, one item per index); when the server refuses it for
         its size, the same in parts, each split again if need be."""
         try:
-            return list(send(indices))
+            return send(indices)
         except _NeverFits as refused:
             if len(indices) < 2:  # cannot happen: one input is not splittable
                 raise self._error(refused.response, "") from None
