@@ -39,7 +39,7 @@ def test_short_soak_holds(tiny_jina_dir: Path) -> None:
     assert set(report.burst_statuses) <= {"200", "503"}, table
     assert report.clean_exit, (table, report.log_tail)
     assert len(report.rss) >= 4 and all(value > 0 for _, value in report.rss)
-    for line in ("requests", "5xx", "normal p50 / p99", "server RSS start / peak / end"):
+    for line in ("requests", "5xx before SIGTERM", "normal p50 / p99", "RSS start / peak / end"):
         assert line in table
 
 
