@@ -24,16 +24,17 @@ grown by least padding. The rest wait for the next selection.
 
 That alone would starve a long request on a padded model: short requests keep arriving at
 the current virtual time, so the head would always be a short sequence, and no batch built
-around one takes the long ones. So each padded batch is also a turn that the waiting requests are owed max-min fair
-shares of, by what they still need (their waiting tokens, in batches): a short query needs
-a sliver of one, and what it leaves goes to the others, as a packed batch would give it.
-A request is charged its sequences' share of the batch it runs in; what it is owed stays
-between zero (being served past its share is no debt) and what it needs, at most one turn
-(an old claim must not keep others waiting). A request owed three quarters of that heads
-the next batch with its next sequence (the most owed relative to its need first, then in
-fair order), and that sequence's length neighbours fill it. So a long request beside a
-stream of short queries heads every second batch, a short query passed over once heads
-the next, and among n long requests each heads a batch at least every 3n / 4 + 1 or so.
+around one takes the long ones. So each padded batch is also a turn that the waiting
+requests are owed max-min fair shares of, by what they still need (their waiting tokens,
+in batches): a short query needs a sliver of one, and what it leaves goes to the others,
+as a packed batch would give it. A request is charged its sequences' share of the batch it
+runs in; what it is owed stays between zero (being served past its share is no debt) and
+what it needs, at most one turn (an old claim must not keep others waiting). A request
+owed three quarters of that heads the next batch with its next sequence (the most owed
+relative to its need first, then in fair order), and that sequence's length neighbours
+fill it. So a long request beside a stream of short queries heads every second batch, a
+short query passed over once heads the next, and among n long requests each heads a batch
+at least every 3n / 4 + 1 or so.
 
 No batching delay: an idle worker wakes on each submit and runs what is there at once.
 """
