@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.cases import BENCHMARKS, GROUPS, run_case
+from benchmarks.cases import BENCHMARKS, GROUPS, OPT_IN, run_case
 from benchmarks.context import FULL, QUICK, Context
 from benchmarks.measure import CEILING_SHAPE
 from benchmarks.report import CaseResult, Figure, machine_info, render_table, write_results
@@ -35,9 +35,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         action="append",
-        choices=sorted([*BENCHMARKS, *GROUPS]),
+        choices=sorted([*BENCHMARKS, *GROUPS, *OPT_IN]),
         metavar="NAME",
-        help=f"run only this benchmark (repeatable): {', '.join([*BENCHMARKS, *GROUPS])}",
+        help=f"run only this benchmark (repeatable): {', '.join([*BENCHMARKS, *GROUPS])}; "
+        f"only when named: {', '.join(OPT_IN)}",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON path")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter()
         try:
             if args.quick:
-                result = BENCHMARKS[name](ctx)
+                result = {**BENCHMARKS, **OPT_IN}[name](ctx)
             else:
                 result, samples = _run_isolated(name, ctx)
                 ctx.ceiling_samples.extend(samples)

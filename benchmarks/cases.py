@@ -14,6 +14,7 @@ from benchmarks import (
     ray_scaling,
     scheduler,
     server,
+    soak,
 )
 from benchmarks.context import Context
 from benchmarks.report import CaseResult
@@ -31,6 +32,9 @@ BENCHMARKS: dict[str, Callable[[Context], CaseResult]] = {
     int8.MINILM_NAME: int8.run_minilm,
 }
 
+# Run only when named (`--only soak`): not part of the default suite.
+OPT_IN: dict[str, Callable[[Context], CaseResult]] = {soak.NAME: soak.run}
+
 # Names that select several cases (`--only int8`).
 GROUPS: dict[str, tuple[str, ...]] = {"int8": (int8.FULL_SIZE_NAME, int8.MINILM_NAME)}
 
@@ -38,5 +42,5 @@ GROUPS: dict[str, tuple[str, ...]] = {"int8": (int8.FULL_SIZE_NAME, int8.MINILM_
 def run_case(name: str, ctx: Context) -> tuple[CaseResult, list[float]]:
     """Run one case; also returns the ceiling samples it took (not those it was given)."""
     given = len(ctx.ceiling_samples)
-    result = BENCHMARKS[name](ctx)
+    result = {**BENCHMARKS, **OPT_IN}[name](ctx)
     return result, ctx.ceiling_samples[given:]

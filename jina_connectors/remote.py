@@ -15,30 +15,32 @@ the LlamaIndex and Haystack classes, ``ingest``, the sinks' ``search`` and the C
   raise ``ExtensionUnavailableError``.
 - Bad input raises what ``Embedder`` raises (``ValueError``, ``TypeError``,
   ``TokenLimitError``, ``UnsupportedModelError``), with the server's message.
-- 429 (honouring ``Retry-After``), 5xx and connection failures are retried (tenacity, with
-  exponential backoff), ``retries`` times. Other HTTP failures raise ``ServerError``.
+- 429 (after ``Retry-After``, with jitter), 5xx, connection failures and read timeouts are
+  retried (tenacity) for up to ``retry_budget`` seconds. Embedding is idempotent, and the
+  server drops the work of a client that went away, so a retried request is not computed
+  twice. A request the server says can never fit its queue (or a 413 on several inputs) is
+  split and its parts sent apart. Other HTTP failures raise ``ServerError``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
+import math
 import os
+import random
+import re
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
 
 from embedder_core import (
     EMBEDDING_TYPES,
@@ -61,9 +63,25 @@ __all__ = [
     "ServerError",
 ]
 
+_log = logging.getLogger(__name__)
+
 #: Environment variable with the API key ``RemoteEmbedder`` sends when none is given.
 API_KEY_ENV_VAR = "JINA_CONNECTORS_API_KEY"
 _MAX_RETRY_AFTER = 60.0  # seconds; a longer Retry-After is capped
+#: Seconds ``RemoteEmbedder`` keeps retrying a refused or failed request by default.
+DEFAULT_RETRY_BUDGET = 120.0
+# A read timeout already waited ``timeout`` seconds: it is retried this many times, even
+# past the retry budget (a busy server may answer the second time).
+_TIMEOUT_RETRIES = 1
+# Failures retried this many times at most, whatever the budget: a 500 (a bug in the server
+# is rarely transient), and connection failures before the server ever answered (a wrong
+# URL more likely than a restart).
+_FEW_RETRIES = 5
+# A request the queue can never hold is cut into parts of about this share of the queue
+# limit, so that several can wait in it at once.
+_QUEUE_SHARE = 0.5
+# The queue-full message of our server: "... N more would pass the limit of L ...".
+_QUEUE_NUMBERS = re.compile(r"(\d+) more would pass the limit of (\d+)")
 # Request limits assumed for a server that does not describe its own (the hosted APIs').
 _DEFAULT_MAX_INPUTS = 2048
 _DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
@@ -102,6 +120,16 @@ class _Retryable(Exception):
         self.retry_after = _retry_after(response)
 
 
+class _NeverFits(Exception):
+    """The server refused a request of several inputs for its size (a 413, or a 429 whose
+    tokens pass the whole queue limit): send it in ``parts`` parts instead."""
+
+    def __init__(self, response: httpx.Response, parts: int) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+        self.parts = parts
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     if value is None:
@@ -116,21 +144,47 @@ _backoff = wait_exponential_jitter(initial=0.25, max=10.0)
 
 
 def _wait(state: RetryCallState) -> float:
-    """The server's Retry-After when it sent one, else exponential backoff with jitter."""
+    """The server's Retry-After when it sent one, else exponential backoff; jittered both
+    ways, so clients refused together do not come back together."""
     error = state.outcome.exception() if state.outcome is not None else None
     if isinstance(error, _Retryable) and error.retry_after is not None:
-        return error.retry_after
+        return max(error.retry_after, 0.25) * random.uniform(1.0, 1.5)
     return float(_backoff(state))
 
 
+def _is_timeout(error: BaseException | None) -> bool:
+    """A read or write timeout: the server took the request but did not answer in time."""
+    return isinstance(error, (httpx.ReadTimeout, httpx.WriteTimeout))
+
+
 def _should_retry(error: BaseException) -> bool:
-    if isinstance(error, _Retryable):
-        return True
-    # Connection failures are retried; a read or write timeout is not (the server may be
-    # computing the request: sending it again would double the work).
-    return isinstance(error, httpx.TransportError) and not isinstance(
-        error, (httpx.ReadTimeout, httpx.WriteTimeout)
-    )
+    return isinstance(error, (_Retryable, httpx.TransportError))
+
+
+def _error_fields(response: httpx.Response) -> dict[str, Any]:
+    """The ``error`` object of an error body (empty when the body is not one)."""
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return error if isinstance(error, dict) else {"message": str(error)}
+
+
+def _queue_parts(response: httpx.Response) -> int | None:
+    """For a 429 ``queue_full``: how many parts the request must be cut into for each to
+    fit well within the queue limit; None when it fits as it is (the queue is just busy)."""
+    error = _error_fields(response)
+    if error.get("code") != "queue_full":
+        return None
+    tokens, limit = error.get("request_tokens"), error.get("max_queued_tokens")
+    if not (isinstance(tokens, int) and isinstance(limit, int)):
+        found = _QUEUE_NUMBERS.search(str(error.get("message", "")))
+        if found is None:
+            return None
+        tokens, limit = int(found[1]), int(found[2])
+    if tokens <= limit * _QUEUE_SHARE:
+        return None
+    return max(2, math.ceil(tokens / max(limit * _QUEUE_SHARE, 1)))
 
 
 @dataclass(frozen=True)
@@ -146,6 +200,7 @@ class _ModelInfo:
     supports_late_chunking: bool
     max_inputs: int
     max_request_bytes: int
+    max_queued_tokens: int | None  # None: not advertised, or no limit
 
 
 class RemoteEmbedder:
@@ -157,8 +212,10 @@ class RemoteEmbedder:
         api_key: sent as ``Authorization: Bearer``; None: ``$JINA_CONNECTORS_API_KEY``.
         model: the ``model`` field of every request; None lets the server use its model.
         timeout: seconds to wait for one response (a long document can take a while).
-        retries: how many times a request is retried after a 429, a 5xx or a connection
-            failure (so ``retries + 1`` attempts at most).
+        retry_budget: seconds from a request's first attempt during which a 429, a 5xx, a
+            connection failure or a read timeout is retried (a read timeout at least once; a
+            500, or a server that never answered yet, 5 times at most).
+        retries: at most this many retries as well; None: as many as the budget allows.
         transport: an ``httpx`` transport, for tests and custom networking.
 
     Thread-safe: one connection pool is shared by every caller. The model's description
@@ -172,7 +229,8 @@ class RemoteEmbedder:
         api_key: str | None = None,
         model: str | None = None,
         timeout: float = 300.0,
-        retries: int = 5,
+        retry_budget: float = DEFAULT_RETRY_BUDGET,
+        retries: int | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not isinstance(base_url, str):
@@ -180,13 +238,20 @@ class RemoteEmbedder:
         parts = urlsplit(base_url.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries must be a non-negative int, got {retries!r}")
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if retries is not None and (
+            isinstance(retries, bool) or not isinstance(retries, int) or retries < 0
+        ):
+            raise ValueError(f"retries must be a non-negative int or None, got {retries!r}")
+        for name, value in (("timeout", timeout), ("retry_budget", retry_budget)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+        if timeout == 0:
+            raise ValueError("timeout must be a positive number of seconds, got 0")
         path = parts.path.rstrip("/").removesuffix("/v1")
         self.base_url = f"{parts.scheme}://{parts.netloc}{path}"
         self.model = model
+        self.timeout = float(timeout)
+        self.retry_budget = float(retry_budget)
         self.retries = retries
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV_VAR)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -195,7 +260,11 @@ class RemoteEmbedder:
         )
         self._info: _ModelInfo | None = None
         self._info_lock = threading.Lock()
-        self._limits: tuple[int, int] | None = None
+        self._limits: tuple[int, int, int | None] | None = None
+        # Tokens the server counted (``usage``) and the bytes of input they came from: size
+        # requests by tokens when the server advertises its queue limit.
+        self._usage = [0, 0]
+        self._reached = False  # some answer came from the server (see _FEW_RETRIES)
 
     def __repr__(self) -> str:
         return f"RemoteEmbedder({self.base_url!r}, model={self.model!r})"
@@ -211,43 +280,130 @@ class RemoteEmbedder:
         self.close()
 
     # ------------------------------------------------------------------------ HTTP
-    def _request(self, method: str, path: str, json: Any = None) -> Any:
-        """The decoded JSON answer; retries 429/5xx/connection failures, maps errors."""
+    def _request(
+        self, method: str, path: str, json: Any = None, *, splittable: bool = False
+    ) -> Any:
+        """The decoded JSON answer; retries 429/5xx/connection failures and timeouts within
+        the retry budget, maps errors. ``splittable``: the request holds several inputs, and
+        a refusal for its size raises ``_NeverFits`` instead of an error."""
+        timeouts = few = 0
 
+        def stop(state: RetryCallState) -> bool:
+            nonlocal timeouts, few
+            if self.retries is not None and state.attempt_number > self.retries:
+                return True
+            error = state.outcome.exception() if state.outcome is not None else None
+            if _is_timeout(error):
+                timeouts += 1
+                if timeouts <= _TIMEOUT_RETRIES:
+                    return False
+            elif (isinstance(error, _Retryable) and error.response.status_code == 500) or (
+                isinstance(error, httpx.TransportError) and not self._reached
+            ):
+                few += 1
+                if few > _FEW_RETRIES:
+                    return True
+            return (state.seconds_since_start or 0.0) >= self.retry_budget
+
+        def wait(state: RetryCallState) -> float:  # never sleep past the budget's end
+            left = self.retry_budget - (state.seconds_since_start or 0.0)
+            return max(0.0, min(_wait(state), left)) if left > 0 else _wait(state)
+
+        def report(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            what = (
+                f"answered {error.response.status_code}"
+                if isinstance(error, _Retryable)
+                else f"failed ({type(error).__name__})"
+            )
+            sleep = state.next_action.sleep if state.next_action is not None else 0.0
+            _log.info("%s%s %s; retrying in %.1f s", self.base_url, path, what, sleep)
+
+        started = time.monotonic()
         retrying = Retrying(
             retry=retry_if_exception(_should_retry),
-            stop=stop_after_attempt(self.retries + 1),
-            wait=_wait,
+            stop=stop,
+            wait=wait,
+            before_sleep=report,
             reraise=True,
         )
         try:
-            response = retrying(self._send, method, path, json)
-        except _Retryable as error:
-            response = error.response  # retries spent: report the last answer
+            response = retrying(self._send, method, path, json, splittable)
+        except _Retryable as error:  # retries spent: report the last answer
+            failure = self._error(error.response, path)
+            attempts = retrying.statistics.get("attempt_number", 1)
+            failure.args = (
+                f"{failure} (still refused after {attempts} attempts over "
+                f"{time.monotonic() - started:.1f} s; retry_budget={self.retry_budget:g})",
+            )
+            raise failure from None
         except httpx.TransportError as error:
+            raise self._transport_error(error, retrying, started) from error
+        if not response.is_success:
+            raise self._error(response, path)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
             raise ServerError(
-                f"cannot reach the embedding server at {self.base_url} "
-                f"({type(error).__name__}: {error})",
-                status=0,
-            ) from error
-        if response.is_success:
-            return response.json()
-        raise self._error(response, path)
+                f"{self.base_url}{path} answered {response.status_code} with a body that is "
+                f"not a JSON object ({response.headers.get('content-type', 'no content type')}"
+                f"): {response.text[:200]!r}; is {self.base_url} an embedding server?",
+                status=response.status_code,
+            )
+        return answer
 
-    def _send(self, method: str, path: str, json: Any) -> httpx.Response:
+    def _transport_error(
+        self, error: httpx.TransportError, retrying: Retrying, started: float
+    ) -> ServerError:
+        attempts = retrying.statistics.get("attempt_number", 1)
+        tried = f"{attempts} attempt{'s' * (attempts > 1)} over {time.monotonic() - started:.1f} s"
+        if _is_timeout(error):
+            return ServerError(
+                f"the embedding server at {self.base_url} took the request but did not "
+                f"answer within timeout={self.timeout:g} s ({tried}); it may be busy: "
+                "raise timeout= or send fewer texts at once",
+                status=0,
+            )
+        return ServerError(
+            f"cannot reach the embedding server at {self.base_url} "
+            f"({type(error).__name__}: {error}; {tried})",
+            status=0,
+        )
+
+    def _send(self, method: str, path: str, json: Any, splittable: bool) -> httpx.Response:
         response = self._client.request(method, path, json=json)
-        if response.status_code == 429 or response.status_code >= 500:
+        self._reached = True
+        status = response.status_code
+        if splittable and status == 413:
+            raise _NeverFits(response, 2)
+        if status == 429:
+            parts = _queue_parts(response) if splittable else None
+            if parts is not None:
+                raise _NeverFits(response, parts)
+        if status == 429 or status >= 500:
             raise _Retryable(response)
         return response
 
+    def _split(self, indices: list[int], send: Callable[[list[int]], list[Any]]) -> list[Any]:
+        """``send(indices)`` (a list, one item per index); when the server refuses it for
+        its size, the same in parts, each split again if need be."""
+        try:
+            return send(indices)
+        except _NeverFits as refused:
+            if len(indices) < 2:  # cannot happen: one input is not splittable
+                raise self._error(refused.response, "") from None
+            parts = min(refused.parts, len(indices))
+            out: list[Any] = []
+            for k in range(parts):
+                piece = indices[k * len(indices) // parts : (k + 1) * len(indices) // parts]
+                out += self._split(piece, send)
+            return out
+
     def _error(self, response: httpx.Response, path: str) -> Exception:
         status = response.status_code
-        try:
-            error = response.json().get("error") or {}
-            if not isinstance(error, dict):
-                error = {"message": str(error)}
-        except (ValueError, AttributeError):
-            error = {}
+        error = _error_fields(response)
         message = str(error.get("message") or response.text[:500] or response.reason_phrase)
         kind, code = error.get("type"), error.get("code")
         if status in (400, 413, 422):  # about the request's content
@@ -307,21 +463,33 @@ class RemoteEmbedder:
                         pooling=info["pooling"],
                         supports_late_chunking=bool(info["supports_late_chunking"]),
                         max_inputs=int(info["max_inputs"]),
-                        max_request_bytes=int(info["max_request_bytes"]),
+                        max_request_bytes=int(
+                            info.get("max_request_bytes") or info["max_body_bytes"]
+                        ),
+                        max_queued_tokens=_optional_int(info.get("max_queued_tokens")),
                     )
         return self._info
 
     def _parts(self, sizes: Sequence[int]) -> list[range]:
         """Index ranges of items with these JSON sizes, each range one request within the
-        server's input count and body size limits (a single item past them goes alone)."""
+        server's input count and body size limits, and within a share of its queue's token
+        limit as far as the tokens per byte seen so far tell (one item past them goes alone)."""
         if self._limits is None:
             try:
                 info = self._model_info()
-                self._limits = (info.max_inputs, info.max_request_bytes)
+                queued = info.max_queued_tokens
+                self._limits = (
+                    info.max_inputs,
+                    info.max_request_bytes,
+                    max(int(queued * _QUEUE_SHARE), 1) if queued else None,
+                )
             except ExtensionUnavailableError:
-                self._limits = (_DEFAULT_MAX_INPUTS, _DEFAULT_MAX_REQUEST_BYTES)
-        max_inputs, max_bytes = self._limits
+                self._limits = (_DEFAULT_MAX_INPUTS, _DEFAULT_MAX_REQUEST_BYTES, None)
+        max_inputs, max_bytes, max_tokens = self._limits
         budget = max(max_bytes - 65536, max_bytes // 2)  # room for the other fields
+        tokens, sent = self._usage
+        if max_tokens is not None and tokens > 0:
+            budget = min(budget, max(max_tokens * sent // tokens, 1))
         parts: list[range] = []
         start = used = 0
         for i, size in enumerate(sizes):
@@ -331,6 +499,13 @@ class RemoteEmbedder:
             used += size
         parts.append(range(start, len(sizes)))
         return parts
+
+    def _count_usage(self, answer: dict[str, Any], sizes: Sequence[int]) -> None:
+        """Learn tokens per byte from an answer's ``usage`` (for ``_parts``)."""
+        usage = answer.get("usage")
+        tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
+        if isinstance(tokens, int) and tokens > 0:
+            self._usage = [self._usage[0] + tokens, self._usage[1] + sum(sizes)]
 
     @property
     def model_name(self) -> str:
@@ -377,10 +552,15 @@ class RemoteEmbedder:
             if task is not None:
                 self._check_task(task)
             return []
+
+        def send(indices: list[int]) -> list[int]:
+            body = self._body(input=[items[i] for i in indices], task=task)
+            answer = self._request("POST", "/v1/x/count-tokens", body, splittable=len(indices) > 1)
+            return [int(n) for n in _field(answer, "tokens", list)]
+
         counts: list[int] = []
         for part in self._parts(_json_sizes(items)):
-            body = self._body(input=items[part.start : part.stop], task=task)
-            counts += [int(n) for n in self._request("POST", "/v1/x/count-tokens", body)["tokens"]]
+            counts += self._split(list(part), send)
         return counts
 
     # ----------------------------------------------------------------------- encode
@@ -475,15 +655,16 @@ class RemoteEmbedder:
         groups: dict[str | None, list[int]] = {}
         for i, name in enumerate(tasks):
             groups.setdefault(name, []).append(i)
+        sizes = _json_sizes(items)
         requests: list[tuple[str | None, list[int]]] = []
         for name, indices in groups.items():
             if late_chunking:  # one document: one request
                 requests.append((name, indices))
                 continue
-            for part in self._parts(_json_sizes([items[i] for i in indices])):
+            for part in self._parts([sizes[i] for i in indices]):
                 requests.append((name, indices[part.start : part.stop]))
-        rows: list[Any] = [None] * len(items)
-        for name, indices in requests:
+
+        def send(name: str | None, indices: list[int]) -> list[Any]:
             body = self._body(
                 input=[items[i] for i in indices],
                 task=name,
@@ -494,15 +675,22 @@ class RemoteEmbedder:
                 embedding_type=wire_type,
                 truncate=truncate,
             )
-            answer = self._request("POST", "/v1/embeddings", body)
-            data = sorted(answer["data"], key=lambda item: item["index"])
+            splittable = len(indices) > 1 and not late_chunking
+            answer = self._request("POST", "/v1/embeddings", body, splittable=splittable)
+            data = sorted(_field(answer, "data", list), key=lambda item: item["index"])
             if len(data) != len(indices):
                 raise ServerError(
                     f"the server returned {len(data)} embeddings for {len(indices)} inputs",
                     status=200,
                 )
-            for i, item in zip(indices, data):
-                rows[i] = item["embedding"]
+            self._count_usage(answer, [sizes[i] for i in indices])
+            return [item["embedding"] for item in data]
+
+        rows: list[Any] = [None] * len(items)
+        for name, indices in requests:
+            embedded = self._split(indices, lambda part, name=name: send(name, part))
+            for i, row in zip(indices, embedded):
+                rows[i] = row
         if embedding_type == "base64":
             return [str(row) for row in rows]
         if embedding_type == "float":
@@ -521,13 +709,17 @@ class RemoteEmbedder:
             return [check_spans(text, chunker(text)) for text in items]
         if not items:
             return []
+
+        def send(indices: list[int]) -> list[list[Span]]:
+            body = self._body(
+                input=[items[i] for i in indices], chunker=chunker, chunk_size=chunk_size
+            )
+            answer = self._request("POST", "/v1/x/chunk", body, splittable=len(indices) > 1)
+            return [[(int(a), int(b)) for a, b in doc] for doc in _field(answer, "spans", list)]
+
         spans: list[list[Span]] = []
         for part in self._parts(_json_sizes(items)):
-            body = self._body(
-                input=items[part.start : part.stop], chunker=chunker, chunk_size=chunk_size
-            )
-            answer = self._request("POST", "/v1/x/chunk", body)
-            spans += [[(int(a), int(b)) for a, b in doc] for doc in answer["spans"]]
+            spans += self._split(list(part), send)
         return spans
 
     def embed_spans(
@@ -543,14 +735,17 @@ class RemoteEmbedder:
         """``Embedder.embed_spans`` on the server (``/v1/x/embed-spans``); float32 rows."""
         if not documents:
             return []
+        _text_list([text for text, _ in documents], "document")
         wire = [
             {"text": text, "spans": [[int(a), int(b)] for a, b in spans]}
             for text, spans in documents
         ]
-        out: list[np.ndarray] = []
-        for part in self._parts(_json_sizes(wire)):
+        sizes = _json_sizes(wire)
+        width = dimensions or self.dimension
+
+        def send(indices: list[int]) -> list[np.ndarray]:
             body = self._body(
-                documents=wire[part.start : part.stop],
+                documents=[wire[i] for i in indices],
                 task=task,
                 dimensions=dimensions,
                 normalized=normalized,
@@ -559,16 +754,22 @@ class RemoteEmbedder:
             )
             if task is None:
                 body["task"] = None  # the route's default is retrieval.passage: say "no task"
-            answer = self._request("POST", "/v1/x/embed-spans", body)
-            for item in sorted(answer["data"], key=lambda item: item["index"]):
+            answer = self._request("POST", "/v1/x/embed-spans", body, splittable=len(indices) > 1)
+            self._count_usage(answer, [sizes[i] for i in indices])
+            out = []
+            for item in sorted(_field(answer, "data", list), key=lambda item: item["index"]):
                 rows = item["embeddings"]
-                width = dimensions or self.dimension
                 out.append(
                     np.stack([_from_base64(row) for row in rows])
                     if rows
                     else np.zeros((0, width), np.float32)
                 )
-        return out
+            return out
+
+        vectors: list[np.ndarray] = []
+        for part in self._parts(sizes):
+            vectors += self._split(list(part), send)
+        return vectors
 
     def embed_documents(
         self,
@@ -647,16 +848,39 @@ class RemoteEmbedder:
         return int(dimensions)
 
 
-def _text_list(texts: str | Sequence[str]) -> list[str]:
+def _text_list(texts: str | Sequence[str], kind: str = "input") -> list[str]:
     if isinstance(texts, str):
-        return [texts]
+        texts = [texts]
     if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, (Sequence, np.ndarray)):
         raise TypeError(f"texts must be a str or a sequence of str, got {type(texts).__name__}")
     items = list(texts)
     for i, text in enumerate(items):  # only strings travel as JSON; the server checks the rest
         if not isinstance(text, str):
-            raise TypeError(f"input {i} is {type(text).__name__}, not str")
+            raise TypeError(f"{kind} {i} is {type(text).__name__}, not str")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:  # a lone surrogate: no UTF-8 (nor JSON) for it
+            raise ValueError(
+                f"{kind} {i} has a lone UTF-16 surrogate (U+{ord(text[error.start]):04X}) at "
+                f"character {error.start}; send valid Unicode text (a source decoded with "
+                "errors='surrogateescape' leaves them: decode it with errors='replace')"
+            ) from None
     return items
+
+
+def _field(answer: dict[str, Any], name: str, kind: type) -> Any:
+    """A field of a 200 answer, or a ServerError saying the answer is not what it should be."""
+    value = answer.get(name)
+    if not isinstance(value, kind):
+        raise ServerError(
+            f"the server's answer has no {name!r} {kind.__name__}: is it an embedding server?",
+            status=200,
+        )
+    return value
+
+
+def _optional_int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _json_sizes(items: Sequence[Any]) -> list[int]:

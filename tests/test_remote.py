@@ -4,19 +4,24 @@ ingestion pipeline, the sinks' search and the CLI."""
 
 from __future__ import annotations
 
+import base64
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 from server_support import free_port, serve_app
 
 import embedder_core
@@ -360,6 +365,174 @@ def test_unreachable_server_is_a_server_error() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with RemoteEmbedder(url, retries=1) as remote, pytest.raises(ServerError, match="cannot reach"):
         remote.encode("x")
+
+
+# ------------------------------------------------------------------- overload
+def test_concurrent_large_encodes_against_a_small_queue_all_complete(tiny_jina_dir: Path) -> None:
+    """8 clients each encode more tokens than the whole queue holds (--max-queued-tokens
+    300): such a request only gets in when the queue is empty, so they keep being refused.
+    The client splits what can never fit and retries by a time budget: all complete."""
+    local = Embedder.from_pretrained(str(tiny_jina_dir), device="cpu")
+    local.scheduler.add_batch_listener(lambda stats: time.sleep(0.2))  # a slower model
+    texts = [[f"{c} {i}: " + SHORT[(c + i) % 3] for i in range(30)] for c in range(8)]
+    assert min(sum(local.count_tokens(t)) for t in texts) > 300
+    results: dict[int, Any] = {}
+
+    def client(index: int, remote: RemoteEmbedder) -> None:
+        try:
+            results[index] = remote.encode(texts[index])
+        except Exception as error:  # reported below
+            results[index] = error
+
+    with serve_app(create_app(local, max_queued_tokens=300)) as url:
+        remotes = [RemoteEmbedder(url) for _ in texts]
+        threads = [threading.Thread(target=client, args=pair) for pair in enumerate(remotes)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        for remote in remotes:
+            remote.close()
+    failures = {i: r for i, r in results.items() if isinstance(r, Exception)}
+    assert not failures and len(results) == 8, failures
+    for index, rows in results.items():
+        assert min_cosine(rows, local.encode(texts[index])) >= 0.99999
+
+
+def refusing_app(refusals: int, attempts: dict[str, list[float]]) -> Any:
+    """An embeddings server that answers each client's first ``refusals`` requests with a
+    429 (``Retry-After: 1``), and records when every attempt arrived."""
+    app = FastAPI()
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> JSONResponse:
+        body = await request.json()
+        times = attempts.setdefault(body["input"][0], [])
+        times.append(time.monotonic())
+        if len(times) <= refusals:
+            error = {"message": "busy", "type": "rate_limit_error", "code": "queue_full"}
+            return JSONResponse({"error": error}, 429, headers={"Retry-After": "1"})
+        row = np.ones(4, "<f4").tobytes()
+        data = [{"object": "embedding", "index": 0, "embedding": base64.b64encode(row).decode()}]
+        return JSONResponse({"object": "list", "data": data, "usage": {"total_tokens": 1}})
+
+    return app
+
+
+def test_refused_clients_retry_by_time_with_jitter() -> None:
+    """Refused 6 times with Retry-After 1, 8 clients still get their answer (retries run by
+    a time budget), and they do not come back in lockstep (jitter over Retry-After)."""
+    attempts: dict[str, list[float]] = {}
+    with serve_app(refusing_app(6, attempts)) as url:
+        barrier = threading.Barrier(8)
+        results: list[Any] = []
+
+        def client(name: str) -> None:
+            with RemoteEmbedder(url) as remote:
+                barrier.wait()
+                try:
+                    results.append(remote.encode(name))
+                except ServerError as error:
+                    results.append(error)
+
+        threads = [threading.Thread(target=client, args=(f"c{i}",)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert len(results) == 8 and all(isinstance(r, np.ndarray) for r in results), results
+    assert all(len(times) == 7 for times in attempts.values())
+    firsts = [times[1] for times in attempts.values()]  # after the first Retry-After
+    assert max(firsts) - min(firsts) >= 0.1, sorted(firsts)
+    for times in attempts.values():
+        assert all(b - a >= 1.0 for a, b in pairwise(times))  # Retry-After honoured
+
+
+def test_the_retry_budget_bounds_the_wait() -> None:
+    attempts: dict[str, list[float]] = {}
+    with (
+        serve_app(refusing_app(1000, attempts)) as url,
+        RemoteEmbedder(url, retry_budget=2.0) as remote,
+    ):
+        started = time.monotonic()
+        with pytest.raises(ServerError, match=r"429: busy \(still refused after \d attempts") as e:
+            remote.encode("x")
+        assert 2.0 <= time.monotonic() - started < 4.0
+    assert e.value.status == 429 and e.value.code == "queue_full"
+
+
+def test_a_read_timeout_is_retried_and_named(tiny_jina_dir: Path) -> None:
+    """A busy server that answers after the client's timeout: the request is sent again
+    (embedding is idempotent) and succeeds; a server that never answers is named as such,
+    not as unreachable."""
+    local = Embedder.from_pretrained(str(tiny_jina_dir), device="cpu")
+    slow_batches = [1]
+
+    def slow_first_batch(stats: Any) -> None:
+        if slow_batches:
+            slow_batches.pop()
+            time.sleep(1.5)
+
+    local.scheduler.add_batch_listener(slow_first_batch)
+    with serve_app(create_app(local)) as url, RemoteEmbedder(url, timeout=1.0) as remote:
+        remote.dimension  # noqa: B018 - the model route answers at once
+        assert min_cosine(remote.encode(SHORT), local.encode(SHORT)) >= 0.99999
+    assert not slow_batches
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        remote = RemoteEmbedder(url, timeout=0.3, retry_budget=0)
+        with remote, pytest.raises(ServerError, match=r"did not answer within timeout=0.3 s \(2 "):
+            remote.encode("x")
+
+
+def test_a_200_that_is_not_json_is_a_server_error() -> None:
+    portal = FastAPI()  # e.g. a captive portal or a proxy's login page
+
+    @portal.post("/v1/embeddings")
+    def page() -> HTMLResponse:
+        return HTMLResponse("<html><body>Please log in</body></html>")
+
+    with (
+        serve_app(portal) as url,
+        RemoteEmbedder(url) as remote,
+        pytest.raises(ServerError, match=r"not a JSON object \(text/html") as error,
+    ):
+        remote.encode("x")
+    assert error.value.status == 200
+
+
+def test_a_lone_surrogate_is_a_value_error_naming_the_input(remote: RemoteEmbedder) -> None:
+    for call in (
+        lambda: remote.encode(["fine", "bro\ud800ken"]),
+        lambda: remote.count_tokens(["fine", "bro\ud800ken"]),
+        lambda: remote.chunk(["fine", "bro\ud800ken"]),
+    ):
+        with pytest.raises(ValueError, match=r"input 1 has a lone UTF-16 surrogate \(U\+D800\) at"):
+            call()
+    with pytest.raises(ValueError, match="document 1 has a lone UTF-16 surrogate"):
+        remote.embed_spans([("fine", [(0, 4)]), ("\udfffx", [(0, 2)])])
+
+
+def test_a_request_over_a_lower_body_limit_is_split(tiny_jina_embedder: Embedder) -> None:
+    """Behind a proxy that hides the model route (so the client cannot read the limits) and
+    with a body limit below the client's default: a 413 on several inputs splits them."""
+    inner = create_app(tiny_jina_embedder, max_request_bytes=4096)
+
+    async def proxy(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/x/"):
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b"{}"})
+            return
+        await inner(scope, receive, send)
+
+    texts = [f"{i}: " + " ".join(SHORT) * 3 for i in range(40)]  # about 9 KB in all
+    with serve_app(proxy) as url, RemoteEmbedder(url) as remote:
+        got = remote.encode(texts)
+        with pytest.raises(ValueError, match="over the limit of 4096 bytes"):
+            remote.encode(["word " * 2000])  # one input past the limit: nothing to split
+    assert min_cosine(got, tiny_jina_embedder.encode(texts)) >= 0.99999
 
 
 def test_a_plain_embeddings_server_works_for_encode_only(tiny_jina_embedder: Embedder) -> None:

@@ -410,22 +410,33 @@ def test_concurrent_large_requests_share_batches_equally_by_tokens(packed: bool)
             assert abs(served[2] - served[3]) <= slack, (served, len(batch))
 
 
-def test_a_stream_of_small_requests_does_not_starve_a_large_one():
-    """One new small request arrives per batch: the large job still gets most of each."""
-    model = TableModel(packed=True)
+@pytest.mark.parametrize("packed", [True, False])
+def test_a_stream_of_small_requests_does_not_starve_a_large_one(packed: bool):
+    """Short queries keep arriving (two per batch, as from busy clients): the large job
+    still runs in full batches and finishes while the stream goes on, and every query is
+    answered within two batches. A padded model cannot share a batch between them without
+    padding: it alternates."""
+    model = TableModel(packed=packed)
     scheduler = EmbeddingScheduler(model, max_batch_tokens=1024)
-    stream: list[PendingEmbeddings[np.ndarray]] = []
+    stream: dict[int, tuple[int, PendingEmbeddings[np.ndarray]]] = {}  # marker -> arrival
     big = scheduler.submit(sequences_job(1, [64] * 160), 160)  # 10 batches alone
 
     def arrive(stats: BatchStats) -> None:
-        if not big.done():
-            stream.append(scheduler.submit(sequences_job(2, [64]), 1))
+        if big.done() or len(model.batches) >= 100:  # bounded even when it starves
+            return
+        for _ in range(2):
+            marker = 1000 + len(stream)
+            stream[marker] = (len(model.batches), scheduler.submit(sequences_job(marker, [8]), 1))
 
     scheduler.add_batch_listener(arrive)
     big.result(timeout=60)
-    assert len(model.batches_with(1)) <= 11  # 160 x 64 tokens at >= 15 sequences a batch
-    for pending in stream:
+    big_batches = model.batches_with(1)
+    assert len(big_batches) <= 11  # 160 x 64 tokens, at least 15 sequences a batch
+    # Finished while the stream still ran: within 2 batches for each of its own.
+    assert big_batches[-1] <= 2 * len(big_batches), big_batches
+    for marker, (arrival, pending) in stream.items():
         pending.result(timeout=30)
+        assert model.batches_with(marker)[0] <= arrival + 1, (marker, arrival)
 
 
 def padded_efficiency(requests: list[list[int]], budget: int) -> float:
