@@ -255,3 +255,58 @@ def iter_safetensors(model_dir: Path) -> Iterator[tuple[str, torch.Tensor]]:
         with safe_open(str(file), framework="pt", device="cpu") as f:
             for name in f.keys():  # noqa: SIM118 - safe_open has no __iter__
                 yield name, f.get_tensor(name)
+
+
+def safetensors_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor name of the checkpoint with its shape, read from the file headers only."""
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in safetensors_files(model_dir):
+        with safe_open(str(file), framework="pt", device="cpu") as f:
+            for name in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+                shapes[name] = tuple(f.get_slice(name).get_shape())
+    return shapes
+
+
+def check_tensor_accounting(
+    where: str,
+    *,
+    expected: dict[str, tuple[int, ...] | None],
+    present: dict[str, tuple[int, ...] | None],
+    unused_ok: dict[str, str],
+) -> None:
+    """Every tensor the model needs is present with its shape, and every present tensor is
+    used, or is listed in ``unused_ok`` (name prefix -> why it is never read).
+
+    Raises ``UnsupportedModelError`` naming the missing, unused and misshapen tensors: a
+    model with a weight left at random, or a weight it ignores, gives wrong vectors.
+    Shapes of None are not compared.
+    """
+    from .errors import UnsupportedModelError
+
+    def excused(name: str) -> bool:
+        return any(name == p or name.startswith(p) for p in unused_ok)
+
+    missing = sorted(n for n in expected if n not in present and not excused(n))
+    unused = sorted(n for n in present if n not in expected and not excused(n))
+    misshapen = sorted(
+        f"{n} {present[n]} (expected {expected[n]})"
+        for n in expected
+        if n in present and None not in (expected[n], present[n]) and expected[n] != present[n]
+    )
+    problems = []
+    for label, names in (
+        ("missing", missing),
+        ("unused by the model", unused),
+        ("of the wrong shape", misshapen),
+    ):
+        if names:
+            shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+            problems.append(f"{len(names)} tensor(s) {label}: {shown}")
+    if problems:
+        raise UnsupportedModelError(
+            f"{where}: the checkpoint does not match the architecture its config names ("
+            + "; ".join(problems)
+            + "). Running it would give wrong vectors, so it is refused"
+        )
