@@ -285,7 +285,7 @@ def check_transformers_config(model_dir: Path, config: dict[str, Any]) -> None:
     for auto_class, repo in remote_code_targets(config).items():
         if auto_class.startswith(("AutoModel", "AutoConfig")):
             family = NATIVE_REMOTE_CODE.get(repo)
-            hint = f" ({family}, whose config this is not)" if family else ""
+            hint = f" ({family}'s code, but the config is not in its format)" if family else ""
             raise UnsupportedModelError(
                 f"{where}: auto_map {auto_class} names remote code {repo!r}{hint}. The core "
                 "never runs remote code and does not implement this architecture natively; "
