@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from .errors import UnsupportedModelError
-from .loading import model_dir_of, read_config, read_json, resolve_model_ref
+from .loading import (
+    V2_BASE_CODE_REFUSAL,
+    model_dir_of,
+    read_config,
+    read_json,
+    resolve_model_ref,
+)
 
 PoolingMode = Literal["cls", "mean", "max", "lasttoken"]
 POOLING_MODES: tuple[str, ...] = ("cls", "mean", "max", "lasttoken")
@@ -232,16 +238,8 @@ NATIVE_REMOTE_CODE: dict[str, str] = {
     "jinaai/xlm-roberta-flash-implementation": "jina-embeddings-v3",
     "jinaai/jina-bert-implementation": "jina-embeddings-v2",
 }
-#: jina-embeddings-v2-base-code's remote code: the "qk post-norm" variant (norms on q and k,
-#: other MLP names). Its exact math is not established from public facts, so it is refused
-#: rather than run approximately.
+#: jina-embeddings-v2-base-code's remote code (see ``loading.V2_BASE_CODE_REFUSAL``).
 JINA_V2_QK_POST_NORM = "jinaai/jina-bert-v2-qk-post-norm"
-V2_BASE_CODE_REFUSAL = (
-    "jina-embeddings-v2-base-code is the qk-post-norm variant of JinaBERT (layer norms on q "
-    "and k, different MLP weights); the core does not implement it, and running it as "
-    "jina-embeddings-v2 would give wrong vectors. Use jina-embeddings-v2-base-en or "
-    "jina-embeddings-v3"
-)
 
 
 def remote_code_targets(config: dict[str, Any]) -> dict[str, str]:

@@ -593,29 +593,37 @@ def _v2_tensor_specs(config: dict[str, Any], prefix: str) -> list[_Spec]:
 
 
 def _build_wordpiece_tokenizer() -> Any:
-    """BERT-uncased style: BertNormalizer (lowercase, strip accents), BertPreTokenizer,
-    WordPiece with ``##`` continuations, ``[CLS] $A [SEP]``, [PAD] = 0."""
+    """BERT-uncased style: BertNormalizer (lowercase), BertPreTokenizer, WordPiece with
+    ``##`` continuations, ``[CLS] $A [SEP]``, [PAD] = 0.
+
+    The tokenizers trainers are not reproducible here (their vocabularies differ between
+    runs), so the vocabulary is built by rule: every character (word-initial and ``##``),
+    every word of the corpus seen twice or more, and the first three characters of every
+    word, so that rarer words split into several pieces. Sorted, after the specials."""
     from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
-    from tokenizers.trainers import WordPieceTrainer
 
-    tokenizer = Tokenizer(WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=None)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=None)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = [
+        word
+        for line in _TOKENIZER_CORPUS
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line))
+    ]
+    chars = set("".join(words)) | set(_ASCII_PRINTABLE.lower())
+    pieces = chars | {f"##{c}" for c in chars}
+    pieces |= {w for w in set(words) if words.count(w) >= 2}
+    pieces |= {w[:3] for w in words}
+    vocab = {token: i for i, token in enumerate([*_WORDPIECE_SPECIALS, *sorted(pieces)])}
+    tokenizer = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
     tokenizer.decoder = decoders.WordPiece()
-    alphabet = sorted(set("".join(_TOKENIZER_CORPUS).lower().replace(" ", "")))
-    trainer = WordPieceTrainer(
-        vocab_size=_TOKENIZER_VOCAB_SIZE,
-        special_tokens=list(_WORDPIECE_SPECIALS),
-        initial_alphabet=alphabet + list(_ASCII_PRINTABLE.lower()),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(_TOKENIZER_CORPUS, trainer=trainer)
     cls, sep = "[CLS]", "[SEP]"
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{cls} $A {sep}",
         pair=f"{cls} $A {sep} $B:1 {sep}:1",
-        special_tokens=[(cls, tokenizer.token_to_id(cls)), (sep, tokenizer.token_to_id(sep))],
+        special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])],
     )
     return tokenizer
 
