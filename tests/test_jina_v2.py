@@ -369,3 +369,19 @@ def test_int8_runs_every_v2_linear_in_int8(v2_dir: Path, v2: Embedder) -> None:
     texts = [*SENTENCES, long_text(900, v2)]
     close = cosines(quantized.encode(texts), v2.encode(texts))
     assert close.min() >= 0.99 and close.max() < 1 - 1e-7  # close, and really quantized
+
+
+def test_dense_bias_blocks_equal_the_strided_view(
+    v2_dir: Path, v2: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CUDA path (dense bias, copied one block of query rows at a time), run on CPU
+    with blocks of a few rows, gives the vectors of the CPU path."""
+    import embedder_core.models.jina_v2 as jina_v2
+
+    texts = [*SENTENCES, long_text(700, v2)]
+    expected = v2.encode(texts)
+    blocked = Embedder.from_pretrained(str(v2_dir), device="cpu")
+    blocked._model.dense_bias = True
+    monkeypatch.setattr(jina_v2, "_BIAS_BLOCK_ELEMENTS", 4 * 700 * 5)  # 5 rows per block
+    assert jina_v2._rows_per_block(4, 700) == 5
+    assert cosines(blocked.encode(texts), expected).min() >= 0.999999

@@ -7,15 +7,16 @@ and every Linear runs once over all tokens. Attention runs per sequence, so a bi
 ever built from one sequence's own positions and never spans two sequences.
 
 Memory: the ALiBi bias ``-slope[h] * |i - j|`` is (heads, n, n); for one 8192-token input
-at base size that is 3 GiB in float32. It is never built whole past a small size: the
-queries of a long sequence are taken in blocks of rows, and each block's bias
-(heads, rows, n) is built, used by one SDPA call, and dropped, so the bias costs at most
-``_BIAS_BLOCK_ELEMENTS`` elements whatever the length. Short sequences (whole bias within
-that size) build theirs once per batch and share it across layers.
+at base size that is 3 GiB in float32. It is never built. With the keys taken in reversed
+order the bias of every (query, key) pair is one entry of a (heads, 2n - 1) table, and
+the (heads, n, n) matrix is a strided view of it (see ``_reversed_key_bias``):
 
-The same code runs on CUDA: SDPA with a float bias takes the memory-efficient kernel,
-which supports an additive mask in fp16/bf16/fp32; the bias is built in float32 and cast
-to the model's dtype.
+- CPU: SDPA's fused kernel reads the view as it is, so the bias costs 2n floats per head
+  (measured: one 8192-token attention at base size peaks 80 MiB above its inputs);
+- CUDA (the memory-efficient SDPA kernel takes an additive bias in fp16/bf16/fp32, but a
+  dense one): the view is copied one block of query rows at a time, at most
+  ``_BIAS_BLOCK_ELEMENTS`` elements, in the model's dtype. Distances are computed in
+  float32 and exact; only the product is rounded to the dtype.
 """
 
 from __future__ import annotations
@@ -104,12 +105,11 @@ def _frozen_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear
 
 @dataclass(frozen=True)
 class AlibiLayout:
-    """Per-batch attention plan: each sequence's (start, length), and the whole-sequence
-    biases of the short ones, by length (shared by every layer and every sequence of that
-    length); long sequences have none and build theirs per query block."""
+    """Per-batch attention plan: each sequence's (start, length) in the packed tokens, and
+    whether SDPA gets the bias as dense blocks (CUDA) or as the strided view (CPU)."""
 
     spans: list[tuple[int, int]]
-    biases: dict[int, torch.Tensor]
+    dense_bias: bool
 
 
 class JinaV2Layer(nn.Module):
@@ -158,51 +158,68 @@ class JinaV2Layer(nn.Module):
         return F.layer_norm(y + x, (width,), self.ln2_weight, self.ln2_bias, self.eps)
 
 
-def _alibi_bias(slopes: torch.Tensor, rows: range, length: int, dtype: torch.dtype) -> torch.Tensor:
-    """(heads, len(rows), length) bias ``-slope * |i - j|`` for query positions ``rows``
-    against key positions 0..length-1, computed in float32 (exact distances) then cast."""
-    device = slopes.device
-    queries = torch.arange(rows.start, rows.stop, device=device, dtype=torch.float32)
-    keys = torch.arange(length, device=device, dtype=torch.float32)
-    distance = (queries[:, None] - keys[None, :]).abs_()
-    return (distance[None] * slopes.neg()[:, None, None]).to(dtype)
+def _alibi_table(slopes: torch.Tensor, length: int, dtype: torch.dtype) -> torch.Tensor:
+    """(heads, 2 * length - 1): entry m of head h is ``-slope[h] * |m - (length - 1)|``,
+    computed in float32 (exact distances), then cast."""
+    offsets = torch.arange(2 * length - 1, device=slopes.device, dtype=torch.float32)
+    return (offsets.sub_(length - 1).abs_()[None] * slopes.neg()[:, None]).to(dtype)
 
 
-def _rows_per_block(heads: int, length: int) -> int:
-    return max(1, _BIAS_BLOCK_ELEMENTS // (heads * length))
+def _reversed_key_bias(table: torch.Tensor, first: int, rows: int, length: int) -> torch.Tensor:
+    """The bias of queries ``first .. first + rows - 1`` against the keys in reversed
+    order, as a (heads, rows, length) view of ``table`` (no copy).
+
+    With key ``j`` at column ``c = length - 1 - j``, ``|i - j| = |(i + c) - (length - 1)|``
+    depends on ``i + c`` alone, so the matrix reads ``table[h, i + c]``: strides (1, 1)."""
+    heads = table.shape[0]
+    return table.as_strided((heads, rows, length), (table.stride(0), 1, 1), first)
 
 
 def _packed_alibi_attention(
     qkv: torch.Tensor, layout: AlibiLayout, slopes: torch.Tensor
 ) -> torch.Tensor:
     """Attention of each sequence over its own tokens; qkv is (tokens, 3, heads, head_dim),
-    the result (tokens, heads, head_dim)."""
+    the result (tokens, heads, head_dim).
+
+    Keys and values are reversed (softmax does not care about their order), so that the
+    bias is a strided view of a (heads, 2n - 1) table. The CPU kernel reads the view as it
+    is: the bias costs 2n floats per head, whatever n. CUDA kernels want a dense mask, so
+    there the view is copied one block of query rows at a time (at most
+    ``_BIAS_BLOCK_ELEMENTS`` elements)."""
     tokens, _, heads, head_dim = qkv.shape
     out = torch.empty((tokens, heads, head_dim), dtype=qkv.dtype, device=qkv.device)
+    dense_mask = layout.dense_bias
     for start, length in layout.spans:
         # (1, heads, n, head_dim) views: on CPU only 4-D SDPA reaches the fused kernel.
         q, k, v = (qkv[start : start + length, i].transpose(0, 1)[None] for i in range(3))
+        k, v = k.flip(2), v.flip(2)
         target = out[start : start + length].transpose(0, 1)  # (heads, n, head_dim) view
-        bias = layout.biases.get(length)
-        if bias is not None:
-            target.copy_(F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])[0])
-            continue
-        step = _rows_per_block(heads, length)
+        table = _alibi_table(slopes, length, qkv.dtype)
+        step = _rows_per_block(heads, length) if dense_mask else length
         for first in range(0, length, step):
-            rows = range(first, min(first + step, length))
-            block_bias = _alibi_bias(slopes, rows, length, qkv.dtype)
-            target[:, first : rows.stop].copy_(
+            rows = min(step, length - first)
+            bias = _reversed_key_bias(table, first, rows, length)
+            if dense_mask:
+                bias = bias.contiguous()
+            target[:, first : first + rows].copy_(
                 F.scaled_dot_product_attention(
-                    q[:, :, first : rows.stop], k, v, attn_mask=block_bias[None]
+                    q[:, :, first : first + rows], k, v, attn_mask=bias[None]
                 )[0]
             )
     return out
+
+
+def _rows_per_block(heads: int, length: int) -> int:
+    return max(1, _BIAS_BLOCK_ELEMENTS // (heads * length))
 
 
 class JinaV2Model(nn.Module):
     """The JinaBERT encoder stack; ``token_states`` runs one packed batch."""
 
     packed = True  # no padding: a batch costs the sum of its sequences' lengths
+    #: None: dense bias blocks on CUDA, the strided view on CPU; True/False forces one
+    #: (tests run the CUDA path's blocks on CPU).
+    dense_bias: bool | None = None
 
     def __init__(self, config: JinaV2Config, tensors: dict[str, torch.Tensor]) -> None:
         super().__init__()
@@ -248,20 +265,11 @@ class JinaV2Model(nn.Module):
         return any(isinstance(m, Int8Linear) for m in self.layers.modules())
 
     def _layout(self, batch: PackedBatch) -> AlibiLayout:
-        heads = self.config.num_attention_heads
-        spans, start = [], 0
-        for length in batch.seq_lens:
-            spans.append((start, length))
-            start += length
-        biases: dict[int, torch.Tensor] = {}
-        budget = _BIAS_BLOCK_ELEMENTS * 4  # all shared biases of one batch together
-        for length in sorted(set(batch.seq_lens)):
-            size = heads * length * length
-            if size > _BIAS_BLOCK_ELEMENTS or size > budget:
-                break  # longer ones build theirs per query block, in every layer
-            biases[length] = _alibi_bias(self.slopes, range(length), length, self.dtype)
-            budget -= size
-        return AlibiLayout(spans, biases)
+        starts = [0]
+        for length in batch.seq_lens[:-1]:
+            starts.append(starts[-1] + length)
+        dense = self.device.type != "cpu" if self.dense_bias is None else self.dense_bias
+        return AlibiLayout(list(zip(starts, batch.seq_lens)), dense)
 
     def token_states(self, batch: PackedBatch) -> torch.Tensor:
         layout = self._layout(batch)
