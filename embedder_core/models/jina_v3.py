@@ -47,6 +47,10 @@ _LORA_SUFFIXES = (
 )
 
 
+#: The GELU forms the encoder layers run ("gelu": exact erf; the others: tanh approximation).
+_GELU_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh")
+
+
 @dataclass(frozen=True)
 class JinaV3Config:
     hidden_size: int
@@ -69,6 +73,12 @@ class JinaV3Config:
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> JinaV3Config:
+        act = config.get("hidden_act", "gelu")
+        if act not in _GELU_ACTIVATIONS:
+            raise UnsupportedModelError(
+                f"jina-embeddings-v3 config: hidden_act {act!r} is not implemented; "
+                f"supported: {', '.join(_GELU_ACTIVATIONS)}"
+            )
         return cls(
             hidden_size=int(config["hidden_size"]),
             num_hidden_layers=int(config["num_hidden_layers"]),
