@@ -7,9 +7,9 @@ and every Linear runs once over all tokens. Attention runs per sequence, so a bi
 ever built from one sequence's own positions and never spans two sequences.
 
 Memory: the ALiBi bias ``-slope[h] * |i - j|`` is (heads, n, n); for one 8192-token input
-at base size that is 3 GiB in float32. It is never built. With the keys taken in reversed
+at base size that is 3 GiB in float32. It is never built. With the queries taken in reversed
 order the bias of every (query, key) pair is one entry of a (heads, 2n - 1) table, and
-the (heads, n, n) matrix is a strided view of it (see ``_reversed_key_bias``):
+the (heads, n, n) matrix is a strided view of it (see ``_reversed_query_bias``):
 
 - CPU: SDPA's fused kernel reads the view as it is, so the bias costs 2n floats per head
   (measured: one 8192-token attention at base size peaks 80 MiB above its inputs);
@@ -110,6 +110,8 @@ class AlibiLayout:
 
     spans: list[tuple[int, int]]
     dense_bias: bool
+    #: Token index of the packed batch with each sequence's tokens in reversed order.
+    reverse_index: torch.Tensor
 
 
 class JinaV2Layer(nn.Module):
@@ -165,12 +167,12 @@ def _alibi_table(slopes: torch.Tensor, length: int, dtype: torch.dtype) -> torch
     return (offsets.sub_(length - 1).abs_()[None] * slopes.neg()[:, None]).to(dtype)
 
 
-def _reversed_key_bias(table: torch.Tensor, first: int, rows: int, length: int) -> torch.Tensor:
-    """The bias of queries ``first .. first + rows - 1`` against the keys in reversed
-    order, as a (heads, rows, length) view of ``table`` (no copy).
+def _reversed_query_bias(table: torch.Tensor, first: int, rows: int, length: int) -> torch.Tensor:
+    """The bias of reversed-order query rows ``first .. first + rows - 1`` against the keys,
+    as a (heads, rows, length) view of ``table`` (no copy).
 
-    With key ``j`` at column ``c = length - 1 - j``, ``|i - j| = |(i + c) - (length - 1)|``
-    depends on ``i + c`` alone, so the matrix reads ``table[h, i + c]``: strides (1, 1)."""
+    Row ``r`` holds query ``i = length - 1 - r``, and ``|i - j| = |(r + j) - (length - 1)|``
+    depends on ``r + j`` alone, so the matrix reads ``table[h, r + j]``: strides (1, 1)."""
     heads = table.shape[0]
     return table.as_strided((heads, rows, length), (table.stride(0), 1, 1), first)
 
@@ -181,24 +183,25 @@ def _packed_alibi_attention(
     """Attention of each sequence over its own tokens; qkv is (tokens, 3, heads, head_dim),
     the result (tokens, heads, head_dim).
 
-    Keys and values are reversed (softmax does not care about their order), so that the
-    bias is a strided view of a (heads, 2n - 1) table. The CPU kernel reads the view as it
-    is: the bias costs 2n floats per head, whatever n. CUDA kernels want a dense mask, so
-    there the view is copied one block of query rows at a time (at most
-    ``_BIAS_BLOCK_ELEMENTS`` elements)."""
+    Each sequence's queries run in reversed order (one gather for the whole batch, and one
+    to put the results back), so that the bias is a strided view of a (heads, 2n - 1)
+    table. The CPU kernel reads the view as it is: the bias costs 2n values per head,
+    whatever n. CUDA kernels want a dense mask, so there the view is copied one block of
+    query rows at a time (at most ``_BIAS_BLOCK_ELEMENTS`` elements)."""
     tokens, _, heads, head_dim = qkv.shape
+    queries = qkv[:, 0].index_select(0, layout.reverse_index)  # (tokens, heads, head_dim)
     out = torch.empty((tokens, heads, head_dim), dtype=qkv.dtype, device=qkv.device)
     dense_mask = layout.dense_bias
     for start, length in layout.spans:
         # (1, heads, n, head_dim) views: on CPU only 4-D SDPA reaches the fused kernel.
-        q, k, v = (qkv[start : start + length, i].transpose(0, 1)[None] for i in range(3))
-        k, v = k.flip(2), v.flip(2)
+        q = queries[start : start + length].transpose(0, 1)[None]
+        k, v = (qkv[start : start + length, i].transpose(0, 1)[None] for i in (1, 2))
         target = out[start : start + length].transpose(0, 1)  # (heads, n, head_dim) view
         table = _alibi_table(slopes, length, qkv.dtype)
         step = _rows_per_block(heads, length) if dense_mask else length
         for first in range(0, length, step):
             rows = min(step, length - first)
-            bias = _reversed_key_bias(table, first, rows, length)
+            bias = _reversed_query_bias(table, first, rows, length)
             if dense_mask:
                 bias = bias.contiguous()
             target[:, first : first + rows].copy_(
@@ -206,7 +209,7 @@ def _packed_alibi_attention(
                     q[:, :, first : first + rows], k, v, attn_mask=bias[None]
                 )[0]
             )
-    return out
+    return out.index_select(0, layout.reverse_index)  # reversing twice is the identity
 
 
 def _rows_per_block(heads: int, length: int) -> int:
@@ -269,7 +272,11 @@ class JinaV2Model(nn.Module):
         for length in batch.seq_lens[:-1]:
             starts.append(starts[-1] + length)
         dense = self.device.type != "cpu" if self.dense_bias is None else self.dense_bias
-        return AlibiLayout(list(zip(starts, batch.seq_lens)), dense)
+        reverse = torch.cat(
+            [torch.arange(s + n - 1, s - 1, -1) for s, n in zip(starts, batch.seq_lens)]
+        )
+        reverse = reverse.to(self.device, non_blocking=True)
+        return AlibiLayout(list(zip(starts, batch.seq_lens)), dense, reverse)
 
     def token_states(self, batch: PackedBatch) -> torch.Tensor:
         layout = self._layout(batch)
