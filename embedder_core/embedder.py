@@ -82,8 +82,9 @@ class TaskSpec:
 
 
 class Embedder:
-    """Text embeddings from a jina-embeddings-v3 checkpoint or a sentence-transformers /
-    transformers encoder (CLS, mean, max or last-token pooling, Dense, Normalize).
+    """Text embeddings from a jina-embeddings-v3 or -v2 checkpoint (native) or a
+    sentence-transformers / transformers encoder (CLS, mean, max or last-token pooling,
+    Dense, Normalize).
 
     Holds no per-caller settings: one instance is shared by every caller of
     :func:`get_embedder`; whatever changes a vector is an argument of the call.
