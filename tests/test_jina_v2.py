@@ -385,3 +385,40 @@ def test_dense_bias_blocks_equal_the_strided_view(
     monkeypatch.setattr(jina_v2, "_BIAS_BLOCK_ELEMENTS", 4 * 700 * 5)  # 5 rows per block
     assert jina_v2._rows_per_block(4, 700) == 5
     assert cosines(blocked.encode(texts), expected).min() >= 0.999999
+
+
+def _with_pipeline(source: Path, target: Path, pooling: dict[str, bool]) -> Path:
+    """A copy with a sentence-transformers pipeline (modules.json), as v2 releases ship."""
+    import shutil
+
+    shutil.copytree(source, target)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
+    ]
+    (target / "modules.json").write_text(json.dumps(modules))
+    (target / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 8192}))
+    (target / "1_Pooling").mkdir()
+    (target / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, **pooling})
+    )
+    return target
+
+
+def test_sentence_transformers_pipeline_of_mean_pooling_runs_and_others_are_refused(
+    v2_dir: Path, v2: Embedder, tmp_path: Path
+) -> None:
+    mean = _with_pipeline(v2_dir, tmp_path / "mean", {"pooling_mode_mean_tokens": True})
+    with_pipeline = Embedder.from_pretrained(str(mean), device="cpu")
+    np.testing.assert_array_equal(with_pipeline.encode(SENTENCES), v2.encode(SENTENCES))
+    assert inspect_model(str(mean)).max_tokens == 8192
+    cls = _with_pipeline(v2_dir, tmp_path / "cls", {"pooling_mode_cls_token": True})
+    with pytest.raises(UnsupportedModelError, match="mean pooling"):
+        Embedder.from_pretrained(str(cls), device="cpu")
+    with pytest.raises(UnsupportedModelError, match="mean pooling"):
+        inspect_model(str(cls))
