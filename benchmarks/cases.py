@@ -8,6 +8,7 @@ from benchmarks import (
     full_size,
     ingestion,
     int8,
+    jina_v2,
     late_chunking,
     long_inputs,
     minilm,
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[Context], CaseResult]] = {
     server.NAME: server.run,
     int8.FULL_SIZE_NAME: int8.run_full_size,
     int8.MINILM_NAME: int8.run_minilm,
+    jina_v2.NAME: jina_v2.run,
 }
 
 # Run only when named (`--only soak`): not part of the default suite.

@@ -18,7 +18,11 @@ checks, when any check fails. Checks:
   device memory at each retry are recorded;
 - throughput: tokens/s on the mixed 16-1024-token workload of the full-size architecture,
   and MFU against a bf16 GEMM measured in the same run;
-- memory: peak device memory of one 8192-token input above the loaded model.
+- memory: peak device memory of one 8192-token input above the loaded model;
+- jina_v2: jina-embeddings-v2 checkpoints (ALiBi, a head count that is not a power of two,
+  base-en width) on the device in its default dtype against CPU float32 (a mixed batch of
+  up to 2048 tokens, each text alone, a late-chunked 8192-token document; >= 0.9999), and
+  the document's peak device memory.
 
 ``--device cpu --quick`` runs the same code on CPU with small sizes (float32 on both
 sides, the OOM injected at the model): the test suite runs it, so only the device differs.
@@ -72,6 +76,8 @@ class Sizes:
     throughput_count: int  # inputs of the mixed workload, lengths in [16, 1024]
     throughput_high: int
     oom_budget: int  # starting batch budget (tokens) of the out-of-memory check
+    # jina-embeddings-v2 (ALiBi) checkpoints: parity of the device against CPU float32.
+    v2_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 FULL = Sizes(
@@ -91,6 +97,15 @@ FULL = Sizes(
     throughput_count=4096,
     throughput_high=1024,
     oom_budget=65536,
+    v2_configs={
+        "v2 tiny 6 heads": {"hidden_size": 48, "num_attention_heads": 6},
+        "v2 base-en width, 4 layers": {
+            "hidden_size": 768,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 12,
+            "intermediate_size": 3072,
+        },
+    },
 )
 
 QUICK = Sizes(
@@ -110,6 +125,7 @@ QUICK = Sizes(
     throughput_count=24,
     throughput_high=256,
     oom_budget=2048,
+    v2_configs={"v2 tiny 6 heads": {"hidden_size": 48, "num_attention_heads": 6}},
 )
 
 
@@ -214,6 +230,65 @@ def check_parity(sizes: Sizes, device: torch.device, cache_dir: Path) -> list[Ch
 
 FLOAT32_MIN_COSINE = 0.9999
 FLOAT32_CASES = ("task=retrieval.query", "mixed-task batch")
+V2_MIN_COSINE = 0.9999  # the device's default dtype (bf16 on CUDA) against CPU float32
+
+
+def check_jina_v2(sizes: Sizes, device: torch.device, cache_dir: Path) -> list[Check]:
+    """jina-embeddings-v2 on the device (ALiBi bias in dense blocks on CUDA) against CPU
+    float32: a mixed batch, each text alone, and one late-chunked `long_tokens` document;
+    and the peak device memory of that document above the loaded model."""
+    from benchmarks.jina_v2 import random_v2_checkpoint
+    from embedder_core import Embedder
+
+    checks = []
+    for label, config in sizes.v2_configs.items():
+        model_dir = random_v2_checkpoint(cache_dir, config, seed=SEED)
+        reference = Embedder.from_pretrained(str(model_dir), device="cpu", dtype="float32")
+        lengths = log_uniform_lengths(sizes.parity_texts, 4, 2048, seed=SEED)
+        texts = exact_length_texts(reference, model_dir, lengths, task=None, seed=SEED)
+        _, overhead = single_token_words(reference, model_dir, None)
+        pieces = exact_length_texts(
+            reference, model_dir, [sizes.long_tokens // 8] * 8, task=None, seed=SEED + 2
+        )
+        expected_batch = reference.encode(texts)
+        expected_document = reference.encode(pieces, late_chunking=True)
+        reference = None
+        on_device = _load(model_dir, device)
+        detail = {"dtype": str(on_device.dtype), "device": str(on_device.device)}
+        late = f"late chunking, ~{sizes.long_tokens} tokens"
+        got = {
+            "batch": on_device.encode(texts),
+            "each text alone": np.concatenate([on_device.encode([text]) for text in texts]),
+            late: on_device.encode(pieces, late_chunking=True),
+        }
+        expected = {
+            "batch": expected_batch,
+            "each text alone": expected_batch,
+            late: expected_document,
+        }
+        for name, rows in got.items():
+            cosine = float(_cosines(rows, expected[name]).min())
+            checks.append(
+                Check(
+                    f"parity {label}: {name}",
+                    cosine,
+                    f">= {V2_MIN_COSINE}",
+                    cosine >= V2_MIN_COSINE,
+                    detail,
+                )
+            )
+        with PeakMemory(device) as memory:
+            on_device.encode(pieces, late_chunking=True)
+        checks.append(
+            Check(
+                f"memory {label}: peak MiB above model, ~{sizes.long_tokens} tokens",
+                memory.peak_above_start / 2**20,
+                detail={"method": memory.method, "overhead_tokens": overhead},
+            )
+        )
+        on_device = None
+        _free(device)
+    return checks
 
 
 def _float32_parity(
@@ -444,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         ("parity", check_parity),
         ("oom", check_oom),
         ("throughput", check_throughput),
+        ("jina_v2", check_jina_v2),
     ):
         print(f"[gpu_check] {name} ...", file=sys.stderr, flush=True)
         try:

@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from pathlib import Path
 from typing import Any, Literal, TypeVar, cast, overload
 
 import numpy as np
@@ -35,11 +36,19 @@ from .loading import (
     resolve_model_ref,
     url_backend,
 )
-from .model_info import STANDARD_TASKS  # the five jina-embeddings-v3 task names
+from .model_info import (
+    JINA_V2_TASKS,
+    STANDARD_TASKS,  # the five jina-embeddings-v3 task names
+    JinaV2Config,
+    check_native_auto_map,
+    is_jina_v2_config,
+    read_jina_v2_pipeline,
+)
 from .models.base import TokenEncoder
 from .models.hf_encoder import HFEncoder, hf_max_tokens
+from .models.jina_v2 import JinaV2Model
 from .models.jina_v3 import JinaV3Config, JinaV3Model, is_jina_v3_config
-from .models.quantization import plan_quantization
+from .models.quantization import Int8Support, plan_quantization
 from .models.st_pipeline import POOLING_MODES, PoolingMode, read_pipeline
 from .output import (
     ArrayEmbeddingType,
@@ -73,8 +82,9 @@ class TaskSpec:
 
 
 class Embedder:
-    """Text embeddings from a jina-embeddings-v3 checkpoint or a sentence-transformers /
-    transformers encoder (CLS, mean, max or last-token pooling, Dense, Normalize).
+    """Text embeddings from a jina-embeddings-v3 or -v2 checkpoint (native) or a
+    sentence-transformers / transformers encoder (CLS, mean, max or last-token pooling,
+    Dense, Normalize).
 
     Holds no per-caller settings: one instance is shared by every caller of
     :func:`get_embedder`; whatever changes a vector is an argument of the call.
@@ -94,6 +104,8 @@ class Embedder:
         post_pooling: Sequence[torch.nn.Module] = (),
         default_task: TaskSpec = TaskSpec(),
         max_batch_tokens: int | None = None,
+        truncatable: bool = True,
+        task_note: str = "",
     ) -> None:
         if max_tokens <= tokenizer.special_count:
             raise ValueError(f"max_tokens {max_tokens} leaves no room for text")
@@ -107,6 +119,11 @@ class Embedder:
         self._include_prompt = include_prompt
         self._post_pooling = torch.nn.Sequential(*post_pooling).float().eval()
         self._prompt_tokens: dict[str, int] = {}
+        # False: the model was not trained for truncated (Matryoshka) vectors, so only the
+        # full width is valid; ``task_note`` explains, in an unknown-task error, what
+        # tasks mean for this model.
+        self._truncatable = truncatable
+        self._task_note = task_note
         self.model_name = model_name
         self.max_tokens = max_tokens
         self.has_adapters = has_adapters
@@ -144,7 +161,12 @@ class Embedder:
         _warn_if_slow_dtype(torch_device, torch_dtype)
         model_dir = model_dir_of(ref, local_files_only=local_files_only)
         root_config = model_dir / "config.json"
+        if root_config.is_file() and is_jina_v2_config(read_json(root_config)):
+            return cls._from_jina_v2(
+                model_dir, ref.canonical_id, torch_device, torch_dtype, int8, max_batch_tokens
+            )
         if root_config.is_file() and is_jina_v3_config(read_json(root_config)):
+            check_native_auto_map(model_dir, read_json(root_config), "jina-embeddings-v3")
             jina = JinaV3Config.from_dict(read_json(root_config))
             tokenizer = TextTokenizer.from_dir(
                 model_dir, bos_token_id=jina.bos_token_id, eos_token_id=jina.eos_token_id
@@ -187,6 +209,40 @@ class Embedder:
             post_pooling=post_pooling,
             default_task=TaskSpec(-1, prompts[default]) if default else TaskSpec(),
             max_batch_tokens=max_batch_tokens,
+        )
+
+    @classmethod
+    def _from_jina_v2(
+        cls,
+        model_dir: Path,
+        model_name: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        int8: Int8Support | None,
+        max_batch_tokens: int | None,
+    ) -> Embedder:
+        """jina-embeddings-v2 natively: checked config and pipeline, then the weights."""
+        config = JinaV2Config.from_dict(model_dir, read_json(model_dir / "config.json"))
+        pipeline = read_jina_v2_pipeline(model_dir)  # before the weights: it may refuse
+        _, post_pooling = read_pipeline(model_dir)
+        encoder = JinaV2Model.from_dir(model_dir, config, device, dtype)
+        if int8 is not None:
+            encoder.quantize_int8(reduce_range=int8.reduce_range)
+        return cls(
+            encoder,
+            TextTokenizer.from_dir(model_dir, lowercase=pipeline.do_lower_case),
+            model_name=model_name,
+            max_tokens=min(config.max_tokens, pipeline.max_seq_length or config.max_tokens),
+            tasks={task: TaskSpec() for task in JINA_V2_TASKS},
+            has_adapters=False,
+            post_pooling=post_pooling,
+            max_batch_tokens=max_batch_tokens,
+            truncatable=False,
+            task_note=(
+                "jina-embeddings-v2 has no task adapters and no prompts: it embeds queries and "
+                f"passages alike, so only {' and '.join(JINA_V2_TASKS)} (which change nothing) "
+                "or None are accepted"
+            ),
         )
 
     # ----------------------------------------------------------------- introspection
@@ -567,8 +623,9 @@ class Embedder:
         try:
             return self._tasks[name]
         except KeyError:
+            note = f". {self._task_note}" if self._task_note else ""
             raise ValueError(
-                f"unknown task {name!r}; valid tasks: {', '.join(self._tasks)} (or None)"
+                f"unknown task {name!r}; valid tasks: {', '.join(self._tasks)} (or None){note}"
             ) from None
 
     def _resolve_tasks(self, task: str | Sequence[str | None] | None, count: int) -> list[TaskSpec]:
@@ -590,6 +647,12 @@ class Embedder:
             raise ValueError(
                 f"dimensions must be an int, got {type(dimensions).__name__}"
             ) from None
+        if not self._truncatable and value != self.dimension:
+            raise ValueError(
+                f"dimensions={value}: {self.model_name} has no Matryoshka training, so its "
+                f"embeddings are only meaningful at their full width; pass {self.dimension} "
+                "or omit dimensions"
+            )
         if not 1 <= value <= self.dimension:
             raise ValueError(f"dimensions must be between 1 and {self.dimension}, got {value}")
         return value

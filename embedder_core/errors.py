@@ -15,9 +15,12 @@ class UnsafeCheckpointError(ValueError):
 class UnsupportedModelError(ValueError):
     """The checkpoint, or what was asked of it, is outside what the core runs exactly.
 
-    Raised at load time for a sentence-transformers pipeline (``modules.json``) with a module
-    or setting the core does not implement, and at call time for late chunking on a model
-    that pools one token (CLS or last-token pooling).
+    Raised at load time, before any vector, for a checkpoint whose tensors are not exactly
+    what its architecture reads (missing, unused or misshapen ones, named), a config asking
+    for what the architecture does not do (remote-code ``auto_map``, position or MLP type),
+    jina-embeddings-v2-base-code, and a sentence-transformers pipeline (``modules.json``)
+    with a module or setting the core does not implement; at call time for late chunking on
+    a model that pools one token (CLS or last-token pooling).
     """
 
 

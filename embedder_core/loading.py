@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .errors import ModelNotFoundError, UnsafeCheckpointError
+from .errors import ModelNotFoundError, UnsafeCheckpointError, UnsupportedModelError
 
 DEFAULT_MODEL = "jinaai/jina-embeddings-v3"
 MODEL_ENV_VAR = "JINA_CONNECTORS_MODEL"
@@ -22,7 +22,26 @@ MODEL_ENV_VAR = "JINA_CONNECTORS_MODEL"
 #: Model names of the hosted Jina API that the local suite runs, mapped to their Hub ids, so
 #: code written for the hosted API (``model="jina-embeddings-v3"``) runs unchanged. A local
 #: directory of that name still wins.
-HOSTED_MODEL_NAMES: dict[str, str] = {"jina-embeddings-v3": DEFAULT_MODEL}
+HOSTED_MODEL_NAMES: dict[str, str] = {
+    "jina-embeddings-v3": DEFAULT_MODEL,
+    **{
+        f"jina-embeddings-v2-{variant}": f"jinaai/jina-embeddings-v2-{variant}"
+        for variant in ("small-en", "base-en", "base-de", "base-es", "base-zh")
+    },
+}
+#: jina-embeddings-v2-base-code is JinaBERT's "qk post-norm" variant (norms on q and k,
+#: other MLP weights). Its exact math is not established from public facts, so the core
+#: refuses it rather than run it approximately.
+V2_BASE_CODE_REFUSAL = (
+    "jina-embeddings-v2-base-code is the qk-post-norm variant of JinaBERT (layer norms on q "
+    "and k, different MLP weights); the core does not implement it, and running it as "
+    "jina-embeddings-v2 would give wrong vectors. Use jina-embeddings-v2-base-en or "
+    "jina-embeddings-v3"
+)
+_REFUSED_MODELS = {
+    "jina-embeddings-v2-base-code": V2_BASE_CODE_REFUSAL,
+    "jinaai/jina-embeddings-v2-base-code": V2_BASE_CODE_REFUSAL,
+}
 
 # Files an embedder needs. fnmatch's "*" also matches "/", so these take the
 # sentence-transformers module folders too (1_Pooling/config.json, 2_Dense/config.json and
@@ -111,7 +130,8 @@ def resolve_model_ref(
 
     - An existing directory (relative, absolute, ``~``, through a symlink) is a local model,
       named by its resolved absolute path. It always wins over a Hub id of the same spelling.
-    - A hosted API name (``jina-embeddings-v3``) is its Hub id.
+    - A hosted API name (``jina-embeddings-v3``, ``jina-embeddings-v2-base-en`` and the rest
+      of :data:`HOSTED_MODEL_NAMES`) is its Hub id.
     - Anything else must be a Hub id, ``namespace/name``, optionally ``@revision``.
     - ``model=None`` means ``$JINA_CONNECTORS_MODEL``, else jina-embeddings-v3.
     """
@@ -147,6 +167,8 @@ def resolve_model_ref(
         if revision is not None and revision != pinned:
             raise ValueError(f"model {name!r} pins revision {pinned!r}, but revision={revision!r}")
         revision = pinned
+    if repo_id in _REFUSED_MODELS:
+        raise UnsupportedModelError(f"model {name!r}: {_REFUSED_MODELS[repo_id]}")
     repo_id = HOSTED_MODEL_NAMES.get(repo_id, repo_id)
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -255,3 +277,57 @@ def iter_safetensors(model_dir: Path) -> Iterator[tuple[str, torch.Tensor]]:
         with safe_open(str(file), framework="pt", device="cpu") as f:
             for name in f.keys():  # noqa: SIM118 - safe_open has no __iter__
                 yield name, f.get_tensor(name)
+
+
+def safetensors_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor name of the checkpoint with its shape, read from the file headers only."""
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in safetensors_files(model_dir):
+        with safe_open(str(file), framework="pt", device="cpu") as f:
+            for name in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+                shapes[name] = tuple(f.get_slice(name).get_shape())
+    return shapes
+
+
+def check_tensor_accounting(
+    where: str,
+    *,
+    expected: dict[str, tuple[int, ...] | None],
+    present: dict[str, tuple[int, ...] | None],
+    unused_ok: dict[str, str],
+) -> None:
+    """Every tensor the model needs is present with its shape, and every present tensor is
+    used, or is listed in ``unused_ok`` (name prefix -> why it is never read).
+
+    Raises ``UnsupportedModelError`` naming the missing, unused and misshapen tensors: a
+    model with a weight left at random, or a weight it ignores, gives wrong vectors.
+    Shapes of None are not compared.
+    """
+
+    def excused(name: str) -> bool:
+        return any(name == p or name.startswith(p) for p in unused_ok)
+
+    missing = sorted(n for n in expected if n not in present and not excused(n))
+    unused = sorted(n for n in present if n not in expected and not excused(n))
+    misshapen = sorted(
+        f"{n} {present[n]} (expected {expected[n]})"
+        for n in expected
+        if n in present and None not in (expected[n], present[n]) and expected[n] != present[n]
+    )
+    problems = []
+    for label, names in (
+        ("missing", missing),
+        ("unused by the model", unused),
+        ("of the wrong shape", misshapen),
+    ):
+        if names:
+            shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+            problems.append(f"{len(names)} tensor(s) {label}: {shown}")
+    if problems:
+        raise UnsupportedModelError(
+            f"{where}: the checkpoint does not match the architecture its config names ("
+            + "; ".join(problems)
+            + "). Running it would give wrong vectors, so it is refused"
+        )

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from .errors import UnsupportedModelError
-from .loading import model_dir_of, read_config, read_json, resolve_model_ref
+from .loading import (
+    V2_BASE_CODE_REFUSAL,
+    model_dir_of,
+    read_config,
+    read_json,
+    resolve_model_ref,
+)
 
 PoolingMode = Literal["cls", "mean", "max", "lasttoken"]
 POOLING_MODES: tuple[str, ...] = ("cls", "mean", "max", "lasttoken")
@@ -30,6 +36,11 @@ STANDARD_TASKS: tuple[str, ...] = (
     "classification",
     "text-matching",
 )
+
+#: What jina-embeddings-v2 accepts as ``task``: the two sides of retrieval, which every
+#: adapter of the suite names. They select no adapter and no prompt (v2 has neither, and
+#: embeds queries and passages alike); any other task is refused.
+JINA_V2_TASKS: tuple[str, ...] = ("retrieval.query", "retrieval.passage")
 
 _MODULE_NAMES = ("Transformer", "Pooling", "Dense", "Normalize")
 # Pooling modes of the old config format (one bool per mode), in sentence-transformers' order.
@@ -91,7 +102,20 @@ def inspect_model(
     root_config = model_dir / "config.json"
     if root_config.is_file():
         config = read_json(root_config)
+        if is_jina_v2_config(config):
+            v2 = JinaV2Config.from_dict(model_dir, config)
+            v2_pipeline = read_jina_v2_pipeline(model_dir)
+            return ModelInfo(
+                model=ref.canonical_id,
+                dimension=v2_pipeline.output_width(v2.hidden_size),
+                max_tokens=min(v2.max_tokens, v2_pipeline.max_seq_length or v2.max_tokens),
+                tasks=JINA_V2_TASKS,
+                pooling="mean",
+                has_adapters=False,
+                model_dir=model_dir,
+            )
         if is_jina_v3_config(config):
+            check_native_auto_map(model_dir, config, "jina-embeddings-v3")
             return ModelInfo(
                 model=ref.canonical_id,
                 dimension=int(config["hidden_size"]),
@@ -104,6 +128,7 @@ def inspect_model(
             )
     pipeline = read_pipeline_config(model_dir)
     config = read_config(pipeline.transformer_dir)
+    check_transformers_config(pipeline.transformer_dir, config)
     tasks = dict.fromkeys([*STANDARD_TASKS, *pipeline.prompts])
     return ModelInfo(
         model=ref.canonical_id,
@@ -119,6 +144,163 @@ def inspect_model(
 def is_jina_v3_config(config: dict[str, Any]) -> bool:
     """Whether a root ``config.json`` is the released jina-embeddings-v3 format."""
     return "lora_adaptations" in config and config.get("position_embedding_type") == "rotary"
+
+
+def is_jina_v2_config(config: dict[str, Any]) -> bool:
+    """Whether a root ``config.json`` is the released jina-embeddings-v2 (JinaBERT) format:
+    ``model_type`` "bert" with ALiBi positions, which ``transformers.BertModel`` would run
+    as plain BERT (random position table, gated MLP dropped)."""
+    return config.get("model_type") == "bert" and config.get("position_embedding_type") == "alibi"
+
+
+#: GELU variants ``hidden_act`` may name for JinaBERT's GEGLU: "gelu" is exact (erf).
+_V2_GELU = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
+V2_FEED_FORWARD_TYPES = ("geglu", "reglu")
+
+
+@dataclass(frozen=True)
+class JinaV2Config:
+    """A jina-embeddings-v2 (JinaBERT) config, checked: every value is read from config.json,
+    and a setting the native implementation does not do is refused."""
+
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    feed_forward_type: str  # "geglu": GELU gate; "reglu": ReLU gate
+    gelu_approximate: str  # torch's F.gelu ``approximate``: "none" (erf) or "tanh"
+    layer_norm_eps: float
+    vocab_size: int
+    type_vocab_size: int
+    max_position_embeddings: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def max_tokens(self) -> int:
+        # ALiBi has no position table; the limit is the trained length (8192 as released).
+        return self.max_position_embeddings
+
+    @classmethod
+    def from_dict(cls, model_dir: Path, config: dict[str, Any]) -> JinaV2Config:
+        where = f"{model_dir}/config.json"
+        check_native_auto_map(model_dir, config, "jina-embeddings-v2")
+        position = config.get("position_embedding_type")
+        if position != "alibi":
+            raise UnsupportedModelError(
+                f"{where}: position_embedding_type {position!r}; jina-embeddings-v2 uses 'alibi'"
+            )
+        feed_forward = config.get("feed_forward_type", "geglu")
+        if feed_forward not in V2_FEED_FORWARD_TYPES:
+            raise UnsupportedModelError(
+                f"{where}: feed_forward_type {feed_forward!r} is not implemented; "
+                f"jina-embeddings-v2 supports {', '.join(V2_FEED_FORWARD_TYPES)}"
+            )
+        act = config.get("hidden_act", "gelu")
+        if act not in _V2_GELU:
+            raise UnsupportedModelError(
+                f"{where}: hidden_act {act!r} is not implemented; jina-embeddings-v2 supports "
+                f"{', '.join(_V2_GELU)}"
+            )
+        pooler = config.get("emb_pooler")
+        if pooler not in (None, "mean"):
+            raise UnsupportedModelError(
+                f"{where}: emb_pooler {pooler!r}; jina-embeddings-v2 pools by mean"
+            )
+        try:
+            parsed = cls(
+                hidden_size=int(config["hidden_size"]),
+                num_hidden_layers=int(config["num_hidden_layers"]),
+                num_attention_heads=int(config["num_attention_heads"]),
+                intermediate_size=int(config["intermediate_size"]),
+                feed_forward_type=str(feed_forward),
+                gelu_approximate=_V2_GELU[act],
+                layer_norm_eps=float(config.get("layer_norm_eps", 1e-12)),
+                vocab_size=int(config["vocab_size"]),
+                type_vocab_size=int(config.get("type_vocab_size", 2)),
+                max_position_embeddings=int(config.get("max_position_embeddings", 8192)),
+            )
+        except KeyError as missing:
+            raise UnsupportedModelError(f"{where} has no {missing.args[0]!r}") from None
+        if parsed.hidden_size % parsed.num_attention_heads:
+            raise UnsupportedModelError(
+                f"{where}: hidden_size {parsed.hidden_size} is not a multiple of "
+                f"num_attention_heads {parsed.num_attention_heads}"
+            )
+        return parsed
+
+
+#: Remote-code repositories named by ``auto_map`` whose architecture is implemented
+#: natively, mapped to the family name; the code itself is never run.
+NATIVE_REMOTE_CODE: dict[str, str] = {
+    "jinaai/xlm-roberta-flash-implementation": "jina-embeddings-v3",
+    "jinaai/jina-bert-implementation": "jina-embeddings-v2",
+}
+#: jina-embeddings-v2-base-code's remote code (see ``loading.V2_BASE_CODE_REFUSAL``).
+JINA_V2_QK_POST_NORM = "jinaai/jina-bert-v2-qk-post-norm"
+
+
+def remote_code_targets(config: dict[str, Any]) -> dict[str, str]:
+    """``auto_map`` entries as {auto class: "repo" or "(the checkpoint's own code)"}."""
+    targets: dict[str, str] = {}
+    for auto_class, value in (config.get("auto_map") or {}).items():
+        for ref in value if isinstance(value, list) else [value]:
+            if isinstance(ref, str) and ref:
+                repo, sep, _ = ref.partition("--")
+                targets[str(auto_class)] = repo if sep else "(the checkpoint's own code)"
+    return targets
+
+
+def check_native_auto_map(model_dir: Path, config: dict[str, Any], family: str) -> None:
+    """Refuse an ``auto_map`` that names remote code other than ``family``'s own: the
+    config then asks for an architecture the native ``family`` implementation is not."""
+    for auto_class, repo in remote_code_targets(config).items():
+        if repo == JINA_V2_QK_POST_NORM:
+            raise UnsupportedModelError(f"{model_dir}: {V2_BASE_CODE_REFUSAL}")
+        if NATIVE_REMOTE_CODE.get(repo) != family:
+            raise UnsupportedModelError(
+                f"{model_dir}/config.json: auto_map {auto_class} names remote code {repo!r}, "
+                f"which is not the {family} architecture the core implements; the core never "
+                "runs remote code, and running the checkpoint as another model would give "
+                "wrong vectors"
+            )
+
+
+def check_transformers_config(model_dir: Path, config: dict[str, Any]) -> None:
+    """Refuse a config that asks ``transformers.AutoModel`` for what its class for
+    ``model_type`` does not do (loaded without remote code, it would silently ignore it).
+
+    - ``auto_map`` naming a model class: the architecture is remote code, which the core
+      never runs; ``AutoModel`` would load ``model_type``'s plain class instead.
+    - ``position_embedding_type`` other than "absolute": transformers' BERT-family classes
+      implement absolute position tables only and ignore the field.
+    - ``feed_forward_type``: no transformers encoder reads it (it selects JinaBERT's gated
+      MLP, whose weights a plain BERT would drop).
+    """
+    where = f"{model_dir}/config.json"
+    for auto_class, repo in remote_code_targets(config).items():
+        if auto_class.startswith(("AutoModel", "AutoConfig")):
+            family = NATIVE_REMOTE_CODE.get(repo)
+            hint = f" ({family}'s code, but the config is not in its format)" if family else ""
+            raise UnsupportedModelError(
+                f"{where}: auto_map {auto_class} names remote code {repo!r}{hint}. The core "
+                "never runs remote code and does not implement this architecture natively; "
+                f"transformers would load it as a plain {config.get('model_type')!r} model "
+                "and give wrong vectors"
+            )
+    position = config.get("position_embedding_type")
+    if position not in (None, "absolute"):
+        raise UnsupportedModelError(
+            f"{where}: position_embedding_type {position!r} is not implemented by the "
+            f"transformers {config.get('model_type')!r} model (absolute positions only)"
+        )
+    if "feed_forward_type" in config:
+        raise UnsupportedModelError(
+            f"{where}: feed_forward_type {config['feed_forward_type']!r} is not implemented by "
+            f"the transformers {config.get('model_type')!r} model, which has an ungated MLP"
+        )
 
 
 def hidden_size(config: dict[str, Any]) -> int | None:
@@ -317,6 +499,26 @@ def _pooling(folder: Path, module: dict[str, Any]) -> tuple[PoolingMode, bool]:
             f"{where} mode {modes[0]!r} is not supported; supported: {', '.join(POOLING_MODES)}"
         )
     return cast(PoolingMode, modes[0]), bool(config.get("include_prompt", True))
+
+
+def read_jina_v2_pipeline(model_dir: Path) -> PipelineConfig:
+    """The sentence-transformers pipeline of a jina-embeddings-v2 checkpoint (the releases
+    ship Transformer -> mean Pooling); anything but the model at the root, mean pooling
+    over all tokens and no prompts is refused, as it is not the published model."""
+    pipeline = read_pipeline_config(model_dir)
+    if (
+        pipeline.transformer_dir.resolve() != model_dir.resolve()
+        or pipeline.pooling != "mean"
+        or not pipeline.include_prompt
+        or pipeline.prompts
+    ):
+        raise UnsupportedModelError(
+            f"{model_dir}: jina-embeddings-v2 runs with its Transformer at the root, mean "
+            f"pooling over every token and no prompts; its modules.json asks for "
+            f"{pipeline.pooling} pooling from {pipeline.transformer_dir}"
+            + (f" with prompts {sorted(pipeline.prompts)}" if pipeline.prompts else "")
+        )
+    return pipeline
 
 
 def read_optional(path: Path) -> dict[str, Any]:

@@ -440,3 +440,215 @@ def _special_tokens_map() -> dict[str, Any]:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# --- jina-embeddings-v2 (JinaBERT) ----------------------------------------------------
+
+#: The released jina-embeddings-v2 config.json points at remote code; copied so tests prove
+#: loading never follows it.
+RELEASED_V2_AUTO_MAP = {
+    "AutoConfig": "jinaai/jina-bert-implementation--configuration_bert.JinaBertConfig",
+    "AutoModel": "jinaai/jina-bert-implementation--modeling_bert.JinaBertModel",
+    "AutoModelForMaskedLM": "jinaai/jina-bert-implementation--modeling_bert.JinaBertForMaskedLM",
+    "AutoModelForSequenceClassification": "jinaai/jina-bert-implementation--modeling_bert."
+    "JinaBertForSequenceClassification",
+}
+
+TINY_V2_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 64,
+}
+
+#: Tokenizer families of the v2 releases: the English models use BERT's uncased WordPiece
+#: with [CLS]/[SEP]; the bilingual ones (de, es, zh) ship their own cased vocabularies.
+#: ``"bpe"`` stands for those: a byte-level BPE with ``<s>``/``</s>``, so that a test proves
+#: the model runs whatever specials and ids the checkpoint's own tokenizer.json gives.
+V2_TOKENIZERS = ("wordpiece", "bpe")
+_WORDPIECE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # [PAD] = 0 as released
+_BPE_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
+
+
+def write_tiny_jina_v2_checkpoint(
+    path: str | Path,
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    tokenizer: str = "wordpiece",
+    bert_prefix: bool = False,
+    **config_overrides: Any,
+) -> Path:
+    """Write a random checkpoint in the released jina-embeddings-v2 format into ``path``.
+
+    config.json as released (``model_type`` "bert", ``position_embedding_type`` "alibi",
+    ``feed_forward_type`` "geglu", the remote-code ``auto_map``), safetensors names without
+    a ``bert.`` prefix (``bert_prefix=True`` adds one), and a tokenizer.json of the chosen
+    family (:data:`V2_TOKENIZERS`). Tiny by default (hidden 32, 2 layers, 4 heads), with
+    the released 8192-token limit (ALiBi has no position table, so long inputs cost nothing
+    to store). ``hidden_size=512, num_hidden_layers=4, num_attention_heads=8,
+    intermediate_size=2048`` is small-en; 768/12/12/3072 with ``vocab_size=30528`` base-en.
+    """
+    if tokenizer not in V2_TOKENIZERS:
+        raise ValueError(f"tokenizer must be one of {V2_TOKENIZERS}, got {tokenizer!r}")
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    built = _build_wordpiece_tokenizer() if tokenizer == "wordpiece" else _build_bpe_tokenizer()
+    specials = _WORDPIECE_SPECIALS if tokenizer == "wordpiece" else _BPE_SPECIALS
+    pad_id = built.token_to_id(specials[0] if tokenizer == "wordpiece" else "<pad>")
+    config = _build_v2_config(built.get_vocab_size(), pad_id, config_overrides)
+    built.save(str(directory / "tokenizer.json"))
+    _write_json(
+        directory / "tokenizer_config.json",
+        {
+            "model_max_length": 2147483648,  # as released: the limit is the model's 8192
+            "do_lower_case": tokenizer == "wordpiece",
+            "tokenizer_class": "BertTokenizer" if tokenizer == "wordpiece" else "RobertaTokenizer",
+        },
+    )
+    _write_json(directory / "config.json", config)
+    specs = _v2_tensor_specs(config, "bert." if bert_prefix else "")
+    _write_safetensors(directory / "model.safetensors", specs, seed, dtype)
+    return directory
+
+
+def _build_v2_config(
+    tokenizer_vocab_size: int, pad_token_id: int, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "_name_or_path": "jinaai/jina-bert-implementation",
+        "architectures": ["JinaBertForMaskedLM"],
+        "attention_probs_dropout_prob": 0.0,
+        "attn_implementation": "torch",
+        "auto_map": dict(RELEASED_V2_AUTO_MAP),
+        "classifier_dropout": None,
+        "emb_pooler": "mean",
+        "feed_forward_type": "geglu",
+        "gradient_checkpointing": False,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": TINY_V2_DEFAULTS["hidden_size"],
+        "initializer_range": 0.02,
+        "intermediate_size": TINY_V2_DEFAULTS["intermediate_size"],
+        "layer_norm_eps": 1e-12,
+        "max_position_embeddings": 8192,
+        "model_max_length": 8192,
+        "model_type": "bert",
+        "num_attention_heads": TINY_V2_DEFAULTS["num_attention_heads"],
+        "num_hidden_layers": TINY_V2_DEFAULTS["num_hidden_layers"],
+        "pad_token_id": pad_token_id,
+        "position_embedding_type": "alibi",
+        "torch_dtype": "float32",
+        "type_vocab_size": 2,
+        "use_cache": True,
+        # Like base-en's 30528 (WordPiece 30522 + 6): rows past the tokenizer stay unused.
+        "vocab_size": -(-tokenizer_vocab_size // 64) * 64,
+    }
+    config.update(overrides)  # any field, known or not: tests add what releases never had
+    if config["hidden_size"] % config["num_attention_heads"]:
+        raise ValueError("hidden_size must be a multiple of num_attention_heads")
+    if config["vocab_size"] < tokenizer_vocab_size:
+        raise ValueError(
+            f"vocab_size {config['vocab_size']} < tokenizer vocabulary {tokenizer_vocab_size}"
+        )
+    return config
+
+
+def _v2_tensor_specs(config: dict[str, Any], prefix: str) -> list[_Spec]:
+    hidden = config["hidden_size"]
+    inner = config["intermediate_size"]
+
+    def linear(module: str, out_features: int, in_features: int, bias: bool = True) -> list[_Spec]:
+        specs: list[_Spec] = [
+            (f"{module}.weight", (out_features, in_features), _normal(in_features**-0.5))
+        ]
+        if bias:
+            specs.append((f"{module}.bias", (out_features,), _normal(0.02)))
+        return specs
+
+    p = prefix
+    specs = [
+        (f"{p}embeddings.word_embeddings.weight", (config["vocab_size"], hidden), _normal(1.0)),
+        (
+            f"{p}embeddings.token_type_embeddings.weight",
+            (config["type_vocab_size"], hidden),
+            _normal(0.5),
+        ),
+        *_layer_norm_specs(f"{p}embeddings.LayerNorm", hidden),
+    ]
+    for i in range(config["num_hidden_layers"]):
+        layer = f"{p}encoder.layer.{i}"
+        specs += [
+            *linear(f"{layer}.attention.self.query", hidden, hidden),
+            *linear(f"{layer}.attention.self.key", hidden, hidden),
+            *linear(f"{layer}.attention.self.value", hidden, hidden),
+            *linear(f"{layer}.attention.output.dense", hidden, hidden),
+            *_layer_norm_specs(f"{layer}.attention.output.LayerNorm", hidden),
+            *linear(f"{layer}.mlp.gated_layers", 2 * inner, hidden, bias=False),
+            *linear(f"{layer}.mlp.wo", hidden, inner),
+            *_layer_norm_specs(f"{layer}.mlp.layernorm", hidden),
+        ]
+    specs += linear(f"{p}pooler.dense", hidden, hidden)
+    return specs
+
+
+def _build_wordpiece_tokenizer() -> Any:
+    """BERT-uncased style: BertNormalizer (lowercase), BertPreTokenizer, WordPiece with
+    ``##`` continuations, ``[CLS] $A [SEP]``, [PAD] = 0.
+
+    The tokenizers trainers are not reproducible here (their vocabularies differ between
+    runs), so the vocabulary is built by rule: every character (word-initial and ``##``),
+    every word of the corpus seen twice or more, and the first three characters of every
+    word, so that rarer words split into several pieces. Sorted, after the specials."""
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+
+    normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=None)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = [
+        word
+        for line in _TOKENIZER_CORPUS
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line))
+    ]
+    chars = set("".join(words)) | set(_ASCII_PRINTABLE.lower())
+    pieces = chars | {f"##{c}" for c in chars}
+    pieces |= {w for w in set(words) if words.count(w) >= 2}
+    pieces |= {w[:3] for w in words}
+    vocab = {token: i for i, token in enumerate([*_WORDPIECE_SPECIALS, *sorted(pieces)])}
+    tokenizer = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
+    tokenizer.decoder = decoders.WordPiece()
+    cls, sep = "[CLS]", "[SEP]"
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}",
+        pair=f"{cls} $A {sep} $B:1 {sep}:1",
+        special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])],
+    )
+    return tokenizer
+
+
+def _build_bpe_tokenizer() -> Any:
+    """Cased byte-level BPE with ``<s> $A </s>`` (<s> = 0, <pad> = 1), for the bilingual
+    family's own vocabularies."""
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
+    from tokenizers.models import BPE
+    from tokenizers.trainers import BpeTrainer
+
+    tokenizer = Tokenizer(BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = BpeTrainer(
+        vocab_size=_TOKENIZER_VOCAB_SIZE,
+        special_tokens=list(_BPE_SPECIALS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_TOKENIZER_CORPUS, trainer=trainer)
+    bos, eos = "<s>", "</s>"
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A {eos}",
+        pair=f"{bos} $A {eos} {eos} $B {eos}",
+        special_tokens=[(bos, tokenizer.token_to_id(bos)), (eos, tokenizer.token_to_id(eos))],
+    )
+    return tokenizer

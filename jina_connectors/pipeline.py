@@ -209,6 +209,9 @@ def resolve_settings(
             f"dimensions must be an integer in [1, {embedder.dimension}] for "
             f"{embedder.model_name!r}, got {dimensions!r}"
         )
+    # The model's own rules too (a model without Matryoshka training takes its full width
+    # only); an empty call checks them and runs nothing.
+    embedder.encode([], task=task, dimensions=dimensions)
     if not isinstance(late_chunking, bool):
         raise ValueError(f"late_chunking must be True or False, got {late_chunking!r}")
     _positive_int("chunk_size", chunk_size)

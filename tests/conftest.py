@@ -79,3 +79,11 @@ def shared_data_dir() -> Path:
     if not SHARED_DATA_DIR.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA_DIR}")
     return SHARED_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_jina_v2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random checkpoint in the released jina-embeddings-v2 format (8192 tokens, ALiBi)."""
+    from embedder_core.testing import write_tiny_jina_v2_checkpoint
+
+    return write_tiny_jina_v2_checkpoint(tmp_path_factory.mktemp("tiny-jina-v2"))

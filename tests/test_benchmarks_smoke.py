@@ -303,3 +303,23 @@ def test_converted_weights_merge_the_task_lora(tiny_jina_dir: Path) -> None:
     assert torch.equal(
         base["layers.0.post_mlp_layernorm.bias"], query["layers.0.post_mlp_layernorm.bias"]
     )
+
+
+def test_jina_v2_benchmark_runs_small_and_equals_its_padded_baseline(tmp_path: Path) -> None:
+    """`python -m benchmarks --only jina_v2` at quick sizes, in this process: every figure
+    finite and positive, ours equal to the padded baseline, both memory runs reported."""
+    import torch
+
+    from benchmarks import jina_v2
+    from benchmarks.context import QUICK, Context
+
+    ctx = Context(QUICK, torch.device("cpu"), torch.float32, tmp_path, tmp_path / "none.jsonl")
+    ctx.ceiling_repeats = 1
+    result = jina_v2.run(ctx)
+    figures = {figure.metric: figure for figure in result.figures}
+    for figure in result.figures:
+        assert math.isfinite(figure.ours) and figure.ours > 0, figure
+    for label in jina_v2.QUICK_MODELS:
+        assert figures[f"{label} min cosine to padded"].met is True
+    assert {"tiny peak MiB above model @128", "tiny peak MiB above model @512"} <= set(figures)
+    assert [run["tokens"] for run in result.details["memory"]["runs"]] == [128, 512]

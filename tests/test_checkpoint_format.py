@@ -19,7 +19,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
-from embedder_core import Embedder, ModelNotFoundError, UnsafeCheckpointError
+from embedder_core import (
+    Embedder,
+    ModelNotFoundError,
+    UnsafeCheckpointError,
+    UnsupportedModelError,
+)
 from embedder_core.testing import write_tiny_jina_checkpoint
 
 RELEASED_TASKS = [
@@ -264,9 +269,10 @@ def test_loading_never_executes_checkpoint_code(tiny_jina_dir: Path, tmp_path: P
     }
     (directory / "config.json").write_text(json.dumps(config))
 
-    embedder = Embedder.from_pretrained(str(directory), device="cpu")
-    got = embedder.encode(["hello world"], task="retrieval.query")
-    assert got.shape == (1, 32) and np.isfinite(got).all()
+    # The config names an architecture (the checkpoint's own code) other than the native
+    # jina-embeddings-v3: refused, and nothing of it was run.
+    with pytest.raises(UnsupportedModelError, match="auto_map AutoConfig names remote code"):
+        Embedder.from_pretrained(str(directory), device="cpu")
     assert not marker.exists()
 
 

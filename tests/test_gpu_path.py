@@ -150,7 +150,8 @@ def test_gpu_check_runs_on_cpu(tmp_path: Path) -> None:
     result = json.loads(output.read_text())
     assert result["failed"] == []
     names = [check["name"] for check in result["checks"]]
-    assert sum(name.startswith("parity") for name in names) == 16  # 2 models x 8 cases
+    assert sum(name.startswith("parity") for name in names) == 16 + 3  # v3: 2 x 8; v2: 3
+    assert sum(name.startswith("parity v2 ") for name in names) == 3
     assert any("late chunking" in name for name in names)
     budget = next(c for c in result["checks"] if c["name"].endswith("budget halves"))
     assert budget["value"] == "2048 -> 1024"

@@ -253,6 +253,33 @@ def test_embed_dataset_equals_embed_documents_row_for_row(
             np.testing.assert_allclose(row["embedding"], chunk.embedding, atol=1e-5)
 
 
+def test_embed_dataset_runs_jina_v2_as_embed_documents(
+    local_ray: LocalRay, tiny_jina_v2_dir: Path
+) -> None:
+    """jina-embeddings-v2 in the Ray actors, unchanged: rows equal the core's own chunks."""
+    from embedder_core import get_embedder
+
+    texts = [
+        "ALiBi biases attention by distance. It needs no position table.",
+        "Mean pooling reads every token. The CLS and SEP tokens count too.",
+        "Short.",
+    ]
+    records = [{"id": f"v2-{i}", "text": text, "metadata": {}} for i, text in enumerate(texts)]
+    out = embed_dataset(
+        dataset(records), model=str(tiny_jina_v2_dir), chunk_size=8, batch_size=2, actors=1
+    ).take_all()
+    expected = get_embedder(str(tiny_jina_v2_dir), device="cpu").embed_documents(
+        texts, task="retrieval.passage", chunk_size=8
+    )
+    by_id = {row["id"]: row for row in out}
+    assert len(by_id) == sum(len(chunks) for chunks in expected)
+    for record, chunks in zip(records, expected, strict=True):
+        for index, chunk in enumerate(chunks):
+            row = by_id[chunk_id(record["id"], index)]
+            assert row["text"] == chunk.text
+            np.testing.assert_allclose(row["embedding"], chunk.embedding, atol=1e-5)
+
+
 # -- ingest_dataset: the same points as ingest -----------------------------------------------
 
 

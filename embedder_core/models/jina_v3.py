@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..loading import iter_safetensors
+from ..errors import UnsupportedModelError
+from ..loading import check_tensor_accounting, iter_safetensors
 from ..model_info import is_jina_v3_config  # noqa: F401 - re-exported for the loader
 from .base import PackedBatch
 from .quantization import Int8Weight, int8_linear
@@ -44,6 +45,10 @@ _LORA_SUFFIXES = (
     ".parametrizations.weight.0.lora_A",
     ".parametrizations.weight.0.lora_B",
 )
+
+
+#: The GELU forms the encoder layers run ("gelu": exact erf; the others: tanh approximation).
+_GELU_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh")
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,12 @@ class JinaV3Config:
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> JinaV3Config:
+        act = config.get("hidden_act", "gelu")
+        if act not in _GELU_ACTIVATIONS:
+            raise UnsupportedModelError(
+                f"jina-embeddings-v3 config: hidden_act {act!r} is not implemented; "
+                f"supported: {', '.join(_GELU_ACTIVATIONS)}"
+            )
         return cls(
             hidden_size=int(config["hidden_size"]),
             num_hidden_layers=int(config["num_hidden_layers"]),
@@ -403,7 +414,13 @@ class JinaV3Model(nn.Module):
     def from_dir(
         cls, model_dir: Path, config: JinaV3Config, device: torch.device, dtype: torch.dtype
     ) -> JinaV3Model:
-        tensors = _load_tensors(iter_safetensors(model_dir), dtype)
+        tensors, shapes = _load_tensors(iter_safetensors(model_dir), dtype)
+        check_tensor_accounting(
+            f"{model_dir} (jina-embeddings-v3)",
+            expected=expected_v3_tensors(config),
+            present=shapes,
+            unused_ok=UNUSED_V3_TENSORS,
+        )
         model = cls(config, tensors)
         return model.to(device).eval()
 
@@ -496,13 +513,60 @@ class JinaV3Model(nn.Module):
         return x
 
 
+#: Checkpoint tensors the model never reads, by name prefix, and why.
+UNUSED_V3_TENSORS = {
+    "pooler.": "the CLS pooler (pooler.dense): embeddings pool by mean, never through it",
+}
+
+
+def expected_v3_tensors(config: JinaV3Config) -> dict[str, tuple[int, ...] | None]:
+    """Every tensor the model reads, with its shape where the config fixes it (names
+    without the released ``roberta.`` prefix)."""
+    h, inner, rank = config.hidden_size, config.intermediate_size, config.lora_rank
+    tasks = len(config.lora_adaptations)
+    Shape = tuple[int, ...] | None
+    shapes: dict[str, Shape] = {}
+
+    def lora(module: str, original: Shape, lora_a: Shape, lora_b: Shape) -> None:
+        for suffix, shape in zip(_LORA_SUFFIXES, (original, lora_a, lora_b)):
+            shapes[module + suffix] = shape
+
+    vocab = config.vocab_size
+    lora("embeddings.word_embeddings", (vocab, h), (tasks, vocab, rank), (tasks, rank, h))
+    lora("embeddings.token_type_embeddings", None, None, None)  # rows: type_vocab_size
+    shapes["emb_ln.weight"] = shapes["emb_ln.bias"] = (h,)
+    for i in range(config.num_hidden_layers):
+        layer = f"encoder.layers.{i}"
+        for module, out_features, in_features in (
+            ("mixer.Wqkv", 3 * h, h),
+            ("mixer.out_proj", h, h),
+            ("mlp.fc1", inner, h),
+            ("mlp.fc2", h, inner),
+        ):
+            lora(
+                f"{layer}.{module}",
+                (out_features, in_features),
+                (tasks, rank, in_features),
+                (tasks, out_features, rank),
+            )
+            shapes[f"{layer}.{module}.bias"] = (out_features,)
+        for norm in ("norm1", "norm2"):
+            shapes[f"{layer}.{norm}.weight"] = shapes[f"{layer}.{norm}.bias"] = (h,)
+    return shapes
+
+
 def _load_tensors(
     named: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype
-) -> dict[str, torch.Tensor]:
+) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...] | None]]:
+    """The tensors the model reads (``roberta.`` dropped, in ``dtype``), and the name and
+    shape of every tensor of the checkpoint, for the accounting."""
     tensors: dict[str, torch.Tensor] = {}
+    shapes: dict[str, tuple[int, ...] | None] = {}
     for name, tensor in named:
         key = name.removeprefix("roberta.")
-        if key.startswith("pooler."):  # CLS pooler: embeddings use mean pooling
-            continue
-        tensors[key] = tensor.to(dtype)
-    return tensors
+        if key in shapes:
+            raise UnsupportedModelError(f"tensor {key} is stored twice (with roberta.)")
+        shapes[key] = tuple(tensor.shape)
+        if not any(key.startswith(p) for p in UNUSED_V3_TENSORS):
+            tensors[key] = tensor.to(dtype)
+    return tensors, shapes
