@@ -249,8 +249,8 @@ class Embedder:
         """Tokens each text takes, special tokens and task instruction included, untruncated."""
         items = _check_texts(texts)
         tasks = self._resolve_tasks(task, len(items))
-        ids = self._tokenizer.encode([t.instruction + text for t, text in zip(tasks, items)])
-        return [len(i) + self._tokenizer.special_count for i in ids]
+        counts = self._tokenizer.count([t.instruction + text for t, text in zip(tasks, items)])
+        return [count + self._tokenizer.special_count for count in counts]
 
     # ----------------------------------------------------------------------- encode
     @overload
@@ -622,14 +622,17 @@ class Embedder:
     def _sequence_jobs(
         self, texts: list[str], tasks: list[TaskSpec], truncate: bool
     ) -> list[SequenceJob]:
-        ids = self._tokenizer.encode([t.instruction + text for t, text in zip(tasks, texts)])
+        full = [t.instruction + text for t, text in zip(tasks, texts)]
         room = self.max_tokens - self._tokenizer.special_count
+        # One token past the room tells an input is too long; a long input is tokenized
+        # only as far as that (its full count is computed, slice by slice, for the error).
+        ids = self._tokenizer.encode(full, max_tokens=room + 1)
         prefix, suffix = self._tokenizer.prefix_ids, self._tokenizer.suffix_ids
         jobs = []
         for i, (content, task) in enumerate(zip(ids, tasks)):
             if len(content) > room:
                 if not truncate:
-                    count = len(content) + self._tokenizer.special_count
+                    count = self._tokenizer.count([full[i]])[0] + self._tokenizer.special_count
                     raise TokenLimitError(i, count, self.max_tokens)
                 content = content[:room]
             sequence = [*prefix, *content, *suffix]
