@@ -106,7 +106,8 @@ class ServerProcess:
         return figures
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_file.read_text()
 
     def stop(self) -> None:

@@ -9,15 +9,22 @@ import asyncio
 import contextlib
 import json
 import random
+import signal
+import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from server_support import ServerProcess
+from server_support import ServerProcess, serve_app
+
+from embedder_core import Embedder
+from jina_connectors.server import create_app
+from jina_connectors.server.http import guarded_h11_protocol
 
 WORDS = tuple(
     "the river carries light over stones while children count the boats and a dog "  # noqa: SIM905
@@ -191,3 +198,241 @@ def test_20_concurrent_maximal_requests_at_the_default_limits(
     print("peak RSS over the loaded server:", growth / MiB, "MiB;", statuses)
     assert growth < 1536 * MiB  # the documented bound: model + 1.5 GiB
     check_health(health)
+
+
+# ------------------------------------------------------------- in-process servers
+@pytest.fixture(scope="module")
+def limited_server(tiny_jina_embedder: Embedder) -> Iterator[str]:
+    app = create_app(tiny_jina_embedder, max_spans=6, max_inputs=4)
+    with serve_app(app) as url:
+        yield url
+
+
+SPAN_ERRORS = [
+    # (documents, code, a fragment of the message, param)
+    ([{"text": "hello world", "spans": [[3, 3]]}], "invalid_span", "spans[0] is [3, 3]", None),
+    (
+        [{"text": "hello world", "spans": [[0, 5], [5, 2]]}],
+        "invalid_span",
+        "documents[0].spans[1] is [5, 2]",
+        "documents[0].spans[1]",
+    ),
+    (
+        [{"text": "a", "spans": [[0, 1]]}, {"text": "hello world", "spans": [[0, 12]]}],
+        "invalid_span",
+        "documents[1].spans[0] is [0, 12]; a span is [start, end] with 0 <= start < end <= 11",
+        "documents[1].spans[0]",
+    ),
+    ([{"text": "hello", "spans": [[-1, 2]]}], "invalid_span", "spans[0] is [-1, 2]", None),
+    ([{"text": "hello", "spans": [[0, 1, 2]]}], "invalid_span", "spans[0] is [0, 1, 2]", None),
+    (
+        [{"text": "hi there", "spans": [[0, 1]] * 9}],
+        "too_many_spans",
+        "documents[0] has 9 spans over a text of 8 characters",
+        "documents[0].spans",
+    ),
+    (
+        [{"text": "hello world", "spans": [[0, 5]] * 4}] * 2,
+        "too_many_spans",
+        "more than 6 spans, this server's limit per request",
+        "documents",
+    ),
+]
+
+
+@pytest.mark.parametrize(("documents", "code", "fragment", "param"), SPAN_ERRORS)
+def test_bad_spans_are_a_400_naming_the_span(
+    limited_server: str, documents: list[Any], code: str, fragment: str, param: str | None
+) -> None:
+    response = httpx.post(
+        limited_server + "/v1/x/embed-spans", json={"documents": documents}, timeout=30
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and fragment in error["message"], error
+    if param is not None:
+        assert error["param"] == param
+
+
+def test_lone_surrogates_are_a_400_naming_the_input(limited_server: str) -> None:
+    # JSON allows "\ud800"; Python decodes it to a str no tokenizer (or UTF-8) accepts.
+    cases = [
+        ("/v1/embeddings", b'{"input": ["fine", "bad \\ud800 text"]}', "input[1]", 4),
+        ("/v1/x/count-tokens", b'{"input": "\\udfff"}', "input[0]", 0),
+        (
+            "/v1/x/embed-spans",
+            b'{"documents": [{"text": "ab\\ud83d", "spans": [[0, 1]]}]}',
+            "documents[0].text",
+            2,
+        ),
+    ]
+    for route, body, where, position in cases:
+        response = httpx.post(
+            limited_server + route,
+            content=body,
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["code"] == "invalid_text" and error["param"] == where
+        assert f"{where} has a lone UTF-16 surrogate" in error["message"]
+        assert f"at character {position}" in error["message"]
+    # A proper pair (one character) is fine.
+    ok = httpx.post(
+        limited_server + "/v1/embeddings",
+        content=b'{"input": "smile \\ud83d\\ude00"}',
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert ok.status_code == 200, ok.text
+
+
+def test_the_model_routes_advertise_the_limits(
+    limited_server: str, tiny_jina_embedder: Embedder
+) -> None:
+    expected = {
+        "max_input_tokens": tiny_jina_embedder.max_tokens,
+        "max_inputs": 4,
+        "max_spans": 6,
+        "max_request_bytes": 2 * MiB,
+        "max_body_bytes": 2 * MiB,
+        "max_admitted_bytes": 32 * MiB,
+        "max_queued_tokens": None,
+    }
+    [entry] = httpx.get(limited_server + "/v1/models").json()["data"]
+    info = httpx.get(limited_server + "/v1/x/model").json()
+    for answer in (entry, info):
+        assert {name: answer[name] for name in expected} == expected
+
+
+# ------------------------------------------------------------ connection hygiene
+@pytest.fixture(scope="module")
+def guarded_server(tiny_jina_embedder: Embedder) -> Iterator[str]:
+    """The connection limits ``serve`` sets, with short timeouts."""
+    app = create_app(tiny_jina_embedder, body_timeout=0.5)
+    with serve_app(
+        app,
+        http=guarded_h11_protocol(header_timeout=0.5),
+        timeout_keep_alive=1,
+        h11_max_incomplete_event_size=16 * 1024,
+    ) as url:
+        yield url
+
+
+def connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything until the server closes the connection (a reset is a failure)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def json_answer(raw: bytes) -> tuple[int, dict[str, Any]]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), raw[:300]
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_an_idle_connection_is_closed_after_the_header_timeout(guarded_server: str) -> None:
+    with connect(guarded_server) as sock:
+        started = time.monotonic()
+        assert read_all(sock) == b""  # closed, nothing to answer
+        assert time.monotonic() - started < 5
+
+
+def test_slow_headers_get_a_json_408(guarded_server: str) -> None:
+    with connect(guarded_server) as sock:
+        sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n")  # and then nothing
+        started = time.monotonic()
+        status, answer = json_answer(read_all(sock))
+        assert time.monotonic() - started < 5
+    assert status == 408 and answer["error"]["code"] == "request_timeout"
+
+
+def test_a_slow_body_gets_a_json_408(guarded_server: str) -> None:
+    with connect(guarded_server) as sock:
+        sock.sendall(
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"input": '
+        )
+        started = time.monotonic()
+        status, answer = json_answer(read_all(sock))
+        assert time.monotonic() - started < 5
+    assert status == 408 and "did not arrive within 0.5 s" in answer["error"]["message"]
+
+
+def test_an_idle_keep_alive_connection_is_closed(guarded_server: str) -> None:
+    with connect(guarded_server) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        started = time.monotonic()
+        answer = read_all(sock)  # the answer, then the close once idle
+        assert answer.startswith(b"HTTP/1.1 200") and time.monotonic() - started < 5
+
+
+def test_a_1_mb_header_gets_a_json_431_not_a_reset(guarded_server: str) -> None:
+    response = httpx.get(guarded_server + "/health", headers={"X-Big": "a" * 2**20}, timeout=30)
+    assert response.status_code == 431
+    assert response.json()["error"]["code"] == "headers_too_large"
+    assert "over 16384 bytes" in response.json()["detail"]
+    assert httpx.get(guarded_server + "/health", timeout=30).status_code == 200
+
+
+# ---------------------------------------------------------------------- shutdown
+def test_sigterm_answers_what_runs_past_the_drain_deadline_with_json_503(
+    tiny_jina_dir: Path, tmp_path: Path
+) -> None:
+    options = ["--model", str(tiny_jina_dir), "--device", "cpu", "--max-batch-tokens", "64"]
+    options += ["--drain-seconds", "2", "--body-timeout", "60", "--max-inputs", "4096"]
+    server = ServerProcess(options, tmp_path / "server.log")
+    rng = random.Random(4)
+    # One sequence per forward: each request takes thousands of forwards, past the deadline.
+    bodies = [{"input": [words(rng, 180) for _ in range(4096)]} for _ in range(3)]
+    results: list[Any] = [None] * len(bodies)
+
+    def post(i: int) -> None:
+        try:
+            results[i] = httpx.post(server.url + "/v1/embeddings", json=bodies[i], timeout=120)
+        except httpx.HTTPError as error:
+            results[i] = error
+
+    try:
+        server.wait_ready()
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(len(bodies))]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while "jina_connectors_queued_requests 3.0" not in httpx.get(server.url + "/metrics").text:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        slow = connect(server.url)  # a body that never completes
+        slow.sendall(
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"input": '
+        )
+        time.sleep(0.3)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        slow_status, slow_answer = json_answer(read_all(slow))
+        for thread in threads:
+            thread.join(60)
+        server.process.wait(30)
+        stopped = time.monotonic() - started
+    finally:
+        server.stop()
+    log = server.log()
+    assert stopped < 2 + 5, log[-3000:]
+    assert slow_status == 503 and slow_answer["error"]["code"] == "shutting_down"
+    for response in results:
+        assert isinstance(response, httpx.Response), (response, log[-3000:])
+        assert response.status_code == 503, response.text[:300]
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["error"]["code"] == "shutting_down"
+        assert "drain deadline 2 s" in response.json()["detail"]
+    assert log.count("dropped POST /v1/embeddings") == len(bodies) + 1, log[-3000:]
+    assert "CancelledError" not in log and "Traceback" not in log, log[-3000:]

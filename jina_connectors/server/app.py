@@ -434,6 +434,15 @@ class _Gate:
             message = await self._receive(receive, deadline)
             if message is None:  # too slow, or the drain deadline passed
                 if self.state.expired.is_set():
+                    client = scope.get("client")
+                    _log.warning(
+                        "dropped %s %s from %s: its body had not arrived at the drain "
+                        "deadline (%g s); answered 503",
+                        scope["method"],
+                        path,
+                        f"{client[0]}:{client[1]}" if client else "?",
+                        self.state.drain_seconds or 0,
+                    )
                     error = ApiError(
                         503,
                         "the server shut down before this request's body arrived",
