@@ -210,21 +210,32 @@ def limited_server(tiny_jina_embedder: Embedder) -> Iterator[str]:
 
 SPAN_ERRORS = [
     # (documents, code, a fragment of the message, param)
-    ([{"text": "hello world", "spans": [[3, 3]]}], "invalid_span", "spans[0] is [3, 3]", None),
+    (
+        [{"text": "hello world", "spans": [[3, 3]]}],
+        "invalid_span",
+        "documents[0]: span 0 [3, 3] is empty, reversed or outside",
+        None,
+    ),
     (
         [{"text": "hello world", "spans": [[0, 5], [5, 2]]}],
         "invalid_span",
-        "documents[0].spans[1] is [5, 2]",
+        "documents[0]: span 1 [5, 2] is empty",
         "documents[0].spans[1]",
     ),
     (
         [{"text": "a", "spans": [[0, 1]]}, {"text": "hello world", "spans": [[0, 12]]}],
         "invalid_span",
-        "documents[1].spans[0] is [0, 12]; a span is [start, end] with 0 <= start < end <= 11",
+        "documents[1]: span 0 [0, 12] is empty, reversed or outside the text; a span is "
+        "[start, end] with 0 <= start < end <= 11",
         "documents[1].spans[0]",
     ),
-    ([{"text": "hello", "spans": [[-1, 2]]}], "invalid_span", "spans[0] is [-1, 2]", None),
-    ([{"text": "hello", "spans": [[0, 1, 2]]}], "invalid_span", "spans[0] is [0, 1, 2]", None),
+    ([{"text": "hello", "spans": [[-1, 2]]}], "invalid_span", "documents[0]: span 0 [-1, 2]", None),
+    (
+        [{"text": "hello", "spans": [[0, 1, 2]]}],
+        "invalid_span",
+        "documents[0]: span 0 [0, 1, 2]",
+        None,
+    ),
     (
         [{"text": "hi there", "spans": [[0, 1]] * 9}],
         "too_many_spans",

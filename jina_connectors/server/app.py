@@ -1185,8 +1185,8 @@ def _check_spans(body: EmbedSpansRequest, max_spans: int) -> int:
             if len(span) != 2 or not 0 <= span[0] < span[1] <= len(doc.text):
                 raise ApiError(
                     400,
-                    f"{where}.spans[{j}] is {span}; a span is [start, end] with "
-                    f"0 <= start < end <= {len(doc.text)} (the text's length)",
+                    f"{where}: span {j} {span} is empty, reversed or outside the text; a "
+                    f"span is [start, end] with 0 <= start < end <= {len(doc.text)}",
                     "invalid_span",
                     param=f"{where}.spans[{j}]",
                 )
