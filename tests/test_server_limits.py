@@ -447,3 +447,71 @@ def test_sigterm_answers_what_runs_past_the_drain_deadline_with_json_503(
         assert "drain deadline 2 s" in response.json()["detail"]
     assert log.count("dropped POST /v1/embeddings") == len(bodies) + 1, log[-3000:]
     assert "CancelledError" not in log and "Traceback" not in log, log[-3000:]
+
+
+# ------------------------------------------------------------------ tokenization
+class GatedTokenizer:
+    """The real fast tokenizer; records what it is given, and holds any batch with the word
+    BLOCKER until released (so the one tokenizer thread is busy for as long as the test
+    needs)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.seen: list[str] = []
+        self.busy = threading.Event()
+        self.release = threading.Event()
+
+    def encode_batch(self, texts: list[str], **options: Any) -> Any:
+        self.seen.extend(texts)
+        if any("BLOCKER" in text for text in texts):
+            self.busy.set()
+            self.release.wait(30)
+        return self.tokenizer.encode_batch(texts, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tokenizer, name)
+
+
+def test_a_departed_clients_request_is_dropped_before_it_is_tokenized(
+    tiny_jina_dir: Path,
+) -> None:
+    embedder = Embedder.from_pretrained(str(tiny_jina_dir), device="cpu")
+    gated = GatedTokenizer(embedder._tokenizer._tokenizer)
+    embedder._tokenizer._tokenizer = gated
+    app = create_app(embedder, tokenize_workers=1)
+    rng = random.Random(5)
+    long_text = words(rng, 6000)  # past what is tokenized on the event loop
+    with serve_app(app) as url:
+        first: list[httpx.Response] = []
+        blocker = threading.Thread(
+            target=lambda: first.append(
+                httpx.post(
+                    url + "/v1/embeddings",
+                    json={"input": "BLOCKER " + long_text, "truncate": True},
+                    timeout=60,
+                )
+            )
+        )
+        blocker.start()
+        assert gated.busy.wait(30)  # the only tokenizer thread is busy
+        body = json.dumps({"input": "LEAVER " + long_text, "truncate": True}).encode()
+        with connect(url) as leaving:
+            leaving.sendall(
+                b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            time.sleep(0.5)  # parsed and waiting for the tokenizer thread
+        # The client is gone; then the tokenizer thread frees up.
+        deadline = time.monotonic() + 30
+        while (
+            "jina_connectors_cancelled_requests_total 1.0" not in httpx.get(url + "/metrics").text
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        gated.release.set()
+        blocker.join(60)
+        metrics = httpx.get(url + "/metrics").text
+    assert first and first[0].status_code == 200
+    assert not any("LEAVER" in text for text in gated.seen)
+    assert 'jina_connectors_requests_total{route="/v1/embeddings",status="499"} 1.0' in metrics
