@@ -779,6 +779,11 @@ def serve(
     # threads that spin between operations starve them (measured on a busy 2-core machine:
     # idle query 714 -> 40 ms, 64-client load 4x faster). Read when torch loads: set first.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if max_admitted_bytes < max_request_bytes:
+        raise CommandError(
+            f"--max-admitted-bytes ({max_admitted_bytes}) must be at least --max-request-bytes "
+            f"({max_request_bytes}): a request of the largest size must fit the budget"
+        )
     try:
         from .server import ModelLoadError, run_server
     except ImportError as error:
@@ -802,7 +807,7 @@ def serve(
             max_inputs=max_inputs,
             max_spans=max_spans,
             max_request_bytes=max_request_bytes,
-            max_admitted_bytes=max(max_admitted_bytes, max_request_bytes),
+            max_admitted_bytes=max_admitted_bytes,
             drain_seconds=drain_seconds,
             header_timeout=header_timeout,
             body_timeout=body_timeout,

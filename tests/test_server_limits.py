@@ -515,3 +515,15 @@ def test_a_departed_clients_request_is_dropped_before_it_is_tokenized(
     assert first and first[0].status_code == 200
     assert not any("LEAVER" in text for text in gated.seen)
     assert 'jina_connectors_requests_total{route="/v1/embeddings",status="499"} 1.0' in metrics
+
+
+def test_serve_refuses_a_budget_smaller_than_one_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jina_connectors.cli import main
+
+    args = ["serve", "--model", str(tmp_path), "--port", "0"]
+    assert main([*args, "--max-request-bytes", "2000", "--max-admitted-bytes", "1000"]) == 1
+    assert "--max-admitted-bytes (1000) must be at least --max-request-bytes (2000)" in (
+        capsys.readouterr().err
+    )
