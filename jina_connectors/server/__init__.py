@@ -41,6 +41,7 @@ __all__ = [
     "HOSTED_MODEL_NAME",
     "ModelLoadError",
     "create_app",
+    "limit_cpu_caches",
     "run_server",
     "server_api_keys",
 ]
@@ -61,6 +62,21 @@ _SHUTDOWN_MARGIN = 5.0
 # glibc malloc arenas: by default up to 8 per core, each keeping the memory freed in it;
 # tokenizer threads and the scheduler's thread then grow the heap round after round.
 _MALLOC_ARENAS = 2
+#: oneDNN's cache of compiled CPU kernels is keyed by input shape, and a padded model sees a
+#: new (batch, length) shape in nearly every forward: with its default of 1024 entries the
+#: resident size grew ~250 MB over five rounds of load on MiniLM, ~200 MB at 64 entries, and
+#: stayed flat uncached (docs/SERVER.md).
+ONEDNN_CACHE_ENV_VAR = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+ONEDNN_CACHE_CAPACITY = "0"
+
+
+def limit_cpu_caches() -> None:
+    """Bound what grows with load on CPU: oneDNN's kernel cache (unless
+    ``$ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is set; read when its first kernel is built, so call
+    this before the model runs) and glibc's malloc arenas (unless ``$MALLOC_ARENA_MAX``)."""
+    os.environ.setdefault(ONEDNN_CACHE_ENV_VAR, ONEDNN_CACHE_CAPACITY)
+    _limit_malloc_arenas()
+
 
 _log = logging.getLogger("jina_connectors.server")
 
@@ -133,7 +149,7 @@ def run_server(
             "directory or Hub id (or unset JINA_CONNECTORS_MODEL)"
         )
     model_id = canonical_model_id(model)  # typed errors for a bad reference, no loading
-    _limit_malloc_arenas()
+    limit_cpu_caches()
     keys = server_api_keys(api_keys)
     if allowed_hosts is None and _is_loopback(host):
         allowed_hosts = LOOPBACK_HOSTS
