@@ -165,13 +165,13 @@ def check_health(polled: list[int | str]) -> None:
 def test_20_concurrent_maximal_requests_of_each_kind_stay_in_bounds(
     minilm_dir: Path, tmp_path: Path
 ) -> None:
-    """Limits scaled down (48 KiB bodies, a 384 KiB admission budget) to keep this fast on
+    """Limits scaled down (32 KiB bodies, a 256 KiB admission budget) to keep this fast on
     a busy 2-core machine; the slow test below runs the defaults."""
     growth, statuses, health = run_maximal_load(
         minilm_dir,
         tmp_path,
-        max_bytes=48 * 1024,
-        max_admitted=384 * 1024,
+        max_bytes=32 * 1024,
+        max_admitted=256 * 1024,
         max_inputs=256,
         max_spans=1024,
     )
@@ -316,6 +316,23 @@ def test_the_model_routes_advertise_the_limits(
     info = httpx.get(limited_server + "/v1/x/model").json()
     for answer in (entry, info):
         assert {name: answer[name] for name in expected} == expected
+
+
+def test_a_body_far_past_the_limit_gets_its_413_not_a_reset(limited_server: str) -> None:
+    """8 MiB against the 2 MiB default: the client sends it all before reading the answer."""
+    body = b'{"input": ["' + b"word " * (8 * MiB // 5) + b'"]}'
+
+    def streamed() -> Iterator[bytes]:  # no Content-Length: counted while it arrives
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    headers = {"Content-Type": "application/json"}
+    for content in (body, streamed()):
+        response = httpx.post(
+            limited_server + "/v1/embeddings", content=content, headers=headers, timeout=60
+        )
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "request_too_large"
 
 
 # ------------------------------------------------------------ connection hygiene

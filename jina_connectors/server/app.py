@@ -140,6 +140,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # Folder names that say nothing about the model: its parent's name is used instead.
 _GENERIC_FOLDERS = frozenset({"model", "models", "checkpoint", "weights", "snapshot", "hf"})
 _CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection"
+# Bytes of an over-limit body read (and dropped) before its 413 is sent.
+_DISCARD_LIMIT = 64 * 1024 * 1024
 # Requests with at most this many characters of text are tokenized on the event loop:
 # ~0.1 ms of work, less than a round trip through a worker thread on a busy machine.
 _INLINE_CHARACTERS = 4096
@@ -426,7 +428,7 @@ class _Gate:
             return
         length = _content_length(scope)
         if length is not None and length > self.max_request_bytes:
-            await self._too_large(scope, receive, send)
+            await self._too_large(scope, receive, send, time.monotonic() + self.body_timeout)
             return
         chunks: list[bytes] = []
         size = 0
@@ -464,7 +466,11 @@ class _Gate:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_request_bytes:
-                await self._too_large(scope, receive, send)
+                chunks.clear()
+                if message.get("more_body", False):
+                    await self._too_large(scope, receive, send, deadline)
+                else:
+                    await self._too_large(scope, None, send, deadline)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -527,7 +533,21 @@ class _Gate:
             matched |= hmac.compare_digest(token, key)
         return matched
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(
+        self, scope: Scope, receive: Receive | None, send: Send, deadline: float
+    ) -> None:
+        """A 413, once the rest of the body (``receive``: not yet read) has been read and
+        dropped: a client sends its whole body before it reads the answer, and closing a
+        socket with unread data resets the connection, so the client would see no answer.
+        At most ``_DISCARD_LIMIT`` bytes are read (and the body timeout applies)."""
+        discarded = 0
+        while receive is not None and discarded < _DISCARD_LIMIT:
+            message = await self._receive(receive, deadline)
+            if message is None or message["type"] != "http.request":
+                break
+            discarded += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
         error = ApiError(
             413,
             f"request body is over the limit of {self.max_request_bytes} bytes; send fewer "
