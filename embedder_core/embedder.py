@@ -305,8 +305,8 @@ class Embedder:
         """Tokens each text takes, special tokens and task instruction included, untruncated."""
         items = _check_texts(texts)
         tasks = self._resolve_tasks(task, len(items))
-        ids = self._tokenizer.encode([t.instruction + text for t, text in zip(tasks, items)])
-        return [len(i) + self._tokenizer.special_count for i in ids]
+        counts = self._tokenizer.count([t.instruction + text for t, text in zip(tasks, items)])
+        return [count + self._tokenizer.special_count for count in counts]
 
     # ----------------------------------------------------------------------- encode
     @overload
@@ -473,6 +473,67 @@ class Embedder:
             )
 
         return self._schedule(jobs, len(items), finish, show_progress, on_progress)
+
+    def submit_token_ids(
+        self,
+        inputs: Sequence[Sequence[int]],
+        *,
+        task: str | None = None,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        embedding_type: str = "float",
+        truncate: bool = True,
+    ) -> PendingEmbeddings[np.ndarray | list[str]]:
+        """``submit`` for inputs given as token ids of this model's tokenizer (what OpenAI,
+        TEI and vLLM accept): one row per id sequence, as the text they encode would give.
+
+        The model's special tokens are added around each sequence unless it already starts
+        and ends with them. A task whose instruction is text (a prompt) cannot be combined
+        with ids; adapter tasks can. Ids outside the vocabulary, empty sequences and
+        non-int items raise before anything is queued.
+        """
+        tasks = self._resolve_tasks(task, len(inputs))
+        width = self._check_dimensions(dimensions)
+        check_embedding_type(embedding_type)
+        for spec in {t.instruction for t in tasks}:
+            if spec:
+                raise ValueError(
+                    f"token ids cannot be combined with task {task!r}: its instruction is "
+                    "text that would have to be tokenized with the input; send text instead"
+                )
+        vocabulary = self._tokenizer.vocab_size
+        prefix, suffix = self._tokenizer.prefix_ids, self._tokenizer.suffix_ids
+        contents: list[list[int]] = []
+        for i, sequence in enumerate(inputs):
+            ids = list(sequence)
+            if not ids:
+                raise ValueError(f"input {i} has no token ids")
+            for j, token in enumerate(ids):
+                if isinstance(token, bool) or not isinstance(token, int):
+                    raise TypeError(f"input {i}: token {j} is {type(token).__name__}, not int")
+                if not 0 <= token < vocabulary:
+                    raise ValueError(
+                        f"input {i}: token {j} is {token}, not an id of this model's "
+                        f"tokenizer (0 to {vocabulary - 1})"
+                    )
+            wrapped = (
+                len(ids) >= len(prefix) + len(suffix)
+                and ids[: len(prefix)] == prefix
+                and ids[len(ids) - len(suffix) :] == suffix
+            )
+            if wrapped and (prefix or suffix):
+                ids = ids[len(prefix) : len(ids) - len(suffix)]
+            contents.append(ids)
+        jobs = self._jobs_of(
+            contents, tasks, truncate, lambda i: len(contents[i]) + self._tokenizer.special_count
+        )
+
+        def finish(pooled: np.ndarray) -> np.ndarray | list[str]:
+            return convert_embeddings(
+                truncate_and_normalize(pooled, width, normalized), embedding_type
+            )
+
+        return self._schedule(jobs, len(contents), finish, False, None)
 
     def embed_spans(
         self,
@@ -685,15 +746,33 @@ class Embedder:
     def _sequence_jobs(
         self, texts: list[str], tasks: list[TaskSpec], truncate: bool
     ) -> list[SequenceJob]:
-        ids = self._tokenizer.encode([t.instruction + text for t, text in zip(tasks, texts)])
+        full = [t.instruction + text for t, text in zip(tasks, texts)]
+        room = self.max_tokens - self._tokenizer.special_count
+        # One token past the room tells an input is too long; a long input is tokenized
+        # only as far as that (its full count is computed, slice by slice, for the error).
+        ids = self._tokenizer.encode(full, max_tokens=room + 1)
+
+        def count(i: int) -> int:
+            return self._tokenizer.count([full[i]])[0] + self._tokenizer.special_count
+
+        return self._jobs_of(ids, tasks, truncate, count)
+
+    def _jobs_of(
+        self,
+        ids: list[list[int]],
+        tasks: list[TaskSpec],
+        truncate: bool,
+        count: Callable[[int], int],
+    ) -> list[SequenceJob]:
+        """One job per input from its content ids (no specials); ``count(i)``: the tokens
+        of input ``i``, for the error when it is too long and not truncated."""
         room = self.max_tokens - self._tokenizer.special_count
         prefix, suffix = self._tokenizer.prefix_ids, self._tokenizer.suffix_ids
         jobs = []
         for i, (content, task) in enumerate(zip(ids, tasks)):
             if len(content) > room:
                 if not truncate:
-                    count = len(content) + self._tokenizer.special_count
-                    raise TokenLimitError(i, count, self.max_tokens)
+                    raise TokenLimitError(i, count(i), self.max_tokens)
                 content = content[:room]
             sequence = [*prefix, *content, *suffix]
             start = self._pool_start(task)

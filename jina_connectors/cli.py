@@ -738,13 +738,40 @@ def serve(
     ] = None,
     quantization: QuantizationOption = None,
     served_model_name: Annotated[
-        str | None,
-        typer.Option(help="Name in /v1/models [default: the folder name or Hub id]."),
+        list[str] | None,
+        typer.Option(
+            help="Name in /v1/models; repeat it for aliases [default: the Hub id, or the "
+            "folder's name (its parent's when it is called 'model')]."
+        ),
+    ] = None,
+    expose_model_path: Annotated[
+        bool, typer.Option(help="Show the model's folder in answers (hidden by default).")
+    ] = False,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Answer only this Host header name (repeatable; '*': any) [default: "
+            "localhost names when --host is loopback, else any]."
+        ),
     ] = None,
     max_inputs: Annotated[int, typer.Option(min=1, help="Inputs per request.")] = 2048,
+    max_spans: Annotated[int, typer.Option(min=1, help="Spans per embed-spans request.")] = 8192,
     max_request_bytes: Annotated[
         int, typer.Option(min=1, help="Largest request body (413 above).")
-    ] = 16 * 1024 * 1024,
+    ] = 2 * 1024 * 1024,
+    max_admitted_bytes: Annotated[
+        int,
+        typer.Option(min=1, help="Bodies plus answers of requests in progress (429 above)."),
+    ] = 32 * 1024 * 1024,
+    drain_seconds: Annotated[
+        float, typer.Option(min=0, help="On SIGTERM, time to finish requests (then 503).")
+    ] = 25.0,
+    header_timeout: Annotated[
+        float, typer.Option(min=0.001, help="Seconds to send a request's headers.")
+    ] = 10.0,
+    body_timeout: Annotated[
+        float, typer.Option(min=0.001, help="Seconds to send a request's body (408 past).")
+    ] = 30.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the model over HTTP: Jina- and OpenAI-compatible /v1/embeddings (docs at /docs)."""
@@ -752,6 +779,11 @@ def serve(
     # threads that spin between operations starve them (measured on a busy 2-core machine:
     # idle query 714 -> 40 ms, 64-client load 4x faster). Read when torch loads: set first.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if max_admitted_bytes < max_request_bytes:
+        raise CommandError(
+            f"--max-admitted-bytes ({max_admitted_bytes}) must be at least --max-request-bytes "
+            f"({max_request_bytes}): a request of the largest size must fit the budget"
+        )
     try:
         from .server import ModelLoadError, run_server
     except ImportError as error:
@@ -770,8 +802,15 @@ def serve(
             max_queued_tokens=max_queued_tokens,
             quantization=None if quantization is None else quantization.value,
             served_model_name=served_model_name,
+            expose_model_path=expose_model_path,
+            allowed_hosts=allowed_host,
             max_inputs=max_inputs,
+            max_spans=max_spans,
             max_request_bytes=max_request_bytes,
+            max_admitted_bytes=max_admitted_bytes,
+            drain_seconds=drain_seconds,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
             log_level=log_level,
         )
     except ModelLoadError as error:
