@@ -35,7 +35,7 @@ from .loading import (
     resolve_model_ref,
     url_backend,
 )
-from .model_info import STANDARD_TASKS  # the five jina-embeddings-v3 task names
+from .model_info import STANDARD_TASKS, check_not_reranker
 from .models.base import TokenEncoder
 from .models.hf_encoder import HFEncoder, hf_max_tokens
 from .models.jina_v3 import JinaV3Config, JinaV3Model, is_jina_v3_config
@@ -143,6 +143,7 @@ class Embedder:
         ref = resolve_model_ref(model, revision)
         _warn_if_slow_dtype(torch_device, torch_dtype)
         model_dir = model_dir_of(ref, local_files_only=local_files_only)
+        check_not_reranker(model_dir)
         root_config = model_dir / "config.json"
         if root_config.is_file() and is_jina_v3_config(read_json(root_config)):
             jina = JinaV3Config.from_dict(read_json(root_config))

@@ -22,7 +22,12 @@ MODEL_ENV_VAR = "JINA_CONNECTORS_MODEL"
 #: Model names of the hosted Jina API that the local suite runs, mapped to their Hub ids, so
 #: code written for the hosted API (``model="jina-embeddings-v3"``) runs unchanged. A local
 #: directory of that name still wins.
-HOSTED_MODEL_NAMES: dict[str, str] = {"jina-embeddings-v3": DEFAULT_MODEL}
+HOSTED_MODEL_NAMES: dict[str, str] = {
+    "jina-embeddings-v3": DEFAULT_MODEL,
+    # Rerankers (embedder_core.get_reranker); as embedders they are refused at load.
+    "jina-reranker-v2-base-multilingual": "jinaai/jina-reranker-v2-base-multilingual",
+    "jina-reranker-v3": "jinaai/jina-reranker-v3",
+}
 
 # Files an embedder needs. fnmatch's "*" also matches "/", so these take the
 # sentence-transformers module folders too (1_Pooling/config.json, 2_Dense/config.json and
