@@ -112,9 +112,7 @@ def check_rerank_input(query: object, documents: object, top_n: object = None) -
     if isinstance(documents, (str, bytes, bytearray)) or not isinstance(
         documents, (Sequence, np.ndarray)
     ):
-        raise TypeError(
-            f"documents must be a sequence of str, got {type(documents).__name__}"
-        )
+        raise TypeError(f"documents must be a sequence of str, got {type(documents).__name__}")
     items = list(documents)
     if not items:
         raise RerankInputError("documents is empty: give at least one document")
@@ -248,9 +246,7 @@ class CrossEncoderReranker(Reranker):
                 f"{model_dir}: a classifier with {settings.num_labels} labels; a reranker has 1"
             )
         tokenizer = _tokenizer_json(model_dir)
-        text_tokenizer = TextTokenizer(
-            tokenizer, [settings.bos_token_id], [settings.eos_token_id]
-        )
+        text_tokenizer = TextTokenizer(tokenizer, [settings.bos_token_id], [settings.eos_token_id])
         model = CrossEncoderModel.from_dir(model_dir, settings, device, dtype)
         max_tokens = min(settings.max_tokens, _declared_max_length(model_dir, settings.max_tokens))
         return cls(
@@ -340,9 +336,7 @@ class ListwiseReranker(Reranker):
 
     kind = "jina-reranker-v3"
 
-    def __init__(
-        self, model: Any, tokenizer: Any, *, model_name: str, max_length: int
-    ) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, model_name: str, max_length: int) -> None:
         from .models.qwen3_reranker import EMBED_TOKEN, RERANK_TOKEN
 
         self._model = model

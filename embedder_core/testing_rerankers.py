@@ -239,7 +239,9 @@ def write_tiny_reranker_v3_checkpoint(
         ("projector.2.weight", (V3_PROJECTOR_WIDTH, hidden // 2), _normal((hidden // 2) ** -0.5)),
     ]
     tokenizer.save(str(directory / "tokenizer.json"))
-    _write_json(directory / "tokenizer_config.json", _v3_tokenizer_config(tokenizer, model_max_length))
+    _write_json(
+        directory / "tokenizer_config.json", _v3_tokenizer_config(tokenizer, model_max_length)
+    )
     _write_json(directory / "config.json", config)
     _write_safetensors(directory / "model.safetensors", specs, seed, dtype)
     return directory

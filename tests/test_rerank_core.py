@@ -163,7 +163,9 @@ def test_v2_long_documents_score_their_best_window(v2_dir: Path) -> None:
         window = 1024 - (query_tokens + 2) - 2
         assert max(lengths) > 3 * window  # several windows, a short last one
         reference = _v2_reference(v2_dir, query, long_docs)
-        _assert_same_ranking(get_reranker(str(v2_dir), device="cpu").score(query, long_docs), reference)
+        _assert_same_ranking(
+            get_reranker(str(v2_dir), device="cpu").score(query, long_docs), reference
+        )
 
 
 def test_v2_scores_do_not_depend_on_neighbours_or_concurrency(v2_dir: Path) -> None:
@@ -229,10 +231,14 @@ def _qwen3_last_states(weights: dict[str, torch.Tensor], config: dict, ids: list
     for i in range(config["num_hidden_layers"]):
         p = f"model.layers.{i}."
         h = rms(x, weights[p + "input_layernorm.weight"])
-        q = rms((h @ weights[p + "self_attn.q_proj.weight"].T).view(n, heads, d),
-                weights[p + "self_attn.q_norm.weight"])
-        k = rms((h @ weights[p + "self_attn.k_proj.weight"].T).view(n, kv, d),
-                weights[p + "self_attn.k_norm.weight"])
+        q = rms(
+            (h @ weights[p + "self_attn.q_proj.weight"].T).view(n, heads, d),
+            weights[p + "self_attn.q_norm.weight"],
+        )
+        k = rms(
+            (h @ weights[p + "self_attn.k_proj.weight"].T).view(n, kv, d),
+            weights[p + "self_attn.k_norm.weight"],
+        )
         v = (h @ weights[p + "self_attn.v_proj.weight"].T).view(n, kv, d)
         q, k = rope(q), rope(k)
         k = k.repeat_interleave(heads // kv, dim=1)
@@ -243,9 +249,11 @@ def _qwen3_last_states(weights: dict[str, torch.Tensor], config: dict, ids: list
         x = x + attn @ weights[p + "self_attn.o_proj.weight"].T
         h = rms(x, weights[p + "post_attention_layernorm.weight"])
         gate = torch.nn.functional.silu(h @ weights[p + "mlp.gate_proj.weight"].T)
-        x = x + (gate * (h @ weights[p + "mlp.up_proj.weight"].T)) @ weights[
-            p + "mlp.down_proj.weight"
-        ].T
+        x = (
+            x
+            + (gate * (h @ weights[p + "mlp.up_proj.weight"].T))
+            @ weights[p + "mlp.down_proj.weight"].T
+        )
     return rms(x, weights["model.norm.weight"])
 
 
@@ -295,7 +303,9 @@ def _v3_reference(model_dir: Path, query: str, documents: list[str]) -> tuple[np
         query_vectors.append(query_vector)
         block_weights.append(max((1 + c) / 2 for c in cosines))
     final = sum(w * v for w, v in zip(block_weights, query_vectors)) / sum(block_weights)
-    scores = [float(torch.cosine_similarity(doc_vectors[i], final, dim=0)) for i in range(len(docs))]
+    scores = [
+        float(torch.cosine_similarity(doc_vectors[i], final, dim=0)) for i in range(len(docs))
+    ]
     return np.array(scores), blocks
 
 
@@ -312,7 +322,17 @@ def test_v3_equals_the_published_listwise_math(v3_dir: Path) -> None:
 
 
 def test_v3_over_125_documents_average_the_query_over_blocks(v3_dir: Path) -> None:
-    words = "machine learning vectors retrieval search fox dog rights dignity".split()
+    words = [
+        "machine",
+        "learning",
+        "vectors",
+        "retrieval",
+        "search",
+        "fox",
+        "dog",
+        "rights",
+        "dignity",
+    ]
     rng = np.random.default_rng(0)
     docs = [" ".join(rng.choice(words, size=int(rng.integers(1, 6)))) for _ in range(131)]
     reference, blocks = _v3_reference(v3_dir, QUERY, docs)
@@ -337,11 +357,15 @@ def test_v3_blocks_close_when_the_length_capacity_runs_out(tmp_path: Path) -> No
 # ------------------------------------------------------------------ loading rules
 @pytest.mark.parametrize("which", ["v2", "v3"])
 def test_missing_and_unused_tensors_are_refused_by_name(tmp_path: Path, which: str) -> None:
-    write = write_tiny_reranker_v2_checkpoint if which == "v2" else write_tiny_reranker_v3_checkpoint
+    write = (
+        write_tiny_reranker_v2_checkpoint if which == "v2" else write_tiny_reranker_v3_checkpoint
+    )
     model_dir = write(tmp_path / which)
     tensors = load_file(str(model_dir / "model.safetensors"))
     dropped = "classifier.dense.bias" if which == "v2" else "projector.2.weight"
-    save_file({k: v for k, v in tensors.items() if k != dropped}, str(model_dir / "model.safetensors"))
+    save_file(
+        {k: v for k, v in tensors.items() if k != dropped}, str(model_dir / "model.safetensors")
+    )
     with pytest.raises(UnsupportedModelError, match=f"missing tensor.*{dropped}"):
         get_reranker(str(model_dir), device="cpu")
     extra = "lm_head.weight" if which == "v3" else "roberta.pooler.dense.weight"
@@ -352,7 +376,9 @@ def test_missing_and_unused_tensors_are_refused_by_name(tmp_path: Path, which: s
 
 @pytest.mark.parametrize("which", ["v2", "v3"])
 def test_a_reranker_is_never_loaded_as_an_embedder(tmp_path: Path, which: str) -> None:
-    write = write_tiny_reranker_v2_checkpoint if which == "v2" else write_tiny_reranker_v3_checkpoint
+    write = (
+        write_tiny_reranker_v2_checkpoint if which == "v2" else write_tiny_reranker_v3_checkpoint
+    )
     model_dir = write(tmp_path / which)
     for load in (get_embedder, inspect_model):
         with pytest.raises(RerankerCheckpointError, match=r"get_reranker.*--reranker"):

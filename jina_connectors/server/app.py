@@ -92,6 +92,7 @@ _ROUTES = (
     "/v1/x/count-tokens",
     "/v1/x/chunk",
     "/v1/x/embed-spans",
+    "/v1/rerank",
     "/health",
     "/metrics",
 )
@@ -519,6 +520,8 @@ def create_app(
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     max_inputs: int = DEFAULT_MAX_INPUTS,
     on_load_error: Callable[[BaseException], None] | None = None,
+    reranker: Any = None,
+    served_reranker_name: str | None = None,
 ) -> FastAPI:
     """The ASGI app serving ``embedder``.
 
@@ -535,6 +538,9 @@ def create_app(
     ``Authorization: Bearer <key>``. ``max_queued_tokens``: set as the model scheduler's
     ``max_queued_tokens`` (a request that would pass it gets a 429 with Retry-After).
     ``max_request_bytes``: larger bodies get a 413. ``max_inputs``: inputs per request.
+    ``reranker``: a loaded ``embedder_core.Reranker`` or a function that loads one, served
+    at ``POST /v1/rerank`` (see ``jina_connectors.server.rerank``) as
+    ``served_reranker_name``.
     """
     keys = [key.encode() for key in api_keys if key]
     for name, value in (("max_request_bytes", max_request_bytes), ("max_inputs", max_inputs)):
@@ -579,8 +585,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if owned:  # load in the background: the socket opens (and /health answers) at once
             threading.Thread(target=load, name="model-loader", daemon=True).start()
+        if rerank_service is not None:
+            rerank_service.start()
         yield
         state.begin_draining()
+        if rerank_service is not None:
+            await to_thread.run_sync(rerank_service.stop)
         if state.embedder is not None:
             metrics.unwatch(state.embedder)
             if owned:  # every request has been answered by now; stop the worker
@@ -593,6 +603,18 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.server = state
+    rerank_service = None
+    if reranker is not None:
+        from .rerank import add_rerank_route
+
+        rerank_service = add_rerank_route(
+            app,
+            state,
+            reranker,
+            served_name=served_reranker_name,
+            max_inputs=max_inputs,
+            max_queued_tokens=max_queued_tokens,
+        )
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> Response:
@@ -671,7 +693,9 @@ def create_app(
             "owned_by": "jina-connectors",
             "aliases": sorted(state.names - {state.served_model_name}),
         }
-        return _json({"object": "list", "data": [entry]})
+        reranker_entry = rerank_service.model_entry() if rerank_service is not None else None
+        data = [entry] if reranker_entry is None else [entry, reranker_entry]
+        return _json({"object": "list", "data": data})
 
     @app.get("/health", summary="200 once the model is loaded, else 503")
     async def health() -> Response:
