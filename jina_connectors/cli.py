@@ -46,6 +46,10 @@ if TYPE_CHECKING:
     from .pipeline import IngestReport
     from .sink import VectorSink
 
+#: The reranker of a bare ``search --rerank``: ``$JINA_CONNECTORS_RERANKER``, else this.
+DEFAULT_RERANKER = "jina-reranker-v3"
+RERANKER_ENV_VAR = "JINA_CONNECTORS_RERANKER"
+
 app = typer.Typer(
     name="jina-connectors",
     help="Embed documents with a local jina-embeddings-v3 and search them in a vector database.",
@@ -648,12 +652,35 @@ def search(
     ] = None,
     quantization: QuantizationOption = None,
     width: Annotated[int, typer.Option(min=20, help="Snippet length in characters.")] = 200,
+    rerank: Annotated[
+        str | None,
+        typer.Option(
+            help="Rerank the vector hits with this reranker (folder, Hub id, hosted name or "
+            f"server URL); a bare --rerank after QUERY means ${RERANKER_ENV_VAR}, else "
+            f"{DEFAULT_RERANKER}.",
+        ),
+    ] = None,
+    candidates: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="With --rerank: hits retrieved by vector, then reranked to -k [4 x -k]."
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON list of hits (with --rerank: both scores).")
+    ] = False,
 ) -> None:
     """Print the best hits: rank, score, document and a text snippet. Creates nothing."""
     filter = _parse_where(where or [])
     if not query.strip():
         raise typer.BadParameter("is empty", param_hint="'QUERY'")
+    if candidates is not None and rerank is None:
+        raise typer.BadParameter("applies with --rerank", param_hint="'--candidates'")
+    if candidates is not None and candidates < k:
+        raise typer.BadParameter(f"{candidates} is fewer than -k {k}", param_hint="'--candidates'")
     _check_quantization(model, quantization)
+    if rerank is not None:
+        _check_reranker(rerank)
     check_collection_listed(db, collection, location)
     with _reading(db, collection, location) as sink:
         spec = sink.stored_spec()
@@ -668,15 +695,26 @@ def search(
                 param_hint="'--model'",
             )
         embedder = load_model(query_model, quantization)
-        hits = sink.search(query, k=k, filter=filter or None, model=embedder)
+        retrieve = k if rerank is None else (candidates or 4 * k)
+        hits = sink.search(query, k=retrieve, filter=filter or None, model=embedder)
+    rerank_scores: list[float | None] = [None] * len(hits)
+    if rerank is not None and hits:
+        from .rerank_cli import rerank_hits
+
+        hits, rerank_scores = rerank_hits(rerank, query, hits, k)  # type: ignore[assignment]
+    if json_output:
+        from .rerank_cli import hits_json
+
+        typer.echo(hits_json(hits, rerank_scores))
+        return
     if not hits:
         typer.echo("no hits")
-    for rank, hit in enumerate(hits, start=1):
-        snippet = " ".join(hit.text.split())
-        if len(snippet) > width:
-            snippet = snippet[: width - 1].rstrip() + "…"
-        typer.echo(f"{rank:>2}. {hit.score:.4f}  {hit.doc_id}  [chunk {hit.chunk_index}]")
-        typer.echo(f"    {snippet}")
+    for rank, (hit, rerank_score) in enumerate(zip(hits, rerank_scores), start=1):
+        score = f"{hit.score:.4f}"
+        if rerank_score is not None:
+            score = f"{rerank_score:.4f} (vector {score})"
+        typer.echo(f"{rank:>2}. {score}  {hit.doc_id}  [chunk {hit.chunk_index}]")
+        typer.echo(f"    {_snippet(hit.text, width)}")
 
 
 @app.command()
@@ -746,12 +784,17 @@ def serve(
         int, typer.Option(min=1, help="Largest request body (413 above).")
     ] = 16 * 1024 * 1024,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    reranker: Annotated[
+        str | None,
+        typer.Option(help="Also serve this reranker at /v1/rerank (folder, Hub id, hosted name)."),
+    ] = None,
 ) -> None:
     """Serve the model over HTTP: Jina- and OpenAI-compatible /v1/embeddings (docs at /docs)."""
     # The event loop and tokenizer threads need the cores while the model runs: OpenMP
     # threads that spin between operations starve them (measured on a busy 2-core machine:
     # idle query 714 -> 40 ms, 64-client load 4x faster). Read when torch loads: set first.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _check_serve_models(model, reranker)
     try:
         from .server import ModelLoadError, run_server
     except ImportError as error:
@@ -773,6 +816,7 @@ def serve(
             max_inputs=max_inputs,
             max_request_bytes=max_request_bytes,
             log_level=log_level,
+            reranker=reranker,
         )
     except ModelLoadError as error:
         raise CommandError(str(error)) from error
@@ -918,6 +962,7 @@ def _typed_error_message(error: BaseException) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jina-connectors``; returns (and, as a script, exits with) the code."""
     args = list(argv) if argv is not None else sys.argv[1:]
+    args = _bare_rerank(args)
     command = typer.main.get_command(app)
     try:
         code = command.main(
@@ -951,6 +996,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         typer.echo(f"error: {_one_line(message)}", err=True)
         return 1
     return code if isinstance(code, int) else 0
+
+
+def _bare_rerank(args: list[str]) -> list[str]:
+    """``--rerank`` without a value (last, or followed by a flag) means the default
+    reranker; click options cannot take an optional value."""
+    out = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--rerank" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append(os.environ.get(RERANKER_ENV_VAR) or DEFAULT_RERANKER)
+    return out
+
+
+def _snippet(text: str, width: int) -> str:
+    snippet = " ".join(text.split())
+    return snippet if len(snippet) <= width else snippet[: width - 1].rstrip() + "…"
+
+
+def _check_serve_models(model: str | None, reranker: str | None) -> None:
+    """A reranker folder as --model is refused (it would give wrong vectors), pointing to
+    --reranker; an embedding model's folder as --reranker is refused too."""
+    from embedder_core import RerankerCheckpointError
+
+    if model is not None and Path(model).expanduser().is_dir():
+        from embedder_core.model_info import check_not_reranker
+
+        try:
+            check_not_reranker(Path(model).expanduser())
+        except RerankerCheckpointError:
+            raise typer.BadParameter(
+                f"{model} is a reranker, not an embedding model; serve it with --reranker "
+                f"{model} (and an embedding model as --model)",
+                param_hint="'--model'",
+            ) from None
+    if reranker is not None:
+        _check_reranker(reranker, "'--reranker'")
+
+
+def _check_reranker(name: str, hint: str = "'--rerank'") -> None:
+    """--rerank: a folder must be a reranker (an embedding model's folder is refused)."""
+    from embedder_core import model_url
+
+    path = Path(name).expanduser()
+    if model_url(name) is None and path.is_dir():
+        from .rerank_cli import check_reranker_dir
+
+        problem = check_reranker_dir(path)
+        if problem:
+            raise typer.BadParameter(problem, param_hint=hint)
 
 
 def _one_line(message: str) -> str:

@@ -14,7 +14,7 @@ from types import FrameType
 
 import uvicorn
 
-from embedder_core import Embedder, canonical_model_id, model_url
+from embedder_core import Embedder, Reranker, canonical_model_id, model_url
 
 from .app import (
     DEFAULT_MAX_INPUTS,
@@ -83,6 +83,8 @@ def run_server(
     max_inputs: int = DEFAULT_MAX_INPUTS,
     log_level: str = "info",
     graceful_shutdown_seconds: float = GRACEFUL_SHUTDOWN_SECONDS,
+    reranker: str | None = None,
+    served_reranker_name: str | None = None,
 ) -> None:
     """Serve ``model`` (None: ``$JINA_CONNECTORS_MODEL``, else jina-embeddings-v3) until
     SIGINT/SIGTERM.
@@ -92,7 +94,9 @@ def run_server(
     is 503 until it is loaded). If loading fails the server stops and ``ModelLoadError`` is
     raised. On SIGTERM the server stops accepting connections, answers new requests on open
     connections with 503, finishes the accepted ones (up to ``graceful_shutdown_seconds``),
-    then returns. Keys: ``api_keys`` plus ``$JINA_CONNECTORS_API_KEYS``.
+    then returns. Keys: ``api_keys`` plus ``$JINA_CONNECTORS_API_KEYS``. ``reranker``: also
+    serve this reranker at ``/v1/rerank`` (loaded in the background too, on the same
+    device and dtype).
     """
     if model_url(model) is not None:
         raise ValueError(
@@ -100,6 +104,7 @@ def run_server(
             "directory or Hub id (or unset JINA_CONNECTORS_MODEL)"
         )
     model_id = canonical_model_id(model)  # typed errors for a bad reference, no loading
+    reranker_id = canonical_model_id(reranker) if reranker is not None else None
     keys = server_api_keys(api_keys)
     if not keys and not _is_loopback(host):
         _log.warning(
@@ -118,6 +123,12 @@ def run_server(
             quantization=quantization,
         )
 
+    def load_reranker() -> Reranker:
+        from embedder_core.reranker import load_reranker as load
+
+        assert reranker_id is not None
+        return load(reranker_id, device=device, dtype=dtype, max_batch_tokens=max_batch_tokens)
+
     server: uvicorn.Server | None = None
 
     def stop(error: BaseException) -> None:
@@ -132,6 +143,9 @@ def run_server(
         max_request_bytes=max_request_bytes,
         max_inputs=max_inputs,
         on_load_error=stop,
+        reranker=load_reranker if reranker_id is not None else None,
+        served_reranker_name=served_reranker_name
+        or (served_name_of(reranker_id) if reranker_id else None),
     )
     state: ServerState = app.state.server
     config = uvicorn.Config(
@@ -146,6 +160,9 @@ def run_server(
     server.run()
     if state.load_error is not None:
         raise ModelLoadError(f"the model failed to load: {state.load_error}") from state.load_error
+    rerank = getattr(app.state, "rerank", None)
+    if rerank is not None and rerank.load_error is not None:
+        raise ModelLoadError(f"the reranker failed to load: {rerank.load_error}")
 
 
 class _DrainingServer(uvicorn.Server):

@@ -614,6 +614,7 @@ def create_app(
             served_name=served_reranker_name,
             max_inputs=max_inputs,
             max_queued_tokens=max_queued_tokens,
+            on_load_error=on_load_error,
         )
 
     @app.exception_handler(ApiError)

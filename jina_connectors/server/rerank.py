@@ -70,6 +70,7 @@ class RerankService:
         self.served_name = served_name
         self.names: frozenset[str] = frozenset()
         self.max_queued_tokens = max_queued_tokens
+        self.on_load_error: Callable[[BaseException], None] | None = None
         if not self.owned:
             self._attach(reranker)  # type: ignore[arg-type]
 
@@ -91,6 +92,8 @@ class RerankService:
         except BaseException as error:
             self.load_error = error
             _log.exception("the reranker failed to load")
+            if self.on_load_error is not None:
+                self.on_load_error(error)
 
     def start(self) -> None:
         """Load the reranker in the background (the app is starting)."""
@@ -155,9 +158,13 @@ def add_rerank_route(
     served_name: str | None = None,
     max_inputs: int,
     max_queued_tokens: int | None = None,
+    on_load_error: Callable[[BaseException], None] | None = None,
 ) -> RerankService:
-    """Serve ``reranker`` (loaded, or a function that loads it) at ``POST /v1/rerank``."""
+    """Serve ``reranker`` (loaded, or a function that loads it) at ``POST /v1/rerank``;
+    ``on_load_error`` is called if loading fails. The service is ``app.state.rerank``."""
     service = RerankService(server, reranker, served_name, max_queued_tokens)
+    service.on_load_error = on_load_error
+    app.state.rerank = service
     metrics = server.metrics
 
     @app.post("/v1/rerank", summary="Rerank documents against a query (Jina API shape)")

@@ -1,0 +1,61 @@
+"""The CLI's reranking step: ``search --rerank``'s second stage, and ``--json`` output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from .sink import Hit
+
+
+def check_reranker_dir(path: Path) -> str | None:
+    """Why ``path`` cannot be a reranker (an embedding model's folder), or None."""
+    from embedder_core.loading import read_json
+    from embedder_core.model_info import reranker_architecture
+
+    config = path / "config.json"
+    if config.is_file() and reranker_architecture(read_json(config)) is None:
+        return f"{path} is not a reranker (it has no reranking head); give a reranker folder"
+    return None
+
+
+def rerank_hits(
+    reranker_name: str, query: str, hits: Sequence[Hit], k: int
+) -> tuple[list[Hit], list[float]]:
+    """The ``k`` best of ``hits`` by the reranker's score, with those scores."""
+    from embedder_core import ModelNotFoundError, get_reranker
+
+    from .cli import CommandError
+
+    try:
+        reranker = get_reranker(reranker_name)
+    except ModelNotFoundError as error:
+        raise CommandError(
+            f"{str(error).split('. ')[0].rstrip('.')}. Pass a reranker folder with "
+            f"--rerank DIR, or download {reranker_name} once while online"
+        ) from None
+    results = reranker.rerank(query, [hit.text for hit in hits], top_n=k, return_documents=False)
+    return [hits[r.index] for r in results], [r.relevance_score for r in results]
+
+
+def hits_json(hits: Sequence[Hit], rerank_scores: Sequence[float | None]) -> str:
+    """The hits as one JSON list: rank, vector ``score``, ``rerank_score`` (null without
+    --rerank), ids, text span, metadata."""
+    rows = []
+    for rank, (hit, rerank_score) in enumerate(zip(hits, rerank_scores), start=1):
+        rows.append(
+            {
+                "rank": rank,
+                "score": hit.score,
+                "rerank_score": rerank_score,
+                "id": hit.id,
+                "doc_id": hit.doc_id,
+                "chunk_index": hit.chunk_index,
+                "start": hit.start,
+                "end": hit.end,
+                "text": hit.text,
+                "metadata": hit.metadata,
+            }
+        )
+    return json.dumps(rows, ensure_ascii=False, indent=2)
