@@ -12,6 +12,7 @@ from benchmarks import (
     long_inputs,
     minilm,
     ray_scaling,
+    rerank,
     scheduler,
     server,
 )
@@ -29,10 +30,16 @@ BENCHMARKS: dict[str, Callable[[Context], CaseResult]] = {
     server.NAME: server.run,
     int8.FULL_SIZE_NAME: int8.run_full_size,
     int8.MINILM_NAME: int8.run_minilm,
+    rerank.V2_NAME: rerank.run_v2,
+    rerank.V3_NAME: rerank.run_v3,
+    rerank.SERVER_NAME: rerank.run_server,
 }
 
 # Names that select several cases (`--only int8`).
-GROUPS: dict[str, tuple[str, ...]] = {"int8": (int8.FULL_SIZE_NAME, int8.MINILM_NAME)}
+GROUPS: dict[str, tuple[str, ...]] = {
+    "int8": (int8.FULL_SIZE_NAME, int8.MINILM_NAME),
+    "rerank": rerank.NAMES,
+}
 
 
 def run_case(name: str, ctx: Context) -> tuple[CaseResult, list[float]]:

@@ -18,7 +18,10 @@ checks, when any check fails. Checks:
   device memory at each retry are recorded;
 - throughput: tokens/s on the mixed 16-1024-token workload of the full-size architecture,
   and MFU against a bf16 GEMM measured in the same run;
-- memory: peak device memory of one 8192-token input above the loaded model.
+- memory: peak device memory of one 8192-token input above the loaded model;
+- rerank: jina-reranker-v2 and -v3 (tiny, released layouts) on the device against float32
+  on CPU (max score difference <= 0.02, same best document), v2's attention path
+  (``varlen``) and its pairs/s against padded transformers (reported).
 
 ``--device cpu --quick`` runs the same code on CPU with small sizes (float32 on both
 sides, the OOM injected at the model): the test suite runs it, so only the device differs.
@@ -407,6 +410,14 @@ def check_throughput(sizes: Sizes, device: torch.device, cache_dir: Path) -> lis
     ]
 
 
+def check_rerankers(sizes: Sizes, device: torch.device, cache_dir: Path) -> list[Check]:
+    """Both rerankers: parity with float32 CPU, v2's attention path and speed (see
+    ``benchmarks.rerank.gpu_checks``)."""
+    from benchmarks.rerank import gpu_checks
+
+    return list(gpu_checks(sizes is QUICK, device, cache_dir))
+
+
 def _render(checks: list[Check]) -> str:
     rows = [("check", "value", "target", "ok?")]
     for check in checks:
@@ -444,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         ("parity", check_parity),
         ("oom", check_oom),
         ("throughput", check_throughput),
+        ("rerank", check_rerankers),
     ):
         print(f"[gpu_check] {name} ...", file=sys.stderr, flush=True)
         try:
