@@ -426,3 +426,26 @@ def test_bad_input_gets_typed_errors(v2_dir: Path, v3_dir: Path, which: str) -> 
     assert np.isfinite(reranker.score(QUERY, ["", " "])).all()
     results = reranker.rerank(QUERY, DOCS, top_n=100, return_documents=False)
     assert len(results) == len(DOCS) and all(r.document is None for r in results)
+
+
+# ------------------------------------------------------------------------- dtypes
+@pytest.mark.parametrize("which", ["v2", "v3"])
+def test_bf16_on_cpu_warns_where_emulated_and_stays_close(
+    v2_dir: Path, v3_dir: Path, which: str
+) -> None:
+    import warnings
+
+    from embedder_core import SlowDtypeWarning
+    from embedder_core.cpu_features import cpu_flags, missing_bf16_flags
+    from embedder_core.reranker import load_reranker
+
+    model_dir = v2_dir if which == "v2" else v3_dir
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bf16 = load_reranker(str(model_dir), device="cpu", dtype="bfloat16")
+    slow = [w for w in caught if issubclass(w.category, SlowDtypeWarning)]
+    assert bool(slow) == bool(missing_bf16_flags(cpu_flags()))
+    assert bf16.dtype == torch.bfloat16  # type: ignore[attr-defined]
+    float32 = get_reranker(str(model_dir), device="cpu")
+    assert float32.dtype == torch.float32  # type: ignore[attr-defined]
+    np.testing.assert_allclose(bf16.score(QUERY, DOCS), float32.score(QUERY, DOCS), atol=0.05)
