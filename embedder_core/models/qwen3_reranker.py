@@ -72,21 +72,30 @@ class ListwiseConfig:
     def max_position_embeddings(self) -> int:
         return int(self.values.get("max_position_embeddings", 32768))
 
+    @property
+    def rope_theta(self) -> float:
+        parameters = self.values.get("rope_parameters") or {}
+        return float(self.values.get("rope_theta", parameters.get("rope_theta", 10000.0)))
+
     def qwen3_config(self, dtype: torch.dtype) -> Any:
+        import inspect
+
         from transformers import Qwen3Config
 
         values = dict(self.values)
-        theta = values.pop("rope_theta", None)
-        scaling = values.pop("rope_scaling", None)
-        if "rope_parameters" not in values and theta is not None:
-            if scaling:
-                raise ValueError(f"rope_scaling {scaling!r} is not supported")
-            values["rope_parameters"] = {"rope_type": "default", "rope_theta": float(theta)}
+        scaling = values.pop("rope_scaling", None) or (values.get("rope_parameters") or {})
+        if scaling.get("rope_type", scaling.get("type", "default")) != "default":
+            raise ValueError(f"rope scaling {scaling!r} is not supported")
+        values.pop("rope_theta", None)
+        values.pop("rope_parameters", None)
+        # transformers 5 takes rope_parameters, 4.x rope_theta; the rotary table is checked
+        # against the config once built (ListwiseModel.from_dir).
+        if "rope_parameters" in inspect.signature(Qwen3Config.__init__).parameters:
+            values["rope_parameters"] = {"rope_type": "default", "rope_theta": self.rope_theta}
+        else:
+            values["rope_theta"] = self.rope_theta
         config = Qwen3Config(**values, tie_word_embeddings=True, use_cache=False)
         config._attn_implementation = "sdpa"
-        config.dtype = dtype
-        if float(config.rope_parameters["rope_theta"]) != float(theta or 0) and theta:
-            raise ValueError("rope_theta was not taken over by this transformers version")
         return config
 
 
@@ -125,6 +134,16 @@ class ListwiseModel:
         with torch.device(device):
             fresh_rotary = type(skeleton.rotary_emb)(qwen)
         skeleton.rotary_emb = fresh_rotary
+        head_dim = int(config.values.get("head_dim") or 0) or config.hidden_size // int(
+            config.values["num_attention_heads"]
+        )
+        steps = torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim
+        expected_inv_freq = 1.0 / (config.rope_theta**steps)
+        if not torch.allclose(fresh_rotary.inv_freq.float(), expected_inv_freq, rtol=1e-5):
+            raise ValueError(
+                f"{model_dir}: this transformers version built a rotary table that does not "
+                f"match rope_theta {config.rope_theta}"
+            )
         backbone = skeleton.to(device).eval()  # file dtype kept; rotary stays float32
         for module in backbone.modules():
             for name, buffer in list(module.named_buffers(recurse=False)):
