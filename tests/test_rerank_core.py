@@ -442,3 +442,18 @@ def test_bf16_on_cpu_warns_where_emulated_and_stays_close(
     float32 = get_reranker(str(model_dir), device="cpu")
     assert float32.dtype == torch.float32  # type: ignore[attr-defined]
     np.testing.assert_allclose(bf16.score(QUERY, DOCS), float32.score(QUERY, DOCS), atol=0.05)
+
+
+def test_v2_concurrent_calls_share_forward_batches(v2_dir: Path) -> None:
+    from embedder_core.reranker import load_reranker
+
+    reranker = load_reranker(str(v2_dir), device="cpu", max_batch_tokens=4096)
+    seen: list[int] = []
+    reranker.scheduler.add_batch_listener(lambda stats: seen.append(stats.requests))  # type: ignore[attr-defined]
+    long_document = " ".join(DOCS) * 40  # several windows: several batches
+    first = reranker.submit(QUERY, [long_document] * 3)
+    second = reranker.submit(QUERY, DOCS)
+    np.testing.assert_allclose(second.result(), reranker.score(QUERY, DOCS), atol=1e-5)
+    first.result()
+    assert max(seen) >= 2, seen  # some forward ran both calls' pairs
+    reranker.close()
