@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from . import rerank_cli
 from .errors import (
     CollectionMismatchError,
     SourcePathError,
@@ -680,7 +681,7 @@ def search(
         raise typer.BadParameter(f"{candidates} is fewer than -k {k}", param_hint="'--candidates'")
     _check_quantization(model, quantization)
     if rerank is not None:
-        _check_reranker(rerank)
+        rerank_cli.check_reranker(rerank, "'--rerank'")
     check_collection_listed(db, collection, location)
     with _reading(db, collection, location) as sink:
         spec = sink.stored_spec()
@@ -699,13 +700,9 @@ def search(
         hits = sink.search(query, k=retrieve, filter=filter or None, model=embedder)
     rerank_scores: list[float | None] = [None] * len(hits)
     if rerank is not None and hits:
-        from .rerank_cli import rerank_hits
-
-        hits, rerank_scores = rerank_hits(rerank, query, hits, k)  # type: ignore[assignment]
+        hits, rerank_scores = rerank_cli.rerank_hits(rerank, query, hits, k)  # type: ignore[assignment]
     if json_output:
-        from .rerank_cli import hits_json
-
-        typer.echo(hits_json(hits, rerank_scores))
+        typer.echo(rerank_cli.hits_json(hits, rerank_scores))
         return
     if not hits:
         typer.echo("no hits")
@@ -794,7 +791,7 @@ def serve(
     # threads that spin between operations starve them (measured on a busy 2-core machine:
     # idle query 714 -> 40 ms, 64-client load 4x faster). Read when torch loads: set first.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    _check_serve_models(model, reranker)
+    rerank_cli.check_serve_models(model, reranker)
     try:
         from .server import ModelLoadError, run_server
     except ImportError as error:
@@ -962,7 +959,7 @@ def _typed_error_message(error: BaseException) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jina-connectors``; returns (and, as a script, exits with) the code."""
     args = list(argv) if argv is not None else sys.argv[1:]
-    args = _bare_rerank(args)
+    args = rerank_cli.bare_rerank(args, DEFAULT_RERANKER, RERANKER_ENV_VAR)
     command = typer.main.get_command(app)
     try:
         code = command.main(
@@ -998,53 +995,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
-def _bare_rerank(args: list[str]) -> list[str]:
-    """``--rerank`` without a value (last, or followed by a flag) means the default
-    reranker; click options cannot take an optional value."""
-    out = []
-    for i, arg in enumerate(args):
-        out.append(arg)
-        if arg == "--rerank" and (i + 1 == len(args) or args[i + 1].startswith("-")):
-            out.append(os.environ.get(RERANKER_ENV_VAR) or DEFAULT_RERANKER)
-    return out
-
-
 def _snippet(text: str, width: int) -> str:
     snippet = " ".join(text.split())
     return snippet if len(snippet) <= width else snippet[: width - 1].rstrip() + "…"
-
-
-def _check_serve_models(model: str | None, reranker: str | None) -> None:
-    """A reranker folder as --model is refused (it would give wrong vectors), pointing to
-    --reranker; an embedding model's folder as --reranker is refused too."""
-    from embedder_core import RerankerCheckpointError
-
-    if model is not None and Path(model).expanduser().is_dir():
-        from embedder_core.model_info import check_not_reranker
-
-        try:
-            check_not_reranker(Path(model).expanduser())
-        except RerankerCheckpointError:
-            raise typer.BadParameter(
-                f"{model} is a reranker, not an embedding model; serve it with --reranker "
-                f"{model} (and an embedding model as --model)",
-                param_hint="'--model'",
-            ) from None
-    if reranker is not None:
-        _check_reranker(reranker, "'--reranker'")
-
-
-def _check_reranker(name: str, hint: str = "'--rerank'") -> None:
-    """--rerank: a folder must be a reranker (an embedding model's folder is refused)."""
-    from embedder_core import model_url
-
-    path = Path(name).expanduser()
-    if model_url(name) is None and path.is_dir():
-        from .rerank_cli import check_reranker_dir
-
-        problem = check_reranker_dir(path)
-        if problem:
-            raise typer.BadParameter(problem, param_hint=hint)
 
 
 def _one_line(message: str) -> str:

@@ -1,12 +1,18 @@
-"""The CLI's reranking step: ``search --rerank``'s second stage, and ``--json`` output."""
+"""The CLI's reranking pieces: `search --rerank` (its second stage, `--json`) and the checks of
+`search --rerank` and `serve --model/--reranker`."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .sink import Hit
+import typer
+
+if TYPE_CHECKING:
+    from .sink import Hit
 
 
 def check_reranker_dir(path: Path) -> str | None:
@@ -59,3 +65,45 @@ def hits_json(hits: Sequence[Hit], rerank_scores: Sequence[float | None]) -> str
             }
         )
     return json.dumps(rows, ensure_ascii=False, indent=2)
+
+
+def bare_rerank(args: list[str], default: str, env_var: str) -> list[str]:
+    """``--rerank`` without a value (last, or followed by a flag) means the default
+    reranker; click options cannot take an optional value."""
+    out = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--rerank" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append(os.environ.get(env_var) or default)
+    return out
+
+
+def check_serve_models(model: str | None, reranker: str | None) -> None:
+    """A reranker folder as --model is refused (it would give wrong vectors), pointing to
+    --reranker; an embedding model's folder as --reranker is refused too."""
+    from embedder_core import RerankerCheckpointError
+
+    if model is not None and Path(model).expanduser().is_dir():
+        from embedder_core.model_info import check_not_reranker
+
+        try:
+            check_not_reranker(Path(model).expanduser())
+        except RerankerCheckpointError:
+            raise typer.BadParameter(
+                f"{model} is a reranker, not an embedding model; serve it with --reranker "
+                f"{model} (and an embedding model as --model)",
+                param_hint="'--model'",
+            ) from None
+    if reranker is not None:
+        check_reranker(reranker, "'--reranker'")
+
+
+def check_reranker(name: str, hint: str) -> None:
+    """--rerank: a folder must be a reranker (an embedding model's folder is refused)."""
+    from embedder_core import model_url
+
+    path = Path(name).expanduser()
+    if model_url(name) is None and path.is_dir():
+        problem = check_reranker_dir(path)
+        if problem:
+            raise typer.BadParameter(problem, param_hint=hint)
