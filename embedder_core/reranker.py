@@ -222,8 +222,12 @@ class CrossEncoderReranker(Reranker):
         self._tokenizer = tokenizer
         self.model_name = model_name
         self.max_tokens = max_tokens
-        if max_tokens < V2_MAX_QUERY_TOKENS // 2:
-            raise UnsupportedModelError(f"{model_name}: {max_tokens} tokens is too short")
+        if max_tokens <= V2_MAX_QUERY_TOKENS + 2:
+            # A cut query (512 tokens) must leave room for a document window.
+            raise UnsupportedModelError(
+                f"{model_name}: a limit of {max_tokens} tokens leaves no document window after "
+                f"a {V2_MAX_QUERY_TOKENS}-token query; the released model has 1024"
+            )
         budget = max_batch_tokens or _DEFAULT_BATCH_TOKENS.get(model.device.type, 16384)
         # Every window must fit a batch: at least the longest pair.
         self._scheduler = EmbeddingScheduler(model, max_batch_tokens=max(int(budget), max_tokens))
