@@ -13,6 +13,7 @@ from benchmarks import (
     long_inputs,
     minilm,
     ray_scaling,
+    rerank,
     scheduler,
     server,
     soak,
@@ -32,13 +33,19 @@ BENCHMARKS: dict[str, Callable[[Context], CaseResult]] = {
     int8.FULL_SIZE_NAME: int8.run_full_size,
     int8.MINILM_NAME: int8.run_minilm,
     jina_v2.NAME: jina_v2.run,
+    rerank.V2_NAME: rerank.run_v2,
+    rerank.V3_NAME: rerank.run_v3,
+    rerank.SERVER_NAME: rerank.run_server,
 }
 
 # Run only when named (`--only soak`): not part of the default suite.
 OPT_IN: dict[str, Callable[[Context], CaseResult]] = {soak.NAME: soak.run}
 
 # Names that select several cases (`--only int8`).
-GROUPS: dict[str, tuple[str, ...]] = {"int8": (int8.FULL_SIZE_NAME, int8.MINILM_NAME)}
+GROUPS: dict[str, tuple[str, ...]] = {
+    "int8": (int8.FULL_SIZE_NAME, int8.MINILM_NAME),
+    "rerank": rerank.NAMES,
+}
 
 
 def run_case(name: str, ctx: Context) -> tuple[CaseResult, list[float]]:

@@ -23,6 +23,9 @@ checks, when any check fails. Checks:
   base-en width) on the device in its default dtype against CPU float32 (a mixed batch of
   up to 2048 tokens, each text alone, a late-chunked 8192-token document; >= 0.9999), and
   the document's peak device memory.
+- rerank: jina-reranker-v2 and -v3 (tiny, released layouts) on the device against float32
+  on CPU (max score difference <= 0.02, same best document), v2's attention path
+  (``varlen``) and its pairs/s against padded transformers (reported).
 
 ``--device cpu --quick`` runs the same code on CPU with small sizes (float32 on both
 sides, the OOM injected at the model): the test suite runs it, so only the device differs.
@@ -482,6 +485,14 @@ def check_throughput(sizes: Sizes, device: torch.device, cache_dir: Path) -> lis
     ]
 
 
+def check_rerankers(sizes: Sizes, device: torch.device, cache_dir: Path) -> list[Check]:
+    """Both rerankers: parity with float32 CPU, v2's attention path and speed (see
+    ``benchmarks.rerank.gpu_checks``)."""
+    from benchmarks.rerank import gpu_checks
+
+    return list(gpu_checks(sizes is QUICK, device, cache_dir))
+
+
 def _render(checks: list[Check]) -> str:
     rows = [("check", "value", "target", "ok?")]
     for check in checks:
@@ -520,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         ("oom", check_oom),
         ("throughput", check_throughput),
         ("jina_v2", check_jina_v2),
+        ("rerank", check_rerankers),
     ):
         print(f"[gpu_check] {name} ...", file=sys.stderr, flush=True)
         try:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     ModelNotFoundError,
     QueueFullError,
+    RerankerCheckpointError,
+    RerankInputError,
     SchedulerClosedError,
     SlowDtypeWarning,
     TokenLimitError,
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
         convert_embeddings,
     )
     from .protocol import EmbedderProtocol
+    from .reranker import Reranker, RerankResult, get_reranker
     from .scheduler import BatchStats, EmbeddingScheduler, PendingEmbeddings, Reduction
 
 # Names whose modules import torch, numpy or tokenizers: imported on first access.
@@ -59,6 +62,9 @@ _LAZY = {
     "EmbeddingType": ".output",
     "convert_embeddings": ".output",
     "EmbedderProtocol": ".protocol",
+    "Reranker": ".reranker",
+    "RerankResult": ".reranker",
+    "get_reranker": ".reranker",
     "BatchStats": ".scheduler",
     "EmbeddingScheduler": ".scheduler",
     "PendingEmbeddings": ".scheduler",
@@ -86,6 +92,10 @@ __all__ = [
     "PendingEmbeddings",
     "QueueFullError",
     "Reduction",
+    "RerankInputError",
+    "RerankResult",
+    "Reranker",
+    "RerankerCheckpointError",
     "SchedulerClosedError",
     "SlowDtypeWarning",
     "Span",
@@ -97,6 +107,7 @@ __all__ = [
     "convert_embeddings",
     "default_model",
     "get_embedder",
+    "get_reranker",
     "inspect_model",
     "model_url",
 ]

@@ -41,6 +41,7 @@ from .model_info import (
     STANDARD_TASKS,  # the five jina-embeddings-v3 task names
     JinaV2Config,
     check_native_auto_map,
+    check_not_reranker,
     is_jina_v2_config,
     read_jina_v2_pipeline,
 )
@@ -160,6 +161,7 @@ class Embedder:
         ref = resolve_model_ref(model, revision)
         _warn_if_slow_dtype(torch_device, torch_dtype)
         model_dir = model_dir_of(ref, local_files_only=local_files_only)
+        check_not_reranker(model_dir)
         root_config = model_dir / "config.json"
         if root_config.is_file() and is_jina_v2_config(read_json(root_config)):
             return cls._from_jina_v2(

@@ -56,3 +56,12 @@ class QueueFullError(RuntimeError):
 
 class SchedulerClosedError(RuntimeError):
     """The embedder's scheduler was closed; it accepts no more work."""
+
+
+class RerankerCheckpointError(UnsupportedModelError):
+    """A reranker checkpoint was loaded as an embedder (or served as ``--model``): its
+    outputs are relevance scores, not embeddings. Load it with ``get_reranker``."""
+
+
+class RerankInputError(ValueError):
+    """A rerank call was given an empty query, no documents or a ``top_n`` below 1."""

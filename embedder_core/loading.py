@@ -24,6 +24,9 @@ MODEL_ENV_VAR = "JINA_CONNECTORS_MODEL"
 #: directory of that name still wins.
 HOSTED_MODEL_NAMES: dict[str, str] = {
     "jina-embeddings-v3": DEFAULT_MODEL,
+    # Rerankers (embedder_core.get_reranker); as embedders they are refused at load.
+    "jina-reranker-v2-base-multilingual": "jinaai/jina-reranker-v2-base-multilingual",
+    "jina-reranker-v3": "jinaai/jina-reranker-v3",
     **{
         f"jina-embeddings-v2-{variant}": f"jinaai/jina-embeddings-v2-{variant}"
         for variant in ("small-en", "base-en", "base-de", "base-es", "base-zh")

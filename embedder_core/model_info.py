@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from .errors import UnsupportedModelError
+from .errors import RerankerCheckpointError, UnsupportedModelError
 from .loading import (
     V2_BASE_CODE_REFUSAL,
     model_dir_of,
@@ -99,6 +99,7 @@ def inspect_model(
     """
     ref = resolve_model_ref(model, revision)
     model_dir = model_dir_of(ref, local_files_only=local_files_only, patterns=_CONFIG_PATTERNS)
+    check_not_reranker(model_dir)
     root_config = model_dir / "config.json"
     if root_config.is_file():
         config = read_json(root_config)
@@ -139,6 +140,32 @@ def inspect_model(
         has_adapters=False,
         model_dir=model_dir,
     )
+
+
+def reranker_architecture(config: dict[str, Any]) -> str | None:
+    """The reranker architecture a root ``config.json`` declares, or None for an encoder:
+    ``JinaForRanking`` (jina-reranker-v3) or a ``...ForSequenceClassification`` head
+    (cross-encoders such as jina-reranker-v2). Read from the config alone: no code runs."""
+    for name in config.get("architectures") or ():
+        if name == "JinaForRanking" or str(name).endswith("ForSequenceClassification"):
+            return str(name)
+    return None
+
+
+def check_not_reranker(model_dir: Path) -> None:
+    """Refuse a reranker checkpoint as an embedder (``RerankerCheckpointError``): its
+    hidden states are not embeddings, so serving it as one gives wrong vectors silently."""
+    config = read_optional(model_dir / "config.json")
+    architecture = reranker_architecture(config)
+    settings = read_optional(model_dir / "config_sentence_transformers.json")
+    if architecture is None and settings.get("model_type") == "CrossEncoder":
+        architecture = "sentence-transformers CrossEncoder"
+    if architecture is not None:
+        raise RerankerCheckpointError(
+            f"{model_dir} is a reranker ({architecture}), not an embedding model: load it "
+            "with embedder_core.get_reranker(...), or serve it with `jina-connectors serve "
+            "--reranker`"
+        )
 
 
 def is_jina_v3_config(config: dict[str, Any]) -> bool:

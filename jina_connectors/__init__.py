@@ -40,12 +40,20 @@ if TYPE_CHECKING:
     from .milvus import JinaEmbeddingFunction, MilvusSink
     from .pinecone import PineconeSink
     from .qdrant import QdrantSink
+    from .remote_reranker import RemoteReranker
+    from .rerankers import JinaRerankFunction
+    from .rerankers_haystack import JinaRanker
+    from .rerankers_llama_index import JinaRerank
 
 _LAZY = {
     "QdrantSink": ".qdrant",
     "MilvusSink": ".milvus",
     "JinaEmbeddingFunction": ".milvus",
     "PineconeSink": ".pinecone",
+    "JinaRerankFunction": ".rerankers",
+    "JinaRerank": ".rerankers_llama_index",
+    "JinaRanker": ".rerankers_haystack",
+    "RemoteReranker": ".remote_reranker",
 }
 
 __all__ = [
@@ -61,9 +69,13 @@ __all__ = [
     "IngestReport",
     "InvalidDocumentError",
     "JinaEmbeddingFunction",
+    "JinaRanker",
+    "JinaRerank",
+    "JinaRerankFunction",
     "MilvusSink",
     "PineconeSink",
     "QdrantSink",
+    "RemoteReranker",
     "SearchFilter",
     "SourcePathError",
     "StoreLockedError",

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from . import rerank_cli
 from .errors import (
     CollectionMismatchError,
     SourcePathError,
@@ -45,6 +46,10 @@ if TYPE_CHECKING:
 
     from .pipeline import IngestReport
     from .sink import VectorSink
+
+#: The reranker of a bare ``search --rerank``: ``$JINA_CONNECTORS_RERANKER``, else this.
+DEFAULT_RERANKER = "jina-reranker-v3"
+RERANKER_ENV_VAR = "JINA_CONNECTORS_RERANKER"
 
 app = typer.Typer(
     name="jina-connectors",
@@ -648,12 +653,35 @@ def search(
     ] = None,
     quantization: QuantizationOption = None,
     width: Annotated[int, typer.Option(min=20, help="Snippet length in characters.")] = 200,
+    rerank: Annotated[
+        str | None,
+        typer.Option(
+            help="Rerank the vector hits with this reranker (folder, Hub id, hosted name or "
+            f"server URL); a bare --rerank after QUERY means ${RERANKER_ENV_VAR}, else "
+            f"{DEFAULT_RERANKER}.",
+        ),
+    ] = None,
+    candidates: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="With --rerank: hits retrieved by vector, then reranked to -k [4 x -k]."
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON list of hits (with --rerank: both scores).")
+    ] = False,
 ) -> None:
     """Print the best hits: rank, score, document and a text snippet. Creates nothing."""
     filter = _parse_where(where or [])
     if not query.strip():
         raise typer.BadParameter("is empty", param_hint="'QUERY'")
+    if candidates is not None and rerank is None:
+        raise typer.BadParameter("applies with --rerank", param_hint="'--candidates'")
+    if candidates is not None and candidates < k:
+        raise typer.BadParameter(f"{candidates} is fewer than -k {k}", param_hint="'--candidates'")
     _check_quantization(model, quantization)
+    if rerank is not None:
+        rerank_cli.check_reranker(rerank, "'--rerank'")
     check_collection_listed(db, collection, location)
     with _reading(db, collection, location) as sink:
         spec = sink.stored_spec()
@@ -668,15 +696,22 @@ def search(
                 param_hint="'--model'",
             )
         embedder = load_model(query_model, quantization)
-        hits = sink.search(query, k=k, filter=filter or None, model=embedder)
+        retrieve = k if rerank is None else (candidates or 4 * k)
+        hits = sink.search(query, k=retrieve, filter=filter or None, model=embedder)
+    rerank_scores: list[float | None] = [None] * len(hits)
+    if rerank is not None and hits:
+        hits, rerank_scores = rerank_cli.rerank_hits(rerank, query, hits, k)  # type: ignore[assignment]
+    if json_output:
+        typer.echo(rerank_cli.hits_json(hits, rerank_scores))
+        return
     if not hits:
         typer.echo("no hits")
-    for rank, hit in enumerate(hits, start=1):
-        snippet = " ".join(hit.text.split())
-        if len(snippet) > width:
-            snippet = snippet[: width - 1].rstrip() + "…"
-        typer.echo(f"{rank:>2}. {hit.score:.4f}  {hit.doc_id}  [chunk {hit.chunk_index}]")
-        typer.echo(f"    {snippet}")
+    for rank, (hit, rerank_score) in enumerate(zip(hits, rerank_scores), start=1):
+        score = f"{hit.score:.4f}"
+        if rerank_score is not None:
+            score = f"{rerank_score:.4f} (vector {score})"
+        typer.echo(f"{rank:>2}. {score}  {hit.doc_id}  [chunk {hit.chunk_index}]")
+        typer.echo(f"    {_snippet(hit.text, width)}")
 
 
 @app.command()
@@ -773,12 +808,17 @@ def serve(
         float, typer.Option(min=0.001, help="Seconds to send a request's body (408 past).")
     ] = 30.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    reranker: Annotated[
+        str | None,
+        typer.Option(help="Also serve this reranker at /v1/rerank (folder, Hub id, hosted name)."),
+    ] = None,
 ) -> None:
     """Serve the model over HTTP: Jina- and OpenAI-compatible /v1/embeddings (docs at /docs)."""
     # The event loop and tokenizer threads need the cores while the model runs: OpenMP
     # threads that spin between operations starve them (measured on a busy 2-core machine:
     # idle query 714 -> 40 ms, 64-client load 4x faster). Read when torch loads: set first.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    rerank_cli.check_serve_models(model, reranker)
     if max_admitted_bytes < max_request_bytes:
         raise CommandError(
             f"--max-admitted-bytes ({max_admitted_bytes}) must be at least --max-request-bytes "
@@ -812,6 +852,7 @@ def serve(
             header_timeout=header_timeout,
             body_timeout=body_timeout,
             log_level=log_level,
+            reranker=reranker,
         )
     except ModelLoadError as error:
         raise CommandError(str(error)) from error
@@ -1102,6 +1143,7 @@ def _typed_error_message(error: BaseException) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jina-connectors``; returns (and, as a script, exits with) the code."""
     args = list(argv) if argv is not None else sys.argv[1:]
+    args = rerank_cli.bare_rerank(args, DEFAULT_RERANKER, RERANKER_ENV_VAR)
     command = typer.main.get_command(app)
     try:
         code = command.main(
@@ -1135,6 +1177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         typer.echo(f"error: {_one_line(message)}", err=True)
         return 1
     return code if isinstance(code, int) else 0
+
+
+def _snippet(text: str, width: int) -> str:
+    snippet = " ".join(text.split())
+    return snippet if len(snippet) <= width else snippet[: width - 1].rstrip() + "…"
 
 
 def _one_line(message: str) -> str:

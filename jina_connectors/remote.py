@@ -269,6 +269,13 @@ class RemoteEmbedder:
     def __repr__(self) -> str:
         return f"RemoteEmbedder({self.base_url!r}, model={self.model!r})"
 
+    @staticmethod
+    def reranker_backend(base_url: str, **options: Any) -> Any:
+        """``embedder_core.get_reranker(url)``'s backend: a ``RemoteReranker``."""
+        from .remote_reranker import RemoteReranker
+
+        return RemoteReranker(base_url, **options)
+
     def close(self) -> None:
         """Close the connection pool."""
         self._client.close()

@@ -17,7 +17,7 @@ from types import FrameType
 
 import uvicorn
 
-from embedder_core import Embedder, canonical_model_id, model_url
+from embedder_core import Embedder, Reranker, canonical_model_id, model_url
 
 from .app import (
     DEFAULT_BODY_TIMEOUT,
@@ -129,6 +129,8 @@ def run_server(
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     keep_alive_timeout: int = KEEP_ALIVE_TIMEOUT,
     max_header_bytes: int = MAX_HEADER_BYTES,
+    reranker: str | None = None,
+    served_reranker_name: str | None = None,
 ) -> None:
     """Serve ``model`` (None: ``$JINA_CONNECTORS_MODEL``, else jina-embeddings-v3) until
     SIGINT/SIGTERM.
@@ -142,6 +144,8 @@ def run_server(
     ``api_keys`` plus ``$JINA_CONNECTORS_API_KEYS``. ``allowed_hosts``: Host header names
     answered (default: the loopback names when ``host`` is a loopback address, else any).
     The other arguments are ``create_app``'s and the connection limits.
+    ``reranker``: also serve this reranker at ``/v1/rerank`` (loaded in the background
+    too, on the same device and dtype).
     """
     if model_url(model) is not None:
         raise ValueError(
@@ -150,6 +154,7 @@ def run_server(
         )
     model_id = canonical_model_id(model)  # typed errors for a bad reference, no loading
     limit_cpu_caches()
+    reranker_id = canonical_model_id(reranker) if reranker is not None else None
     keys = server_api_keys(api_keys)
     if allowed_hosts is None and _is_loopback(host):
         allowed_hosts = LOOPBACK_HOSTS
@@ -169,6 +174,12 @@ def run_server(
             max_batch_tokens=max_batch_tokens,
             quantization=quantization,
         )
+
+    def load_reranker() -> Reranker:
+        from embedder_core.reranker import load_reranker as load
+
+        assert reranker_id is not None
+        return load(reranker_id, device=device, dtype=dtype, max_batch_tokens=max_batch_tokens)
 
     server: uvicorn.Server | None = None
 
@@ -190,6 +201,9 @@ def run_server(
         allowed_hosts=allowed_hosts,
         expose_model_path=expose_model_path,
         on_load_error=stop,
+        reranker=load_reranker if reranker_id is not None else None,
+        served_reranker_name=served_reranker_name
+        or (served_name_of(reranker_id) if reranker_id else None),
     )
     state: ServerState = app.state.server
     config = uvicorn.Config(
@@ -207,6 +221,9 @@ def run_server(
     server.run()
     if state.load_error is not None:
         raise ModelLoadError(f"the model failed to load: {state.load_error}") from state.load_error
+    rerank = getattr(app.state, "rerank", None)
+    if rerank is not None and rerank.load_error is not None:
+        raise ModelLoadError(f"the reranker failed to load: {rerank.load_error}")
 
 
 class _DrainingServer(uvicorn.Server):

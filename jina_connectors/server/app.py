@@ -118,6 +118,7 @@ _ROUTES = (
     "/v1/x/count-tokens",
     "/v1/x/chunk",
     "/v1/x/embed-spans",
+    "/v1/rerank",
     "/health",
     "/metrics",
 )
@@ -870,6 +871,8 @@ def create_app(
     allowed_hosts: Iterable[str] | None = None,
     expose_model_path: bool = False,
     on_load_error: Callable[[BaseException], None] | None = None,
+    reranker: Any = None,
+    served_reranker_name: str | None = None,
 ) -> FastAPI:
     """The ASGI app serving ``embedder``.
 
@@ -893,6 +896,9 @@ def create_app(
     per request; ``max_spans``: spans per ``/v1/x/embed-spans`` request.
     ``max_admitted_bytes``: the admission budget (bodies plus estimated answers of the
     requests being served; 429 past it). ``tokenize_workers``: threads that tokenize.
+    ``reranker``: a loaded ``embedder_core.Reranker`` or a function that loads one, served
+    at ``POST /v1/rerank`` (see ``jina_connectors.server.rerank``) as
+    ``served_reranker_name``.
     """
     keys = [key.encode() for key in api_keys if key]
     for name, value in (
@@ -972,9 +978,13 @@ def create_app(
         state.loop = asyncio.get_running_loop()
         if owned:  # load in the background: the socket opens (and /health answers) at once
             threading.Thread(target=load, name="model-loader", daemon=True).start()
+        if rerank_service is not None:
+            rerank_service.start()
         yield
         state.begin_draining()
         pool.shutdown(wait=False, cancel_futures=True)
+        if rerank_service is not None:
+            await to_thread.run_sync(rerank_service.stop)
         if state.embedder is not None:
             metrics.unwatch(state.embedder)
             if owned:  # every request has been answered by now; stop the worker
@@ -988,6 +998,19 @@ def create_app(
         docs_url=None,
     )
     app.state.server = state
+    rerank_service = None
+    if reranker is not None:
+        from .rerank import add_rerank_route
+
+        rerank_service = add_rerank_route(
+            app,
+            state,
+            reranker,
+            served_name=served_reranker_name,
+            max_inputs=max_inputs,
+            max_queued_tokens=max_queued_tokens,
+            on_load_error=on_load_error,
+        )
     _add_docs(app)
 
     @app.exception_handler(ApiError)
@@ -1090,7 +1113,9 @@ def create_app(
             "max_input_tokens": model.max_tokens,
             **limits,
         }
-        return _json({"object": "list", "data": [entry]})
+        reranker_entry = rerank_service.model_entry() if rerank_service is not None else None
+        data = [entry] if reranker_entry is None else [entry, reranker_entry]
+        return _json({"object": "list", "data": data})
 
     @app.get("/health", summary="200 once the model is loaded, else 503")
     async def health() -> Response:
