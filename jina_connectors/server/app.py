@@ -1010,6 +1010,7 @@ def create_app(
             max_inputs=max_inputs,
             max_queued_tokens=max_queued_tokens,
             on_load_error=on_load_error,
+            pool=pool,
         )
     _add_docs(app)
 

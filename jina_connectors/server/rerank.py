@@ -15,6 +15,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -159,6 +160,7 @@ def add_rerank_route(
     max_inputs: int,
     max_queued_tokens: int | None = None,
     on_load_error: Callable[[BaseException], None] | None = None,
+    pool: ThreadPoolExecutor,
 ) -> RerankService:
     """Serve ``reranker`` (loaded, or a function that loads it) at ``POST /v1/rerank``;
     ``on_load_error`` is called if loading fails. The service is ``app.state.rerank``."""
@@ -179,11 +181,18 @@ def add_rerank_route(
             raise ApiError(400, str(error), "invalid_rerank_input") from None
         except TypeError as error:
             raise ApiError(400, str(error), "invalid_type") from None
-        pending = await _call(
-            service,  # type: ignore[arg-type]  # has retry_after, all _call uses
-            lambda: model.submit(body.query, documents),
-            _characters(documents) + len(body.query),
-        )
+        # The same admission budget and tokenizer pool as /v1/embeddings; the answer is a
+        # few numbers per document, plus the texts when they are returned.
+        characters = _characters(documents) + len(body.query)
+        server.admit(request, 64 * len(documents) + (characters if body.return_documents else 0))
+        try:
+            pending = await _call(
+                server, request, lambda: model.submit(body.query, documents), characters, pool
+            )
+        except ApiError as error:
+            if error.status == 429:  # the reranker's own queue is the one that is full
+                error.headers = {"Retry-After": service.retry_after()}
+            raise
         scores = await _result(server, pending, request)
         if scores is None:
             return Response(status_code=_CLIENT_CLOSED)
