@@ -318,21 +318,33 @@ def test_the_model_routes_advertise_the_limits(
         assert {name: answer[name] for name in expected} == expected
 
 
-def test_a_body_far_past_the_limit_gets_its_413_not_a_reset(limited_server: str) -> None:
-    """8 MiB against the 2 MiB default: the client sends it all before reading the answer."""
-    body = b'{"input": ["' + b"word " * (8 * MiB // 5) + b'"]}'
+def test_bodies_far_past_the_limit_get_their_413_not_a_reset(
+    tiny_jina_dir: Path, tmp_path: Path
+) -> None:
+    """20 concurrent 4 MiB bodies against the 2 MiB default (a server process, as deployed):
+    each client sends its whole body before it reads the answer. (Answering at once and
+    closing the socket with the body unread reset every one of these connections.)"""
+    server = ServerProcess(["--model", str(tiny_jina_dir), "--device", "cpu"], tmp_path / "log")
+    body = b'{"input": ["' + b"word " * (4 * MiB // 5) + b'"]}'
 
     def streamed() -> Iterator[bytes]:  # no Content-Length: counted while it arrives
         for start in range(0, len(body), 65536):
             yield body[start : start + 65536]
 
-    headers = {"Content-Type": "application/json"}
-    for content in (body, streamed()):
-        response = httpx.post(
-            limited_server + "/v1/embeddings", content=content, headers=headers, timeout=60
+    try:
+        server.wait_ready()
+        statuses = Counter(r.status_code for r in flood(server.url, "/v1/embeddings", body, 20))
+        streamed_answer = httpx.post(
+            server.url + "/v1/embeddings",
+            content=streamed(),
+            headers={"Content-Type": "application/json"},
+            timeout=60,
         )
-        assert response.status_code == 413
-        assert response.json()["error"]["code"] == "request_too_large"
+    finally:
+        server.stop()
+    assert statuses == {413: 20}
+    assert streamed_answer.status_code == 413
+    assert streamed_answer.json()["error"]["code"] == "request_too_large"
 
 
 # ------------------------------------------------------------ connection hygiene
