@@ -19,6 +19,7 @@ from . import ingest as _ingest_module  # noqa: F401
 from .documents import Document, iter_documents
 from .errors import (
     CollectionMismatchError,
+    EmptyDocumentError,
     InvalidDocumentError,
     SourcePathError,
     StoreLockedError,
@@ -56,6 +57,7 @@ __all__ = [
     "CollectionSpec",
     "Document",
     "EmbeddingSettings",
+    "EmptyDocumentError",
     "Hit",
     "IngestInterrupted",
     "IngestReport",

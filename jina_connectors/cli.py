@@ -448,24 +448,55 @@ def ingest(
         typer.echo(f"ray: written from the {report.write_path} ({report.write_path_reason})")
     for error in report.errors:
         typer.echo(f"error: {error}", err=True)
-    plural = "" if report.documents == 1 else "s"
-    typer.echo(
-        f"{report.documents} document{plural}: {report.skipped} unchanged, {report.chunks} chunks "
-        f"embedded, {report.points_written} points written in {report.seconds:.1f} s "
-        f"({report.points_per_second:.1f} points/s); {where} holds {total} points"
-    )
+    typer.echo(_ingest_summary(report, where, total))
+    if report.empty:
+        names = ", ".join(e.record for e in report.empty[:5])
+        more = f" and {len(report.empty) - 5} more" if len(report.empty) > 5 else ""
+        typer.echo(f"skipped {_count(len(report.empty), 'empty file')}: {names}{more}")
     if sync:
-        if report.synced:
-            typer.echo(
-                f"sync: deleted {report.deleted_documents} documents ({report.deleted_points} "
-                "points) no longer under the given paths"
-            )
-        else:
-            typer.echo("sync: nothing deleted, because of the bad records listed above")
-    if not report.documents and not report.errors:
+        typer.echo(_sync_summary(report, paths))
+    if not report.documents and not report.errors and not report.empty:
         raise CommandError("no .txt, .md or .jsonl documents found in the given paths")
     if report.errors:
-        raise CommandError(f"{len(report.errors)} bad record(s) skipped, listed above")
+        raise CommandError(f"{_count(len(report.errors), 'bad record')} skipped, listed above")
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 chunk``, ``2 chunks``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _ingest_summary(report: IngestReport, where: str, total: int) -> str:
+    written = f"{_count(report.points_written, 'point')} written in {report.seconds:.1f} s"
+    if report.points_written:
+        written += f" ({report.points_per_second:.1f} points/s)"
+    return (
+        f"{_count(report.documents, 'document')}: {report.skipped} unchanged, "
+        f"{_count(report.chunks, 'chunk')} embedded, {written}; {where} holds "
+        f"{_count(total, 'point')}"
+    )
+
+
+def _sync_summary(report: IngestReport, paths: Sequence[Path]) -> str:
+    if not report.synced:  # not reached after a complete run; said for safety
+        return "sync: nothing deleted"
+    files_only = all(not path.is_dir() and path.suffix.lower() != ".jsonl" for path in paths)
+    if files_only and not report.deleted_documents and not report.kept_documents:
+        return (
+            "sync: nothing to delete; a .txt/.md file given by itself owns only its own "
+            "document, deleted when the file is empty (give its folder to delete the "
+            "documents of deleted files)"
+        )
+    line = (
+        f"sync: deleted {_count(report.deleted_documents, 'document')} "
+        f"({_count(report.deleted_points, 'point')}) no longer under the given paths"
+    )
+    if report.kept_documents:
+        line += (
+            f"; kept {_count(report.kept_documents, 'document')} of the files with bad "
+            "records listed above"
+        )
+    return line
 
 
 def _late_chunking_options(
@@ -568,8 +599,8 @@ def _check_collection(options: IngestOptions, sink: VectorSink, spec: Collection
                 f"{options.collection} --all'"
             ) from None
         raise CommandError(
-            f"{error}. Use another --collection, or reset this one with 'jina-connectors delete "
-            f"-c {options.collection} --all'"
+            f"{error.problem}. Use another --collection, or reset this one with "
+            f"'jina-connectors delete -c {options.collection} --all'"
         ) from None
 
 
@@ -616,8 +647,10 @@ def _interrupted_message(report: IngestReport, where: str) -> str:
     if not report.completed:
         return f"interrupted before any document was stored in {where}; nothing was written"
     unchanged = f" ({report.skipped} of them unchanged)" if report.skipped else ""
+    are = "is" if report.completed == 1 else "are"
     return (
-        f"interrupted: {report.completed} documents are stored complete{unchanged} in {where}; "
+        f"interrupted: {_count(report.completed, 'document')} {are} stored complete{unchanged} "
+        f"in {where}; "
         "run the same command again to complete the ingest (complete documents are skipped)"
     )
 
@@ -788,7 +821,11 @@ def delete(
     ] = False,
     doc_id: Annotated[
         list[str] | None,
-        typer.Option("--doc-id", help="Delete this document, by its id (repeatable)."),
+        typer.Option(
+            "--doc-id",
+            help="Delete this document, by its id, or by the path of its file as ingest was "
+            "given it (repeatable).",
+        ),
     ] = None,
     prefix: Annotated[
         list[str] | None,
@@ -816,19 +853,27 @@ def delete(
             exists = collection in {i.name for i in sink.describe_collections()}
             if not exists:
                 raise _missing_collection(db, sink)
-            what = f"the whole {where} ({sink.count()} points)"
+            what = f"the whole {where} ({_count(sink.count(), 'point')})"
         else:
             points: dict[str, int] = {}
             for wanted in prefix or []:
-                points.update(sink.document_points(wanted))
+                found = sink.document_points(wanted)
+                if not found and _as_path_id(wanted) != wanted:
+                    found = sink.document_points(_as_path_id(wanted))
+                points.update(found)
             for wanted in doc_id or []:
-                count = sink.document_points(wanted).get(wanted)
-                if count:
-                    points[wanted] = count
+                for spelling in dict.fromkeys((wanted, _as_path_id(wanted))):
+                    count = sink.document_points(spelling).get(spelling)
+                    if count:
+                        points[spelling] = count
+                        break
             if not points:
                 typer.echo(f"nothing to delete: no such documents in {where}")
                 return
-            what = f"{len(points)} documents ({sum(points.values())} points) from {where}"
+            what = (
+                f"{_count(len(points), 'document')} ({_count(sum(points.values()), 'point')}) "
+                f"from {where}"
+            )
         _confirm(f"delete {what}?", yes)
         sink.read_only = False
         if all_:
@@ -838,14 +883,22 @@ def delete(
     typer.echo(f"deleted {what}")
 
 
+def _as_path_id(text: str) -> str:
+    """``text`` read as a file path, in the form of a file's document id (its canonical
+    absolute path, as ``ingest`` makes it without --root); a trailing / is kept."""
+    from .documents import file_id
+
+    spelled = file_id(Path(text).expanduser())
+    return spelled + "/" if text.endswith("/") and not spelled.endswith("/") else spelled
+
+
 def _confirm(question: str, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise typer.BadParameter(
-            f"would {question.removesuffix('?')}, but stdin is not a terminal to confirm "
-            "on; add --yes",
-            param_hint="'--yes'",
+        raise UsageProblem(
+            f"would {question.removesuffix('?')}, but stdin is not a terminal to ask for "
+            "confirmation on; add --yes to delete without asking"
         )
     if not typer.confirm(question[0].upper() + question[1:], default=False):
         raise typer.Exit(1)
@@ -891,6 +944,16 @@ class CommandError(Exception):
     """A runtime failure reported as one line on stderr, with exit code 1."""
 
 
+class UsageProblem(Exception):
+    """A usage error that no one flag's value caused: one line on stderr, exit code 2 (read
+    by ``main`` like click's usage errors)."""
+
+    exit_code = 2
+
+    def format_message(self) -> str:
+        return str(self)
+
+
 class Interrupted(Exception):
     """Ctrl-C, reported as one line on stderr saying what was stored, with exit code 130."""
 
@@ -911,7 +974,9 @@ def _typed_error_message(error: BaseException) -> str | None:
             "concurrent use"
         )
     if isinstance(error, CollectionMismatchError):
-        return f"{error}; use another --collection, or reset it with 'jina-connectors delete'"
+        return (
+            f"{error.problem}; use another --collection, or reset it with 'jina-connectors delete'"
+        )
     return None
 
 
@@ -941,7 +1006,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if usage_code is not None and hasattr(error, "format_message"):
             context = getattr(error, "ctx", None)
             hint = f"; see '{context.command_path} --help'" if context is not None else ""
-            typer.echo(f"error: {_one_line(error.format_message()).rstrip('.')}{hint}", err=True)
+            message = _plain_usage_message(error) or error.format_message()
+            typer.echo(f"error: {_one_line(message).rstrip('.')}{hint}", err=True)
             return int(usage_code)
         if os.environ.get("JINA_CONNECTORS_DEBUG") == "1":
             raise
@@ -951,6 +1017,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         typer.echo(f"error: {_one_line(message)}", err=True)
         return 1
     return code if isinstance(code, int) else 0
+
+
+_BOUNDS = {
+    "greater_than_equal": ("at least", "ge"),
+    "less_than_equal": ("at most", "le"),
+    "greater_than": ("more than", "gt"),
+    "less_than": ("less than", "lt"),
+}
+
+
+def _plain_usage_message(error: Exception) -> str | None:
+    """A flag value typer's validation refused, as one sentence naming the flag (typer words
+    it as pydantic does: "Input should be greater than or equal to 1"); None for others."""
+    param = getattr(error, "param", None)
+    errors = getattr(error.__cause__, "errors", None)
+    if param is None or not callable(errors):
+        return None
+    try:
+        first = errors(include_url=False)[0]
+    except Exception:  # not a pydantic ValidationError after all
+        return None
+    opts = getattr(param, "opts", None) or [str(param.name).upper()]
+    flag = max(opts, key=len) if opts[0].startswith("-") else str(param.name).upper()
+    kind, context, given = first.get("type"), first.get("ctx") or {}, first.get("input")
+    if kind in _BOUNDS:
+        word, key = _BOUNDS[kind]
+        return f"{flag} must be {word} {context.get(key)}, got {given}"
+    if kind in ("int_parsing", "float_parsing"):
+        number = "a whole number" if kind == "int_parsing" else "a number"
+        return f"{flag} takes {number}, got {given!r}"
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        choices = ", ".join(member.value for member in annotation)
+        return f"{flag} must be one of {choices}, got {given!r}"
+    return None
 
 
 def _one_line(message: str) -> str:

@@ -10,25 +10,47 @@ class CollectionMismatchError(ValueError):
     holds points that jina-connectors did not write.
 
     Raised by :meth:`~jina_connectors.sink.VectorSink.ensure_collection` before anything is
-    written; the collection is left untouched (never recreated).
+    written; the collection is left untouched (never recreated). ``problem`` is what does
+    not match, ``advice`` what a Python caller can do (the CLI gives its own, in flags).
     """
+
+    def __init__(self, problem: str, advice: str = "") -> None:
+        super().__init__(f"{problem}; {advice}" if advice else problem)
+        self.problem = problem
+        self.advice = advice
+
+    def __reduce__(self) -> tuple[type[CollectionMismatchError], tuple[str, str]]:
+        return (type(self), (self.problem, self.advice))
 
 
 class InvalidDocumentError(ValueError):
     """One input record is unusable; ``record`` names it (``"a.jsonl:3"``, ``"documents[5]"``).
 
     The pipeline reports it in ``IngestReport.errors`` (a *bad record*) and goes on with the
-    other documents, or raises it with ``on_error="raise"``.
+    other documents, or raises it with ``on_error="raise"``. ``source_id``: the id of the
+    file it was read from (or of the document, when that is known), else None; a
+    ``sync=True`` ingest keeps the stored documents with that id, or, for a ``.jsonl`` file,
+    with ids ``<source_id>:...``, since they may still exist in the unreadable input.
     """
 
-    def __init__(self, record: str, reason: str) -> None:
+    def __init__(self, record: str, reason: str, *, source_id: str | None = None) -> None:
         super().__init__(f"{record}: {reason}")
         self.record = record
         self.reason = reason
+        self.source_id = source_id
 
-    def __reduce__(self) -> tuple[type[InvalidDocumentError], tuple[str, str]]:
-        # Picklable with its two arguments (Ray workers send errors back to the driver).
-        return (type(self), (self.record, self.reason))
+    def __reduce__(
+        self,
+    ) -> tuple[type[InvalidDocumentError], tuple[str, str], dict[str, str | None]]:
+        # Picklable (Ray workers send errors back to the driver).
+        return (type(self), (self.record, self.reason), {"source_id": self.source_id})
+
+
+class EmptyDocumentError(InvalidDocumentError):
+    """A ``.txt``/``.md`` file that is empty or holds only whitespace: a document with
+    nothing to store, not a bad record. The pipeline counts it in ``IngestReport.empty`` and
+    goes on (the run does not fail for it); a ``sync=True`` ingest deletes what was stored
+    for that file before it was emptied."""
 
 
 class SourcePathError(ValueError):

@@ -43,6 +43,7 @@ from .documents import (
 )
 from .errors import (
     CollectionMismatchError,
+    EmptyDocumentError,
     InvalidDocumentError,
     SourcePathError,
     StoreLockedError,
@@ -115,6 +116,7 @@ __all__ = [
     "Document",
     "DocumentSource",
     "EmbeddingSettings",
+    "EmptyDocumentError",
     "FilterValue",
     "Hit",
     "IngestInterrupted",

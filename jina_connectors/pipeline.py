@@ -40,7 +40,7 @@ from .documents import (
     iter_documents,
     sync_scope,
 )
-from .errors import InvalidDocumentError
+from .errors import EmptyDocumentError, InvalidDocumentError
 from .progress import BatchProgress, IngestProgress
 from .sink import (
     PASSAGE_TASK,
@@ -78,9 +78,12 @@ class IngestReport:
     ``documents``: valid documents read; ``skipped``: those already stored unchanged;
     ``completed``: documents now stored complete (written by this run, or unchanged);
     ``chunks``: chunks embedded; ``points_written``: points upserted; ``errors``: one
-    :class:`InvalidDocumentError` per bad record (skipped, the rest was ingested).
-    With ``sync=True``: ``synced`` says whether the deletion ran (it does not after bad
-    records, see :func:`ingest`), ``deleted_documents``/``deleted_points`` what it deleted.
+    :class:`InvalidDocumentError` per bad record (skipped, the rest was ingested);
+    ``empty``: one :class:`EmptyDocumentError` per empty or whitespace-only file (nothing to
+    store; not a bad record). With ``sync=True``: ``synced`` says whether the deletion ran,
+    ``deleted_documents``/``deleted_points`` what it deleted, ``kept_documents`` the
+    documents it did not delete because a bad record may still hold them (see
+    :func:`ingest`).
     """
 
     documents: int = 0
@@ -90,9 +93,11 @@ class IngestReport:
     completed: int = 0
     seconds: float = 0.0
     errors: list[InvalidDocumentError] = field(default_factory=list)
+    empty: list[EmptyDocumentError] = field(default_factory=list)
     synced: bool = False
     deleted_documents: int = 0
     deleted_points: int = 0
+    kept_documents: int = 0
 
     @property
     def points_per_second(self) -> float:
@@ -652,7 +657,9 @@ def metadata_error(sink: VectorSink, document: Document) -> InvalidDocumentError
     try:
         sink.check_metadata(document.metadata)
     except ValueError as error:
-        return InvalidDocumentError(document.record or document.id, str(error))
+        return InvalidDocumentError(
+            document.record or document.id, str(error), source_id=document.id
+        )
     return None
 
 
@@ -663,15 +670,21 @@ def document_batches(
     on_bad: Callable[[InvalidDocumentError], None],
     *,
     root: str | os.PathLike[str] | None = None,
+    on_empty: Callable[[EmptyDocumentError], None] | None = None,
 ) -> Iterator[list[Document]]:
     """Valid documents in batches of ``batch_size``; bad records (including metadata the sink
-    cannot store, ``sink.check_metadata``) go to ``on_bad``. ``root``: see
+    cannot store, ``sink.check_metadata``) go to ``on_bad``, empty files to ``on_empty``
+    (left out silently without it). ``root``: see
     :func:`~jina_connectors.documents.iter_documents`. Closing this generator closes the
     file being read."""
     items = iter_documents(documents, root=root)
     batch: list[Document] = []
     try:
         for item in items:
+            if isinstance(item, EmptyDocumentError):
+                if on_empty is not None:
+                    on_empty(item)
+                continue
             if isinstance(item, Document):
                 item = metadata_error(sink, item) or item
             if isinstance(item, InvalidDocumentError):
@@ -741,9 +754,10 @@ def ingest(
             across machines and moves); a file outside it raises :class:`SourcePathError`.
         sync: ``documents`` must be paths; after a complete run, delete the stored documents
             whose ids those paths own (:func:`~jina_connectors.documents.sync_scope`: the
-            files under a folder, the lines of a ``.jsonl`` file) that this run did not read,
-            such as deleted files. Skipped when the run had bad records: a file that could
-            not be read would look deleted.
+            files under a folder, the lines of a ``.jsonl`` file, a file itself) that this
+            run did not read, such as deleted files and files now empty. A bad record keeps
+            only what it may still hold: the stored document of its file, or the lines of
+            its ``.jsonl`` file (``report.kept_documents``); the rest is synced.
 
     A path that does not exist, is not a ``.txt``/``.md``/``.jsonl`` file or a folder, or
     lies outside ``root`` raises :class:`SourcePathError` before anything is written (in a
@@ -790,6 +804,9 @@ def ingest(
         with report_lock:
             report.errors.append(error)
 
+    def on_empty(empty: EmptyDocumentError) -> None:
+        report.empty.append(empty)  # its few bytes count when the bar closes
+
     started = time.perf_counter()
     progress = IngestProgress(
         input_size(documents),
@@ -804,7 +821,7 @@ def ingest(
             counts = {"docs": report.completed, "points": report.points_written}
         progress.stats(**counts)
 
-    batches = document_batches(documents, batch_size, sink, on_bad, root=root)
+    batches = document_batches(documents, batch_size, sink, on_bad, root=root, on_empty=on_empty)
     complete = False
     try:
         with BackgroundWriter(
@@ -882,17 +899,23 @@ def delete_unseen(
     sink: VectorSink, scopes: list[SyncScope], seen: set[str], report: IngestReport
 ) -> None:
     """The deletion of ``sync=True``: stored documents in the scopes that the run did not
-    read. Not after bad records: an unreadable file would look deleted."""
-    if report.errors:
-        return
+    read, except those a bad record of the run may still hold (an unreadable file would
+    look deleted): the id of its file or document, and the lines of its ``.jsonl`` file.
+    A bad record without a ``source_id`` (a record given directly, not read from a file)
+    can hold nothing the scopes own."""
+    kept_ids = {e.source_id for e in report.errors if e.source_id is not None}
+    kept_prefixes = tuple(f"{source}:" for source in kept_ids)
     stored: dict[str, int] = {}
     for prefix, pattern in scopes:
         for doc_id, points in sink.document_points(prefix).items():
             if pattern.fullmatch(doc_id):
                 stored[doc_id] = points
-    doomed = sorted(set(stored) - seen)
+    unseen = sorted(set(stored) - seen)
+    kept = [d for d in unseen if d in kept_ids or d.startswith(kept_prefixes)]
+    doomed = sorted(set(unseen) - set(kept))
     if doomed:
         sink.delete_documents(doomed)
     report.synced = True
     report.deleted_documents = len(doomed)
     report.deleted_points = sum(stored[doc_id] for doc_id in doomed)
+    report.kept_documents = len(kept)

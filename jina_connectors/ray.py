@@ -62,7 +62,7 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
 
 from ._loading import load_embedder
 from .documents import Document, DocumentSource, iter_documents, text_document_id
-from .errors import InvalidDocumentError
+from .errors import EmptyDocumentError, InvalidDocumentError
 from .pipeline import (
     BUILTIN_CHUNKERS,
     Chunker,
@@ -1293,10 +1293,14 @@ def ingest_documents(
         raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
     scopes = check_sources(documents, root=root, sync=sync)
     report_errors: list[InvalidDocumentError] = []
+    empty: list[EmptyDocumentError] = []
     rows: list[dict[str, Any]] = []
     items = iter_documents(documents, root=root)
     try:
         for item in items:
+            if isinstance(item, EmptyDocumentError):
+                empty.append(item)
+                continue
             if isinstance(item, InvalidDocumentError):
                 if on_error == "raise":
                     raise item
@@ -1330,8 +1334,10 @@ def ingest_documents(
     if not rows:  # nothing to embed: check the settings and the collection, start no actor
         from .pipeline import ingest
 
-        empty = ingest([], sink, **options)
-        report = RayIngestReport(documents=0, seconds=empty.seconds, errors=report_errors)
+        nothing = ingest([], sink, **options)
+        report = RayIngestReport(
+            documents=0, seconds=nothing.seconds, errors=report_errors, empty=empty
+        )
         if scopes:
             delete_unseen(sink, scopes, set(), report)
         return report
@@ -1346,6 +1352,7 @@ def ingest_documents(
         **options,
     )
     report.errors[:0] = report_errors
+    report.empty = empty
     if scopes:
         delete_unseen(sink, scopes, {row["id"] for row in rows}, report)
     return report

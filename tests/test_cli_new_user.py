@@ -1,0 +1,209 @@
+"""What a new user tripped on (issue 20): a placeholder file that blocked --sync, messages
+that were not true, and duplicates through --root. Real embedded Qdrant and MiniLM."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jina_connectors.cli import main
+
+pytest.importorskip("qdrant_client")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, minilm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory, with MiniLM as the default model."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JINA_CONNECTORS_MODEL", str(minilm_dir))
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def stored_doc_ids(collection: str = "documents") -> set[str]:
+    from jina_connectors.qdrant import QdrantSink
+
+    with QdrantSink(collection, read_only=True) as sink:
+        return sink.doc_ids()
+
+
+def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any) -> Any:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("jina_connectors.cli.load_model", refuse)
+
+
+def absolute(path: Path) -> str:
+    return path.resolve().as_posix()
+
+
+# -- 1. an empty file does not block --sync ------------------------------------------------
+
+
+def test_an_empty_placeholder_file_does_not_block_sync(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: "sync: nothing deleted, because of the bad records listed above" (exit 1),
+    and search still found the deleted b.md."""
+    notes = workdir / "n2"
+    notes.mkdir()
+    (notes / "a.md").write_text("alpha owls\n", encoding="utf-8")
+    (notes / "b.md").write_text("beta hawks\n", encoding="utf-8")
+    (notes / "placeholder.md").write_text("", encoding="utf-8")
+    code, out, err = run(capsys, "ingest", "n2", "--sync", "--no-progress")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1:] == [
+        "skipped 1 empty file: n2/placeholder.md",
+        "sync: deleted 0 documents (0 points) no longer under the given paths",
+    ]
+    (notes / "b.md").unlink()
+    code, out, err = run(capsys, "ingest", "n2", "--sync", "--no-progress")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[2] == (
+        "sync: deleted 1 document (1 point) no longer under the given paths"
+    )
+    assert stored_doc_ids() == {absolute(notes / "a.md")}
+    code, out, _ = run(capsys, "search", "hawks")
+    assert code == 0 and "b.md" not in out
+
+
+def test_a_bad_record_keeps_only_its_own_document_from_sync(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: one unreadable file stopped the deletion of every deleted file."""
+    notes = workdir / "notes"
+    notes.mkdir()
+    for name, text in (("a.md", "alpha owls"), ("b.md", "beta hawks"), ("c.md", "gamma")):
+        (notes / name).write_text(text, encoding="utf-8")
+    assert run(capsys, "ingest", "notes", "--sync", "--no-progress")[0] == 0
+    (notes / "b.md").unlink()
+    (notes / "c.md").write_bytes(b"\xff\xfe binary now")
+    code, out, err = run(capsys, "ingest", "notes", "--sync", "--no-progress")
+    assert code == 1
+    assert err.splitlines() == [
+        f"error: {Path('notes') / 'c.md'}: cannot read: 'utf-8' codec can't decode byte 0xff "
+        "in position 0: invalid start byte",
+        "error: 1 bad record skipped, listed above",
+    ]
+    assert out.splitlines()[1] == (
+        "sync: deleted 1 document (1 point) no longer under the given paths; kept 1 "
+        "document of the files with bad records listed above"
+    )
+    assert stored_doc_ids() == {absolute(notes / "a.md"), absolute(notes / "c.md")}
+
+
+# -- 2. messages that are true --------------------------------------------------------------
+
+
+def test_sync_of_a_single_file_says_what_it_does(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: "nothing deleted, because of the bad records listed above", with none."""
+    (workdir / "notes" / "sub").mkdir(parents=True)
+    readme = workdir / "notes" / "sub" / "readme.md"
+    readme.write_text("Read me first.", encoding="utf-8")
+    code, out, err = run(capsys, "ingest", "notes/sub/readme.md", "--sync", "--no-progress")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1] == (
+        "sync: nothing to delete; a .txt/.md file given by itself owns only its own "
+        "document, deleted when the file is empty (give its folder to delete the documents "
+        "of deleted files)"
+    )
+    readme.write_text("  \n", encoding="utf-8")  # emptied: what it stored goes
+    code, out, _ = run(capsys, "ingest", "notes/sub/readme.md", "--sync", "--no-progress")
+    assert code == 0 and out.splitlines()[1:] == [
+        "skipped 1 empty file: notes/sub/readme.md",
+        "sync: deleted 1 document (1 point) no longer under the given paths",
+    ]
+
+
+def test_delete_takes_a_relative_path_as_ingest_does(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: ``delete --doc-id notes/a.md`` said "nothing to delete"."""
+    (workdir / "notes").mkdir()
+    for name in ("a.md", "b.md"):
+        (workdir / "notes" / name).write_text(f"Text of {name}.", encoding="utf-8")
+    assert run(capsys, "ingest", "notes", "--no-progress")[0] == 0
+    no_model_load(monkeypatch)
+    code, out, _ = run(capsys, "delete", "--doc-id", "notes/a.md", "--yes")
+    assert code == 0 and out.startswith("deleted 1 document (1 point) from qdrant collection")
+    assert stored_doc_ids() == {absolute(workdir / "notes" / "b.md")}
+    code, out, _ = run(capsys, "delete", "--prefix", "./notes/", "--yes")
+    assert code == 0 and out.startswith("deleted 1 document (1 point)")
+    assert stored_doc_ids() == set()
+
+
+def test_delete_without_a_terminal_does_not_blame_a_flag_not_given(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: "Invalid value for '--yes'", although --yes was not given."""
+    (workdir / "a.md").write_text("Alpha.", encoding="utf-8")
+    assert run(capsys, "ingest", "a.md", "--no-progress")[0] == 0
+    code, out, err = run(capsys, "delete", "--doc-id", "a.md")
+    assert code == 2 and out == ""
+    assert err == (
+        "error: would delete 1 document (1 point) from qdrant collection 'documents' in "
+        f"embedded Qdrant at {Path(os.environ['JINA_CONNECTORS_HOME']) / 'qdrant'}, but stdin "
+        "is not a terminal to ask for confirmation on; add --yes to delete without asking\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ingest", ".", "--dimensions", "0"], "--dimensions must be at least 1, got 0"),
+        (
+            ["ingest", ".", "--db", "sqlite"],
+            "--db must be one of qdrant, milvus, pinecone, got 'sqlite'",
+        ),
+        (["search", "x", "--width", "3"], "--width must be at least 20, got 3"),
+        (["ingest", ".", "--gpus-per-actor", "x"], "--gpus-per-actor takes a number, got 'x'"),
+    ],
+)
+def test_refused_flag_values_are_one_plain_sentence(
+    workdir: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    """Before: pydantic's wording ("Input should be greater than or equal to 1", "Value
+    error, 'sqlite' is not one of ...")."""
+    code, out, err = run(capsys, *args)
+    assert code == 2 and out == ""
+    assert err == f"error: {message}; see 'jina-connectors {args[0]} --help'\n"
+
+
+def test_a_mismatched_collection_gives_its_advice_once(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (workdir / "a.md").write_text("Alpha.", encoding="utf-8")
+    assert run(capsys, "ingest", "a.md", "--dimensions", "64", "--no-progress")[0] == 0
+    no_model_load(monkeypatch)
+    code, _, err = run(capsys, "ingest", "a.md", "--dimensions", "32", "--no-progress")
+    assert code == 1 and len(err.splitlines()) == 1
+    assert err.lower().count("use another") == 1
+    assert err.endswith(
+        "Use another --collection, or reset this one with 'jina-connectors delete -c "
+        "documents --all'\n"
+    )
+
+
+def test_counts_are_singular_and_an_unchanged_run_shows_no_rate(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: "1 chunks", "1 documents", and "0.0 points/s" on an unchanged run."""
+    (workdir / "a.md").write_text("One sentence.", encoding="utf-8")
+    code, out, _ = run(capsys, "ingest", "a.md", "--no-progress")
+    assert code == 0
+    assert out.startswith("1 document: 0 unchanged, 1 chunk embedded, 1 point written in ")
+    assert out.rstrip().endswith(" holds 1 point") and " points/s)" in out
+    code, out, _ = run(capsys, "ingest", "a.md", "--no-progress")
+    assert out.startswith("1 document: 1 unchanged, 0 chunks embedded, 0 points written in ")
+    assert "points/s" not in out
