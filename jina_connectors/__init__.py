@@ -20,6 +20,7 @@ from .documents import Document, iter_documents
 from .errors import (
     CollectionMismatchError,
     EmptyDocumentError,
+    IdSchemeError,
     InvalidDocumentError,
     SourcePathError,
     StoreLockedError,
@@ -59,6 +60,7 @@ __all__ = [
     "EmbeddingSettings",
     "EmptyDocumentError",
     "Hit",
+    "IdSchemeError",
     "IngestInterrupted",
     "IngestReport",
     "InvalidDocumentError",

@@ -441,6 +441,7 @@ def ingest(
     ) as sink:
         if spec is not None:
             _check_collection(options, sink, spec)
+        _check_id_scheme(options, sink)
         report = _run_ingest(options, sink)
         total = sink.count()
         where = f"{db.value} collection {collection!r} in {sink.location}"
@@ -601,6 +602,25 @@ def _check_collection(options: IngestOptions, sink: VectorSink, spec: Collection
         raise CommandError(
             f"{error.problem}. Use another --collection, or reset this one with "
             f"'jina-connectors delete -c {options.collection} --all'"
+        ) from None
+
+
+def _check_id_scheme(options: IngestOptions, sink: VectorSink) -> None:
+    """Files the collection holds under ids of another --root are refused (they would be
+    stored twice), before the model loads."""
+    from .errors import IdSchemeError
+    from .pipeline import check_id_scheme
+
+    try:
+        check_id_scheme(sink, options.paths, options.root)
+    except IdSchemeError as error:
+        root = error.stored_root
+        before = "without --root" if root is None else f"with --root {root}"
+        now = "without --root" if options.root is None else f"with --root {options.root}"
+        raise CommandError(
+            f"{error.where} holds {error.path} as {error.stored_id!r}, ingested {before}; "
+            f"this run {now} would store it a second time as {error.new_id!r}. Ingest "
+            f"{before} as before, or use another --collection"
         ) from None
 
 

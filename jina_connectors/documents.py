@@ -143,6 +143,24 @@ def file_id(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = 
     return resolved.relative_to(resolved_root).as_posix()
 
 
+def file_id_spellings(path: str | os.PathLike[str]) -> list[str]:
+    """Every id a file can get: its absolute id, then its id relative to each folder above
+    it, nearest last (``/w/notes/a.md``: ``/w/notes/a.md``, ``w/notes/a.md``,
+    ``notes/a.md``, ``a.md``)."""
+    resolved = Path(path).resolve()
+    parts = resolved.parts[1:]  # without the anchor
+    return [resolved.as_posix(), *("/".join(parts[i:]) for i in range(len(parts)))]
+
+
+def document_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """The ``.txt``/``.md``/``.jsonl`` files that ``paths`` (files and folders) hold, in the
+    order they are read; paths that do not exist are left out."""
+    for path in paths:
+        source = Path(path)
+        if source.exists():
+            yield from _files_of(source)
+
+
 def sync_scope(
     path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
 ) -> tuple[str, re.Pattern[str]] | None:

@@ -23,6 +23,34 @@ class CollectionMismatchError(ValueError):
         return (type(self), (self.problem, self.advice))
 
 
+class IdSchemeError(CollectionMismatchError):
+    """A run would store a file that the collection already holds under another id: once
+    ingested with absolute-path ids (no ``root``) and now relative to a ``root``, or the
+    other way round, or relative to another root. The file would be stored twice.
+
+    ``path``: the file; ``stored_id``: its id in the collection; ``new_id``: the id this run
+    gives it; ``stored_root``: the root the stored id is relative to (None: absolute ids).
+    """
+
+    def __init__(
+        self, where: str, path: str, stored_id: str, new_id: str, stored_root: str | None
+    ) -> None:
+        self.where, self.path = where, path
+        self.stored_id, self.new_id, self.stored_root = stored_id, new_id, stored_root
+        before = "without a root" if stored_root is None else f"with root {stored_root!r}"
+        super().__init__(
+            f"{where} holds {path} as {stored_id!r}, ingested {before}; this run would store "
+            f"it a second time as {new_id!r}",
+            f"ingest it {before} again, or into another collection",
+        )
+
+    def __reduce__(self) -> tuple[type[IdSchemeError], tuple[str, str, str, str, str | None]]:
+        return (
+            type(self),
+            (self.where, self.path, self.stored_id, self.new_id, self.stored_root),
+        )
+
+
 class InvalidDocumentError(ValueError):
     """One input record is unusable; ``record`` names it (``"a.jsonl:3"``, ``"documents[5]"``).
 

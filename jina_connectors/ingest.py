@@ -44,6 +44,7 @@ from .documents import (
 from .errors import (
     CollectionMismatchError,
     EmptyDocumentError,
+    IdSchemeError,
     InvalidDocumentError,
     SourcePathError,
     StoreLockedError,
@@ -119,6 +120,7 @@ __all__ = [
     "EmptyDocumentError",
     "FilterValue",
     "Hit",
+    "IdSchemeError",
     "IngestInterrupted",
     "IngestReport",
     "InvalidDocumentError",

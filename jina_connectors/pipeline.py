@@ -30,17 +30,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from .documents import (
     Document,
     DocumentSource,
     check_source_path,
+    document_files,
+    file_id,
+    file_id_spellings,
     input_size,
     iter_documents,
     sync_scope,
 )
-from .errors import EmptyDocumentError, InvalidDocumentError
+from .errors import EmptyDocumentError, IdSchemeError, InvalidDocumentError
 from .progress import BatchProgress, IngestProgress
 from .sink import (
     PASSAGE_TASK,
@@ -781,6 +785,7 @@ def ingest(
     if not (callable(chunker) or chunker in BUILTIN_CHUNKERS):
         raise ValueError(f"chunker must be 'sentences', 'tokens' or a callable, got {chunker!r}")
     scopes = check_sources(documents, root=root, sync=sync)
+    check_id_scheme(sink, documents, root)
     embedder = resolve_embedder(model)
     settings = resolve_settings(
         embedder,
@@ -877,6 +882,39 @@ def check_sources(
     for path in _given_paths(documents):
         check_source_path(path, root)
     return scopes
+
+
+#: Files of a run whose other ids :func:`check_id_scheme` looks up: a collection written
+#: with another id scheme shows in its first files already, and the check stays O(1).
+ID_SCHEME_SAMPLE = 64
+
+
+def check_id_scheme(
+    sink: VectorSink, documents: object, root: str | os.PathLike[str] | None
+) -> None:
+    """Raise :class:`~jina_connectors.errors.IdSchemeError` when the collection holds a
+    ``.txt``/``.md`` file of ``documents`` under another id than this run gives it (ingested
+    without ``root`` and now with one, the other way round, or with another root), before
+    anything is written: the file would be stored twice. One lookup of at most
+    :data:`ID_SCHEME_SAMPLE` files' other ids (every folder above each could have been a
+    root)."""
+    files = (f for f in document_files(_given_paths(documents)) if f.suffix.lower() != ".jsonl")
+    others: dict[str, tuple[Path, str, str]] = {}  # chunk 0 id -> (file, its id, other id)
+    for file in itertools.islice(files, ID_SCHEME_SAMPLE):
+        try:
+            own = file_id(file, root)
+        except ValueError:  # outside the root: a bad record of the run itself
+            continue
+        for other in file_id_spellings(file):
+            if other != own:
+                others[chunk_id(other, 0)] = (file, own, other)
+    if not others:
+        return
+    for point in sink.fetch_states(list(others)):
+        file, own, stored = others[point]
+        absolute = file.resolve().as_posix()
+        stored_root = None if stored == absolute else absolute[: -len(stored)].rstrip("/") or "/"
+        raise IdSchemeError(sink._where(), str(file), stored, own, stored_root)
 
 
 def _sync_scopes(documents: object, root: str | os.PathLike[str] | None) -> list[SyncScope]:

@@ -71,6 +71,7 @@ from .pipeline import (
     PreparedDocument,
     bad_record_logger,
     changed_documents,
+    check_id_scheme,
     check_records,
     check_sources,
     delete_unseen,
@@ -1292,6 +1293,7 @@ def ingest_documents(
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
     scopes = check_sources(documents, root=root, sync=sync)
+    check_id_scheme(sink, documents, root)
     report_errors: list[InvalidDocumentError] = []
     empty: list[EmptyDocumentError] = []
     rows: list[dict[str, Any]] = []

@@ -207,3 +207,43 @@ def test_counts_are_singular_and_an_unchanged_run_shows_no_rate(
     code, out, _ = run(capsys, "ingest", "a.md", "--no-progress")
     assert out.startswith("1 document: 1 unchanged, 0 chunks embedded, 0 points written in ")
     assert "points/s" not in out
+
+
+# -- 3. no silent duplicates through --root -------------------------------------------------
+
+
+def test_another_root_than_the_collections_is_refused_naming_the_flag(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the same 4 files without and with --root made 8 points, without a word."""
+    docs = workdir / "repo" / "docs"
+    docs.mkdir(parents=True)
+    for i in range(4):
+        (docs / f"{i}.md").write_text(f"Text number {i}.", encoding="utf-8")
+    code, out, _ = run(capsys, "ingest", "repo/docs", "--no-progress")
+    assert code == 0 and out.rstrip().endswith("holds 4 points")
+    first = absolute(docs / "0.md")
+    with monkeypatch.context() as patch:
+        no_model_load(patch)
+        code, out, err = run(capsys, "ingest", "repo/docs", "--root", "repo", "--no-progress")
+    assert code == 1 and out == ""
+    assert err.startswith("error: Qdrant collection 'documents' in embedded Qdrant at ")
+    assert err.endswith(
+        f" holds {Path('repo/docs/0.md')} as '{first}', ingested without --root; this run "
+        "with --root repo would store it a second time as 'docs/0.md'. Ingest without "
+        "--root as before, or use another --collection\n"
+    )
+    # The other way round, and another root, into a collection written with --root repo.
+    assert (
+        run(capsys, "ingest", "repo/docs", "--root", "repo", "-c", "rel", "--no-progress")[0] == 0
+    )
+    with monkeypatch.context() as patch:
+        no_model_load(patch)
+        for flags in ([], ["--root", "repo/docs"]):
+            code, _, err = run(capsys, "ingest", "repo/docs", "-c", "rel", *flags, "--no-progress")
+            assert code == 1 and "as 'docs/0.md', ingested with --root " in err, flags
+            assert f"Ingest with --root {(workdir / 'repo').resolve()} as before" in err
+    assert (
+        run(capsys, "ingest", "repo/docs", "--root", "repo", "-c", "rel", "--no-progress")[0] == 0
+    )
+    assert len(stored_doc_ids("rel")) == len(stored_doc_ids()) == 4

@@ -23,6 +23,7 @@ from jina_connectors.ingest import (
     ChunkRecord,
     Document,
     EmptyDocumentError,
+    IdSchemeError,
     IngestInterrupted,
     InvalidDocumentError,
     chunk_id,
@@ -156,6 +157,28 @@ def test_empty_files_are_not_bad_records(tmp_path: Path) -> None:
     assert [e.source_id for e in empty] == [(tmp_path / n).resolve().as_posix() for n in names]
     assert [b.record for b in bad] == [str(tmp_path / "binary.md")]
     assert bad[0].reason.startswith("cannot read") and bad[0].source_id is not None
+
+
+def test_a_file_stored_under_another_root_is_refused_before_anything_is_written(
+    minilm: Any, sink: QdrantSink, tmp_path: Path
+) -> None:
+    """Before: ``root`` and no ``root`` over the same files stored each file twice."""
+    docs = tmp_path / "repo" / "docs"
+    docs.mkdir(parents=True)
+    (docs / "a.md").write_text("Alpha text.", encoding="utf-8")
+    (docs / "b.jsonl").write_text('{"text": "Beta."}\n', encoding="utf-8")
+    ingest([docs], sink, model=minilm, root=tmp_path / "repo", **SETTINGS)
+    before = sink.document_points()
+    for root in (None, docs, tmp_path):
+        with pytest.raises(IdSchemeError) as caught:
+            ingest([docs], sink, model=minilm, root=root, **SETTINGS)
+        assert (caught.value.stored_id, caught.value.stored_root) == (
+            "docs/a.md",
+            (tmp_path / "repo").resolve().as_posix(),
+        )
+        assert sink.document_points() == before
+    again = ingest([docs], sink, model=minilm, root=tmp_path / "repo", **SETTINGS)
+    assert again.skipped == 2 and sink.document_points() == before
 
 
 def test_bad_records_are_named(tmp_path: Path) -> None:
