@@ -639,7 +639,7 @@ def _run_ingest(options: IngestOptions, sink: VectorSink) -> IngestReport:
         from .pipeline import ingest as run_ingest
     where = f"{options.db.value} collection {options.collection!r} in {sink.location}"
     try:
-        embedder = load_model(options.model, options.quantization)
+        embedder = _embedder_for(options)
         # Bad records are listed after the run; per-record warnings would repeat them.
         logging.getLogger(bad_record_logger.name).setLevel(logging.ERROR)
         return run_ingest(
@@ -661,6 +661,18 @@ def _run_ingest(options: IngestOptions, sink: VectorSink) -> IngestReport:
         raise Interrupted(_interrupted_message(interrupted.report, where)) from None
     except KeyboardInterrupt:  # while the model loaded
         raise Interrupted(_interrupted_message(IngestReport(), where)) from None
+
+
+def _embedder_for(options: IngestOptions) -> Any:
+    """The local engine gets the model deferred: documents found unchanged by their content
+    hashes need none, so an unchanged re-ingest never loads it (nor imports torch)."""
+    from ._loading import DeferredEmbedder
+
+    load = partial(load_model, options.model, options.quantization)
+    info = inspect_model(options.model) if options.engine is Engine.local else None
+    if info is None or info.dimension is None:  # Ray, or a server: no configuration to read
+        return load()
+    return DeferredEmbedder(info, load)
 
 
 def _interrupted_message(report: IngestReport, where: str) -> str:
@@ -739,6 +751,7 @@ def info(
 ) -> None:
     """Say where the store is, and list its collections with their point counts and the
     model/dimensions they were built with. Creates nothing."""
+    check_store_unlocked(db, location)  # before the database client's import (seconds)
     with _reading(db, DEFAULT_COLLECTION, location) as sink:
         typer.echo(f"{db.value}: {sink.location}")
         collections = sink.describe_collections()

@@ -3,7 +3,10 @@ that were not true, and duplicates through --root. Real embedded Qdrant and Mini
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +250,75 @@ def test_another_root_than_the_collections_is_refused_naming_the_flag(
         run(capsys, "ingest", "repo/docs", "--root", "repo", "-c", "rel", "--no-progress")[0] == 0
     )
     assert len(stored_doc_ids("rel")) == len(stored_doc_ids()) == 4
+
+
+# -- 6. cold commands -----------------------------------------------------------------------
+
+PROBE = (
+    "import json, sys\n"
+    "from jina_connectors.cli import main\n"
+    "code = main(json.loads(sys.argv[1]))\n"
+    "heavy = ['torch', 'transformers', 'qdrant_client']\n"
+    "print(json.dumps([code, [m for m in heavy if m in sys.modules]]))\n"
+)
+
+
+def probe(args: list[str], cwd: Path) -> tuple[int, list[str], str]:
+    """Run the CLI in a fresh process: its exit code, which heavy packages it imported, and
+    its stdout before the probe's own line."""
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args)],
+        cwd=cwd,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = result.stdout.splitlines()
+    code, heavy = json.loads(lines[-1])
+    return code, heavy, "\n".join(lines[:-1]) + result.stderr
+
+
+def test_an_unchanged_re_ingest_never_loads_the_model(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: every re-ingest loaded the model (7-9 s cold) to find nothing to do."""
+    notes = workdir / "notes"
+    notes.mkdir()
+    for i in range(3):
+        (notes / f"{i}.md").write_text(f"Note {i} about owls.", encoding="utf-8")
+    assert run(capsys, "ingest", "notes", "--no-progress")[0] == 0
+    code, heavy, out = probe(["ingest", "notes", "--no-progress"], workdir)
+    assert code == 0 and out.startswith("3 documents: 3 unchanged, 0 chunks embedded"), out
+    assert "torch" not in heavy and "transformers" not in heavy
+    # A changed file loads it, and only that file is embedded.
+    (notes / "1.md").write_text("Note 1 is now about hawks.", encoding="utf-8")
+    code, heavy, out = probe(["ingest", "notes", "--no-progress"], workdir)
+    assert code == 0 and out.startswith("3 documents: 2 unchanged, 1 chunk embedded"), out
+    assert "torch" in heavy
+
+
+def test_info_on_a_locked_store_answers_before_importing_the_database_client(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: info imported qdrant-client (about 3 s) before it found the lock."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(workdir / "store")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+        code, heavy, out = probe(["info", "--location", "store"], workdir)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 1 and heavy == []
+    assert out.startswith(f"error: the embedded Qdrant store {workdir / 'store'} is in use by")
+
+
+HOLDER = (
+    "import sys, time\n"
+    "from jina_connectors.qdrant import QdrantSink\n"
+    "sink = QdrantSink('docs', location=sys.argv[1])\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(300)\n"
+)
