@@ -818,6 +818,7 @@ def serve(
     # threads that spin between operations starve them (measured on a busy 2-core machine:
     # idle query 714 -> 40 ms, 64-client load 4x faster). Read when torch loads: set first.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _check_serve(model, host, port)
     try:
         from .server import ModelLoadError, run_server
     except ImportError as error:
@@ -842,6 +843,33 @@ def serve(
         )
     except ModelLoadError as error:
         raise CommandError(str(error)) from error
+
+
+def _check_serve(model: str | None, host: str, port: int) -> None:
+    """The model's configuration and the port, before the web stack and torch are imported
+    (seconds), each refused in one line."""
+    import errno
+    import socket
+
+    inspect_model(model)
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise CommandError(f"--host {host}: cannot resolve it ({error.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise CommandError(
+                    f"--port {port}: {host}:{port} is in use by another process; pass "
+                    "another --port (0: any free port), or stop that process"
+                ) from None
+            raise CommandError(f"cannot listen on {host}:{port}: {error.strerror}") from None
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -258,7 +259,7 @@ PROBE = (
     "import json, sys\n"
     "from jina_connectors.cli import main\n"
     "code = main(json.loads(sys.argv[1]))\n"
-    "heavy = ['torch', 'transformers', 'qdrant_client']\n"
+    "heavy = ['torch', 'transformers', 'qdrant_client', 'uvicorn', 'fastapi']\n"
     "print(json.dumps([code, [m for m in heavy if m in sys.modules]]))\n"
 )
 
@@ -322,3 +323,32 @@ HOLDER = (
     "print('ready', flush=True)\n"
     "time.sleep(300)\n"
 )
+
+
+# -- 5. serve answers like the rest of the CLI ----------------------------------------------
+
+
+def test_serve_checks_the_model_and_the_port_before_the_web_stack(
+    workdir: Path, minilm_dir: Path
+) -> None:
+    """Before: a missing model folder took 4-6 s and printed Python-API hints; a busy port
+    printed uvicorn's [Errno 98] between its start and stop lines and exited 3."""
+    code, heavy, out = probe(["serve", "--model", str(workdir / "none")], workdir)
+    assert code == 1 and heavy == []
+    assert out == (
+        f"error: model {str(workdir / 'none')!r} is not a directory. Pass a model folder "
+        "(config.json, model.safetensors, tokenizer.json) with --model DIR or "
+        "$JINA_CONNECTORS_MODEL=DIR\n"
+    )
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, heavy, out = probe(
+            ["serve", "--model", str(minilm_dir), "--port", str(port)], workdir
+        )
+    assert code == 1 and heavy == []
+    assert out == (
+        f"error: --port {port}: 127.0.0.1:{port} is in use by another process; pass another "
+        "--port (0: any free port), or stop that process\n"
+    )
