@@ -49,13 +49,16 @@ class DeferredEmbedder:
     documents are all stored unchanged never imports torch or reads the weights.
     """
 
-    def __init__(self, info: ModelInfo, load: Callable[[], Embedder]) -> None:
+    def __init__(
+        self, info: ModelInfo, load: Callable[[], Embedder], *, quantization: str | None = None
+    ) -> None:
         if info.dimension is None:
             raise ValueError(f"the configuration of {info.model} does not give its dimension")
         self.model_name = info.model
         self.dimension = info.dimension
         self.max_tokens = info.max_tokens
         self.tasks = info.tasks
+        self.quantization = quantization  # as requested (Ray actors load with it)
         self._load = load
         self._embedder: Embedder | None = None
         self._lock = threading.Lock()

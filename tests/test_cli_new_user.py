@@ -352,3 +352,72 @@ def test_serve_checks_the_model_and_the_port_before_the_web_stack(
         f"error: --port {port}: 127.0.0.1:{port} is in use by another process; pass another "
         "--port (0: any free port), or stop that process\n"
     )
+
+
+# -- 5 and 6. Ray: no start for a small or unchanged input, and none of its own noise --------
+
+
+def test_engine_ray_on_a_small_input_runs_the_local_engine_and_says_so(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a 5-file folder started a local Ray (2.3x the local engine's time)."""
+    ray = pytest.importorskip("ray")
+    (workdir / "notes").mkdir()
+    (workdir / "notes" / "a.md").write_text("Alpha owls.", encoding="utf-8")
+    code, out, err = run(capsys, "ingest", "notes", "--engine", "ray", "--no-progress")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == (
+        "ray: 0 KiB of input is under 4 MiB, less than starting a local Ray costs (10-20 s); "
+        "running the local engine instead (name a cluster with --ray-address, or the pool "
+        "with --actors, to use Ray)"
+    )
+    assert out.splitlines()[1].startswith("1 document: 0 unchanged, 1 chunk embedded")
+    assert not ray.is_initialized()
+
+
+def test_an_unchanged_ray_run_starts_no_ray_and_embeds_nothing(
+    workdir: Path, minilm_dir: Path
+) -> None:
+    """Before: an unchanged re-run on Ray started Ray and its hashing tasks (22 s)."""
+    ray = pytest.importorskip("ray")
+    from jina_connectors.ingest import ingest
+    from jina_connectors.qdrant import QdrantSink
+    from jina_connectors.ray import ingest_documents
+
+    (workdir / "notes").mkdir()
+    for i in range(3):
+        (workdir / "notes" / f"{i}.md").write_text(f"Note {i} on owls.", encoding="utf-8")
+    with QdrantSink("docs", location=workdir / "store") as sink:
+        ingest([workdir / "notes"], sink, model=str(minilm_dir), show_progress=False)
+        before = sink.document_points()
+        report = ingest_documents(
+            [workdir / "notes"], sink, model=str(minilm_dir), show_progress=False, sync=True
+        )
+        assert (report.documents, report.skipped, report.chunks) == (3, 3, 0)
+        assert report.write_path_reason.endswith("so no Ray work ran")
+        assert report.synced and sink.document_points() == before
+    assert not ray.is_initialized()
+
+
+@pytest.mark.slow
+def test_engine_ray_prints_none_of_rays_own_lines(workdir: Path) -> None:
+    """Before: a token-authentication WARNING, about 20 INFO lines of Ray Data, an
+    error-level core_worker.cc line about max_restarts, and a progress-bar notice."""
+    pytest.importorskip("ray")
+    (workdir / "notes").mkdir()
+    (workdir / "notes" / "a.md").write_text("Alpha owls.", encoding="utf-8")
+    command = [sys.executable, "-m", "jina_connectors.cli", "ingest", "notes", "--no-progress"]
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    env.pop("RAY_ADDRESS")
+    result = subprocess.run(
+        [*command, "--engine", "ray", "--actors", "1"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    noise = [line for line in result.stderr.splitlines() if "logging.cc" not in line]
+    assert noise == [], result.stderr
+    assert result.stdout.splitlines()[1].startswith("1 document: 0 unchanged, 1 chunk")
