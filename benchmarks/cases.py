@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from benchmarks import (
+    cli,
     full_size,
     ingestion,
     int8,
@@ -29,6 +30,7 @@ BENCHMARKS: dict[str, Callable[[Context], CaseResult]] = {
     server.NAME: server.run,
     int8.FULL_SIZE_NAME: int8.run_full_size,
     int8.MINILM_NAME: int8.run_minilm,
+    cli.NAME: cli.run,
 }
 
 # Names that select several cases (`--only int8`).
