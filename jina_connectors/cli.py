@@ -740,7 +740,10 @@ def _embedder_for(options: IngestOptions) -> Any:
 
 def _interrupted_message(report: IngestReport, where: str) -> str:
     if not report.completed:
-        return f"interrupted before any document was stored in {where}; nothing was written"
+        return (
+            f"interrupted before any document was stored in {where}; nothing was written "
+            "(a document is stored only whole: its chunks' vectors depend on all of its text)"
+        )
     unchanged = f" ({report.skipped} of them unchanged)" if report.skipped else ""
     are = "is" if report.completed == 1 else "are"
     return (

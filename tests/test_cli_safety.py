@@ -241,7 +241,8 @@ def test_ctrl_c_before_anything_is_written_says_so_and_leaves_nothing(
     assert code == 130 and out == ""
     assert err == (
         "error: interrupted before any document was stored in qdrant collection 'documents' "
-        f"in embedded Qdrant at {home() / 'qdrant'}; nothing was written\n"
+        f"in embedded Qdrant at {home() / 'qdrant'}; nothing was written (a document is stored "
+        "only whole: its chunks' vectors depend on all of its text)\n"
     )
     assert list(home().iterdir()) == []
 
