@@ -222,7 +222,8 @@ class QdrantSink(VectorSink):
         if not isinstance(vectors, models.VectorParams):
             raise CollectionMismatchError(
                 f"collection {name!r} uses named vectors ({', '.join(vectors or {})}); "
-                "this sink writes one unnamed vector, use another collection"
+                "this sink writes one unnamed vector",
+                "use another collection",
             )
         return CollectionLayout(vectors.size, vectors.distance.value.lower(), "float")
 
