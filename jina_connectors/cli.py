@@ -453,7 +453,9 @@ def ingest(
         report = _run_ingest(options, sink)
         total = sink.count()
         where = f"{db.value} collection {collection!r} in {sink.location}"
-    if engine is Engine.ray:
+    if engine is Engine.ray and report.resources is None:  # nothing ran on Ray
+        typer.echo(f"ray: {report.write_path_reason}")
+    elif engine is Engine.ray:
         typer.echo(f"ray: written from the {report.write_path} ({report.write_path_reason})")
     for error in report.errors:
         typer.echo(f"error: {error}", err=True)

@@ -1283,8 +1283,8 @@ def _all_stored_unchanged(
         completed=len(rows),
         seconds=time.perf_counter() - started,
         write_path="driver",
-        write_path_reason="every document is stored unchanged (by its content hash), so "
-        "no Ray work ran",
+        write_path_reason="every document is stored unchanged (by its content hash), so no "
+        "Ray work ran",
     )
 
 
@@ -1395,7 +1395,11 @@ def ingest_documents(
 
         nothing = ingest([], sink, **options)
         report = RayIngestReport(
-            documents=0, seconds=nothing.seconds, errors=report_errors, empty=empty
+            documents=0,
+            seconds=nothing.seconds,
+            errors=report_errors,
+            empty=empty,
+            write_path_reason="no document to embed, so no Ray work ran",
         )
         if scopes:
             delete_unseen(sink, scopes, set(), report)
