@@ -421,3 +421,23 @@ def test_engine_ray_prints_none_of_rays_own_lines(workdir: Path) -> None:
     noise = [line for line in result.stderr.splitlines() if "logging.cc" not in line]
     assert noise == [], result.stderr
     assert result.stdout.splitlines()[1].startswith("1 document: 0 unchanged, 1 chunk")
+
+
+def test_the_readme_synopsis_names_every_command_and_the_debug_variable() -> None:
+    """Before: the synopsis lacked `serve`, and JINA_CONNECTORS_DEBUG was only in a
+    docstring."""
+    import re
+
+    import typer
+
+    from jina_connectors.cli import app
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    synopsis = next(
+        block
+        for block in re.findall(r"^```text\n(.*?)^```$", readme, re.MULTILINE | re.DOTALL)
+        if block.startswith("jina-connectors ingest")
+    )
+    listed = set(re.findall(r"^jina-connectors (\w+)", synopsis, re.MULTILINE))
+    assert listed == set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    assert "`JINA_CONNECTORS_DEBUG=1`" in readme
