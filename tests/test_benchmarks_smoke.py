@@ -322,9 +322,13 @@ def test_quick_cli_benchmark_reports_its_figures(tmp_path: Path) -> None:
     figures = [f for f in results["figures"] if f["benchmark"] == "cli"]
     assert [f["metric"].split(" (")[0] for f in figures] == [
         "search, small store",
+        "search, jina-v3 format",
         "unchanged re-ingest",
     ]
     for figure in figures:
         assert figure["ours"] > 0 and figure["baseline"] > 0
     best = results["details"]["cli"]["best_seconds"]
-    assert set(best) == {"import torch", "search", "search before", "re-ingest", "re-ingest before"}
+    assert set(best) == {
+        *("import torch", "search", "search before", "search v3", "search v3 before"),
+        *("re-ingest", "re-ingest before"),
+    }
