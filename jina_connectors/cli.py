@@ -22,9 +22,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from functools import partial
 from pathlib import Path
@@ -313,6 +314,7 @@ class IngestOptions:
     ray_address: str | None = None
     actors: int | None = None
     gpus_per_actor: float | None = None
+    verbose: bool = False
 
 
 @app.command()
@@ -403,6 +405,9 @@ def ingest(
         float | None,
         typer.Option(help="GPUs per Ray actor (0.5: two actors per GPU)."),
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show Ray's own log lines (with --engine ray).")
+    ] = False,
 ) -> None:
     """Chunk, embed and write documents. Unchanged documents are skipped on re-runs.
 
@@ -434,8 +439,11 @@ def ingest(
             ray_address=ray_address,
             actors=actors,
             gpus_per_actor=gpus_per_actor,
+            verbose=verbose,
         )
     )
+    options = _ray_fallback(options)
+    engine = options.engine
     if db is Database.pinecone:
         _check_pinecone_key()
     check_store_unlocked(db, location)
@@ -446,31 +454,65 @@ def ingest(
     ) as sink:
         if spec is not None:
             _check_collection(options, sink, spec)
+        _check_id_scheme(options, sink)
         report = _run_ingest(options, sink)
         total = sink.count()
         where = f"{db.value} collection {collection!r} in {sink.location}"
-    if engine is Engine.ray:
+    if engine is Engine.ray and report.resources is None:  # nothing ran on Ray
+        typer.echo(f"ray: {report.write_path_reason}")
+    elif engine is Engine.ray:
         typer.echo(f"ray: written from the {report.write_path} ({report.write_path_reason})")
     for error in report.errors:
         typer.echo(f"error: {error}", err=True)
-    plural = "" if report.documents == 1 else "s"
-    typer.echo(
-        f"{report.documents} document{plural}: {report.skipped} unchanged, {report.chunks} chunks "
-        f"embedded, {report.points_written} points written in {report.seconds:.1f} s "
-        f"({report.points_per_second:.1f} points/s); {where} holds {total} points"
-    )
+    typer.echo(_ingest_summary(report, where, total))
+    if report.empty:
+        names = ", ".join(e.record for e in report.empty[:5])
+        more = f" and {len(report.empty) - 5} more" if len(report.empty) > 5 else ""
+        typer.echo(f"skipped {_count(len(report.empty), 'empty file')}: {names}{more}")
     if sync:
-        if report.synced:
-            typer.echo(
-                f"sync: deleted {report.deleted_documents} documents ({report.deleted_points} "
-                "points) no longer under the given paths"
-            )
-        else:
-            typer.echo("sync: nothing deleted, because of the bad records listed above")
-    if not report.documents and not report.errors:
+        typer.echo(_sync_summary(report, paths))
+    if not report.documents and not report.errors and not report.empty:
         raise CommandError("no .txt, .md or .jsonl documents found in the given paths")
     if report.errors:
-        raise CommandError(f"{len(report.errors)} bad record(s) skipped, listed above")
+        raise CommandError(f"{_count(len(report.errors), 'bad record')} skipped, listed above")
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 chunk``, ``2 chunks``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _ingest_summary(report: IngestReport, where: str, total: int) -> str:
+    written = f"{_count(report.points_written, 'point')} written in {report.seconds:.1f} s"
+    if report.points_written:
+        written += f" ({report.points_per_second:.1f} points/s)"
+    return (
+        f"{_count(report.documents, 'document')}: {report.skipped} unchanged, "
+        f"{_count(report.chunks, 'chunk')} embedded, {written}; {where} holds "
+        f"{_count(total, 'point')}"
+    )
+
+
+def _sync_summary(report: IngestReport, paths: Sequence[Path]) -> str:
+    if not report.synced:  # not reached after a complete run; said for safety
+        return "sync: nothing deleted"
+    files_only = all(not path.is_dir() and path.suffix.lower() != ".jsonl" for path in paths)
+    if files_only and not report.deleted_documents and not report.kept_documents:
+        return (
+            "sync: nothing to delete; a .txt/.md file given by itself owns only its own "
+            "document, deleted when the file is empty (give its folder to delete the "
+            "documents of deleted files)"
+        )
+    line = (
+        f"sync: deleted {_count(report.deleted_documents, 'document')} "
+        f"({_count(report.deleted_points, 'point')}) no longer under the given paths"
+    )
+    if report.kept_documents:
+        line += (
+            f"; kept {_count(report.kept_documents, 'document')} of the files with bad "
+            "records listed above"
+        )
+    return line
 
 
 def _late_chunking_options(
@@ -573,8 +615,27 @@ def _check_collection(options: IngestOptions, sink: VectorSink, spec: Collection
                 f"{options.collection} --all'"
             ) from None
         raise CommandError(
-            f"{error}. Use another --collection, or reset this one with 'jina-connectors delete "
-            f"-c {options.collection} --all'"
+            f"{error.problem}. Use another --collection, or reset this one with "
+            f"'jina-connectors delete -c {options.collection} --all'"
+        ) from None
+
+
+def _check_id_scheme(options: IngestOptions, sink: VectorSink) -> None:
+    """Files the collection holds under ids of another --root are refused (they would be
+    stored twice), before the model loads."""
+    from .errors import IdSchemeError
+    from .pipeline import check_id_scheme
+
+    try:
+        check_id_scheme(sink, options.paths, options.root)
+    except IdSchemeError as error:
+        root = error.stored_root
+        before = "without --root" if root is None else f"with --root {root}"
+        now = "without --root" if options.root is None else f"with --root {options.root}"
+        raise CommandError(
+            f"{error.where} holds {error.path} as {error.stored_id!r}, ingested {before}; "
+            f"this run {now} would store it a second time as {error.new_id!r}. Ingest "
+            f"{before} as before, or use another --collection"
         ) from None
 
 
@@ -583,17 +644,24 @@ def _run_ingest(options: IngestOptions, sink: VectorSink) -> IngestReport:
 
     run_ingest: Any
     if options.engine is Engine.ray:
-        from .ray import connect, ingest_documents
+        from .ray import ingest_documents
 
-        connect(options.ray_address)
+        _quiet_ray(options.verbose)
         run_ingest = partial(
-            ingest_documents, actors=options.actors, gpus_per_actor=options.gpus_per_actor
+            ingest_documents,
+            actors=options.actors,
+            gpus_per_actor=options.gpus_per_actor,
+            address=options.ray_address,
+            init_options={
+                "log_to_driver": options.verbose,
+                "logging_level": logging.INFO if options.verbose else logging.ERROR,
+            },
         )
     else:
         from .pipeline import ingest as run_ingest
     where = f"{options.db.value} collection {options.collection!r} in {sink.location}"
     try:
-        embedder = load_model(options.model, options.quantization)
+        embedder = _embedder_for(options)
         # Bad records are listed after the run; per-record warnings would repeat them.
         logging.getLogger(bad_record_logger.name).setLevel(logging.ERROR)
         return run_ingest(
@@ -617,12 +685,77 @@ def _run_ingest(options: IngestOptions, sink: VectorSink) -> IngestReport:
         raise Interrupted(_interrupted_message(IngestReport(), where)) from None
 
 
+#: Input under this size runs on the local engine even with --engine ray, unless a cluster
+#: is named: starting a local Ray and its actors costs more than embedding it (measured on
+#: 2 cores: a 5-file folder took 2.3x the local engine, an unchanged re-run 22 s).
+RAY_MIN_INPUT_BYTES = 4 * 1024 * 1024
+
+
+def _ray_fallback(options: IngestOptions) -> IngestOptions:
+    """--engine ray on a small input, with no cluster named (--ray-address, $RAY_ADDRESS,
+    --actors, --gpus-per-actor): the local engine, said in one line."""
+    from .documents import input_size
+
+    named = options.ray_address or os.environ.get("RAY_ADDRESS")
+    if options.engine is not Engine.ray or named or options.actors or options.gpus_per_actor:
+        return options
+    size = input_size(list(options.paths)) or 0
+    if size >= RAY_MIN_INPUT_BYTES or ("ray" in sys.modules and _ray_connected()):
+        return options
+    typer.echo(
+        f"ray: {size / 1024:.0f} KiB of input is under {RAY_MIN_INPUT_BYTES >> 20} MiB, less "
+        "than starting a local Ray costs (10-20 s); running the local engine instead (name a "
+        "cluster with --ray-address, or the pool with --actors, to use Ray)"
+    )
+    return replace(options, engine=Engine.local)
+
+
+def _ray_connected() -> bool:
+    import ray
+
+    return bool(ray.is_initialized())
+
+
+def _quiet_ray(verbose: bool) -> None:
+    """Ray's own log lines (its start-up, token-auth notice, Ray Data's execution plans and
+    progress-bar notice, the core worker's) stay out of a normal run; --verbose shows them."""
+    if verbose:
+        return
+    # The core worker writes to stderr from C++ (read when Ray starts): errors that matter
+    # reach us as exceptions. Ray Data's actors get their constructor arguments (its own
+    # context and transform) from the object store while Ray restarts dead actors, which
+    # the core worker flags at error level on every run although Ray Data keeps them alive.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # A small input has fewer blocks than the hashing pool has tasks; nothing to act on.
+    warnings.filterwarnings("ignore", "The maximum number of concurrent tasks", UserWarning)
+
+
+def _embedder_for(options: IngestOptions) -> Any:
+    """The local engine gets the model deferred: documents found unchanged by their content
+    hashes need none, so an unchanged re-ingest never loads it (nor imports torch)."""
+    from ._loading import DeferredEmbedder
+
+    load = partial(load_model, options.model, options.quantization)
+    info = inspect_model(options.model)
+    if info is None or info.dimension is None:  # a server, or a config that does not say
+        return load()
+    quantization = None if options.quantization is None else options.quantization.value
+    return DeferredEmbedder(info, load, quantization=quantization)
+
+
 def _interrupted_message(report: IngestReport, where: str) -> str:
     if not report.completed:
-        return f"interrupted before any document was stored in {where}; nothing was written"
+        return (
+            f"interrupted before any document was stored in {where}; nothing was written "
+            "(a document is stored only whole: its chunks' vectors depend on all of its text)"
+        )
     unchanged = f" ({report.skipped} of them unchanged)" if report.skipped else ""
+    are = "is" if report.completed == 1 else "are"
     return (
-        f"interrupted: {report.completed} documents are stored complete{unchanged} in {where}; "
+        f"interrupted: {_count(report.completed, 'document')} {are} stored complete{unchanged} "
+        f"in {where}; "
         "run the same command again to complete the ingest (complete documents are skipped)"
     )
 
@@ -721,6 +854,7 @@ def info(
 ) -> None:
     """Say where the store is, and list its collections with their point counts and the
     model/dimensions they were built with. Creates nothing."""
+    check_store_unlocked(db, location)  # before the database client's import (seconds)
     with _reading(db, DEFAULT_COLLECTION, location) as sink:
         typer.echo(f"{db.value}: {sink.location}")
         collections = sink.describe_collections()
@@ -824,6 +958,7 @@ def serve(
             f"--max-admitted-bytes ({max_admitted_bytes}) must be at least --max-request-bytes "
             f"({max_request_bytes}): a request of the largest size must fit the budget"
         )
+    _check_serve(model, host, port)
     try:
         from .server import ModelLoadError, run_server
     except ImportError as error:
@@ -858,6 +993,33 @@ def serve(
         raise CommandError(str(error)) from error
 
 
+def _check_serve(model: str | None, host: str, port: int) -> None:
+    """The model's configuration and the port, before the web stack and torch are imported
+    (seconds), each refused in one line."""
+    import errno
+    import socket
+
+    inspect_model(model)
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise CommandError(f"--host {host}: cannot resolve it ({error.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise CommandError(
+                    f"--port {port}: {host}:{port} is in use by another process; pass "
+                    "another --port (0: any free port), or stop that process"
+                ) from None
+            raise CommandError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
 @app.command()
 def delete(
     collection: CollectionOption = DEFAULT_COLLECTION,
@@ -868,7 +1030,11 @@ def delete(
     ] = False,
     doc_id: Annotated[
         list[str] | None,
-        typer.Option("--doc-id", help="Delete this document, by its id (repeatable)."),
+        typer.Option(
+            "--doc-id",
+            help="Delete this document, by its id, or by the path of its file as ingest was "
+            "given it (repeatable).",
+        ),
     ] = None,
     prefix: Annotated[
         list[str] | None,
@@ -896,19 +1062,27 @@ def delete(
             exists = collection in {i.name for i in sink.describe_collections()}
             if not exists:
                 raise _missing_collection(db, sink)
-            what = f"the whole {where} ({sink.count()} points)"
+            what = f"the whole {where} ({_count(sink.count(), 'point')})"
         else:
             points: dict[str, int] = {}
             for wanted in prefix or []:
-                points.update(sink.document_points(wanted))
+                found = sink.document_points(wanted)
+                if not found and _as_path_id(wanted) != wanted:
+                    found = sink.document_points(_as_path_id(wanted))
+                points.update(found)
             for wanted in doc_id or []:
-                count = sink.document_points(wanted).get(wanted)
-                if count:
-                    points[wanted] = count
+                for spelling in dict.fromkeys((wanted, _as_path_id(wanted))):
+                    count = sink.document_points(spelling).get(spelling)
+                    if count:
+                        points[spelling] = count
+                        break
             if not points:
                 typer.echo(f"nothing to delete: no such documents in {where}")
                 return
-            what = f"{len(points)} documents ({sum(points.values())} points) from {where}"
+            what = (
+                f"{_count(len(points), 'document')} ({_count(sum(points.values()), 'point')}) "
+                f"from {where}"
+            )
         _confirm(f"delete {what}?", yes)
         sink.read_only = False
         if all_:
@@ -1063,14 +1237,22 @@ def _sink_beside(db: Database, source: VectorSink, name: str, location: str | No
         raise typer.BadParameter(str(error), param_hint="'--into'") from None
 
 
+def _as_path_id(text: str) -> str:
+    """``text`` read as a file path, in the form of a file's document id (its canonical
+    absolute path, as ``ingest`` makes it without --root); a trailing / is kept."""
+    from .documents import file_id
+
+    spelled = file_id(Path(text).expanduser())
+    return spelled + "/" if text.endswith("/") and not spelled.endswith("/") else spelled
+
+
 def _confirm(question: str, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise typer.BadParameter(
-            f"would {question.removesuffix('?')}, but stdin is not a terminal to confirm "
-            "on; add --yes",
-            param_hint="'--yes'",
+        raise UsageProblem(
+            f"would {question.removesuffix('?')}, but stdin is not a terminal to ask for "
+            "confirmation on; add --yes to delete without asking"
         )
     if not typer.confirm(question[0].upper() + question[1:], default=False):
         raise typer.Exit(1)
@@ -1116,6 +1298,16 @@ class CommandError(Exception):
     """A runtime failure reported as one line on stderr, with exit code 1."""
 
 
+class UsageProblem(Exception):
+    """A usage error that no one flag's value caused: one line on stderr, exit code 2 (read
+    by ``main`` like click's usage errors)."""
+
+    exit_code = 2
+
+    def format_message(self) -> str:
+        return str(self)
+
+
 class Interrupted(Exception):
     """Ctrl-C, reported as one line on stderr saying what was stored, with exit code 130."""
 
@@ -1136,7 +1328,9 @@ def _typed_error_message(error: BaseException) -> str | None:
             "concurrent use"
         )
     if isinstance(error, CollectionMismatchError):
-        return f"{error}; use another --collection, or reset it with 'jina-connectors delete'"
+        return (
+            f"{error.problem}; use another --collection, or reset it with 'jina-connectors delete'"
+        )
     return None
 
 
@@ -1167,7 +1361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if usage_code is not None and hasattr(error, "format_message"):
             context = getattr(error, "ctx", None)
             hint = f"; see '{context.command_path} --help'" if context is not None else ""
-            typer.echo(f"error: {_one_line(error.format_message()).rstrip('.')}{hint}", err=True)
+            message = _plain_usage_message(error) or error.format_message()
+            typer.echo(f"error: {_one_line(message).rstrip('.')}{hint}", err=True)
             return int(usage_code)
         if os.environ.get("JINA_CONNECTORS_DEBUG") == "1":
             raise
@@ -1182,6 +1377,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _snippet(text: str, width: int) -> str:
     snippet = " ".join(text.split())
     return snippet if len(snippet) <= width else snippet[: width - 1].rstrip() + "…"
+
+
+_BOUNDS = {
+    "greater_than_equal": ("at least", "ge"),
+    "less_than_equal": ("at most", "le"),
+    "greater_than": ("more than", "gt"),
+    "less_than": ("less than", "lt"),
+}
+
+
+def _plain_usage_message(error: Exception) -> str | None:
+    """A flag value typer's validation refused, as one sentence naming the flag (typer words
+    it as pydantic does: "Input should be greater than or equal to 1"); None for others."""
+    param = getattr(error, "param", None)
+    errors = getattr(error.__cause__, "errors", None)
+    if param is None or not callable(errors):
+        return None
+    try:
+        first = errors(include_url=False)[0]
+    except Exception:  # not a pydantic ValidationError after all
+        return None
+    opts = getattr(param, "opts", None) or [str(param.name).upper()]
+    flag = max(opts, key=len) if opts[0].startswith("-") else str(param.name).upper()
+    kind, context, given = first.get("type"), first.get("ctx") or {}, first.get("input")
+    if kind in _BOUNDS:
+        word, key = _BOUNDS[kind]
+        return f"{flag} must be {word} {context.get(key)}, got {given}"
+    if kind in ("int_parsing", "float_parsing"):
+        number = "a whole number" if kind == "int_parsing" else "a number"
+        return f"{flag} takes {number}, got {given!r}"
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        choices = ", ".join(member.value for member in annotation)
+        return f"{flag} must be one of {choices}, got {given!r}"
+    return None
 
 
 def _one_line(message: str) -> str:

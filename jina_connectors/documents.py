@@ -9,7 +9,11 @@ Document ids (what makes re-runs update instead of duplicate):
   instead, ``notes/a.md``, so that ids survive moving the root or ingesting the same tree on
   another machine; a file outside the root is a :class:`SourcePathError`.
 - A line of a ``.jsonl`` file: the record's own ``id`` when it has one (a user-declared
-  identity: the same id anywhere is the same document), else ``<file id>:<line number>``.
+  identity: the same id anywhere is the same document), else ``<file id>:<text hash>``, the
+  first 16 hex digits of the SHA-256 of its ``text``; the n-th line of the file with the
+  same text (n >= 2) gets ``<file id>:<text hash>.<n>``. So an id-less line keeps its id
+  when lines before it are added, removed or moved, and a re-run re-embeds only the lines
+  whose text changed (a line number would shift every line after an edit).
 - A dict record: its ``id``, else a hash of its text; a bare string: a hash of its text
   (``text-<sha256 prefix>``).
 
@@ -28,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Union
 
-from .errors import InvalidDocumentError, SourcePathError
+from .errors import EmptyDocumentError, InvalidDocumentError, SourcePathError
 
 DocumentSource = Union[str, Mapping[str, Any], "os.PathLike[str]", "Document"]
 DOCUMENT_SUFFIXES = (".txt", ".md", ".jsonl")
@@ -57,6 +61,11 @@ class Document:
 def text_document_id(text: str) -> str:
     """Id of a document given as a bare string: derived from its content."""
     return "text-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _line_key(text: str) -> str:
+    """The id part of an id-less ``.jsonl`` line (16 hex digits of its text's SHA-256)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _document_from_record(
@@ -134,22 +143,42 @@ def file_id(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = 
     return resolved.relative_to(resolved_root).as_posix()
 
 
+def file_id_spellings(path: str | os.PathLike[str]) -> list[str]:
+    """Every id a file can get: its absolute id, then its id relative to each folder above
+    it, nearest last (``/w/notes/a.md``: ``/w/notes/a.md``, ``w/notes/a.md``,
+    ``notes/a.md``, ``a.md``)."""
+    resolved = Path(path).resolve()
+    parts = resolved.parts[1:]  # without the anchor
+    return [resolved.as_posix(), *("/".join(parts[i:]) for i in range(len(parts)))]
+
+
+def document_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """The ``.txt``/``.md``/``.jsonl`` files that ``paths`` (files and folders) hold, in the
+    order they are read; paths that do not exist are left out."""
+    for path in paths:
+        source = Path(path)
+        if source.exists():
+            yield from _files_of(source)
+
+
 def sync_scope(
     path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
 ) -> tuple[str, re.Pattern[str]] | None:
     """The ids that documents read from ``path`` get from the path itself (not from a record's
     own ``id``), as ``(prefix, pattern)``: every such id starts with ``prefix`` and fully
     matches ``pattern``. A folder owns the ids under it (with ``root``, the root itself owns
-    every id); a ``.jsonl`` file owns ``<file id>:<line>``; a ``.txt``/``.md`` file owns only
-    its own id, which a run over it always sees, so it has no scope (None)."""
+    every id); a ``.jsonl`` file owns the ids of its id-less lines, ``<file id>:<text
+    hash>[.<n>]`` (and ``<file id>:<line>``, the scheme of earlier versions, so that a sync
+    replaces those); a ``.txt``/``.md`` file owns its own id (deleted by a sync when the
+    file is now empty)."""
     source = Path(path)
     id = file_id(source, root)
     if source.is_dir():
         prefix = "" if id == "." else id + "/"
         return prefix, re.compile(re.escape(prefix) + ".*", re.DOTALL)
     if source.suffix.lower() == ".jsonl":
-        return id + ":", re.compile(re.escape(id) + r":[0-9]+")
-    return None
+        return id + ":", re.compile(re.escape(id) + r":(?:[0-9]+|[0-9a-f]{16}(?:\.[0-9]+)?)")
+    return id, re.compile(re.escape(id))
 
 
 def input_size(sources: object) -> int | None:
@@ -229,33 +258,51 @@ def _documents_of_path(
         source = {SOURCE_KEY: name}
         try:
             if file.suffix.lower() == ".jsonl":
-                with file.open(encoding="utf-8", newline="") as lines:
-                    blank = 0  # bytes of blank lines, counted with the next record
-                    for number, line in enumerate(lines, start=1):
-                        size = blank + len(line.encode("utf-8", "surrogatepass"))
-                        if not line.strip():
-                            blank = size
-                            continue
-                        blank = 0
-                        record = f"{file}:{number}"
-                        try:
-                            document = _document_from_record(
-                                json.loads(line), record, f"{name}:{number}", source
-                            )
-                            yield replace(document, size=size)
-                        except json.JSONDecodeError as exc:
-                            yield InvalidDocumentError(record, f"invalid JSON: {exc.msg}")
-                        except InvalidDocumentError as exc:
-                            yield exc
+                yield from _documents_of_jsonl(file, name, source)
             else:
                 size = file.stat().st_size
                 text = file.read_text(encoding="utf-8")
+                if not text.strip():
+                    yield EmptyDocumentError(str(file), "is empty", source_id=name)
+                    continue
                 try:
                     yield _checked(Document(name, text, source, str(file), size))
                 except InvalidDocumentError as exc:
+                    exc.source_id = name
                     yield exc
         except (OSError, UnicodeDecodeError) as exc:
-            yield InvalidDocumentError(str(file), f"cannot read: {exc}")
+            yield InvalidDocumentError(str(file), f"cannot read: {exc}", source_id=name)
+
+
+def _documents_of_jsonl(
+    file: Path, name: str, source: Mapping[str, Any]
+) -> Generator[Document | InvalidDocumentError, None, None]:
+    """The records of a ``.jsonl`` file, id-less ones keyed by their text (module docstring)."""
+    repeats: dict[str, int] = {}  # text key -> lines of this file with that text so far
+    with file.open(encoding="utf-8", newline="") as lines:
+        blank = 0  # bytes of blank lines, counted with the next record
+        for number, line in enumerate(lines, start=1):
+            size = blank + len(line.encode("utf-8", "surrogatepass"))
+            if not line.strip():
+                blank = size
+                continue
+            blank = 0
+            record = f"{file}:{number}"
+            try:
+                raw = json.loads(line)
+                default_id = None
+                text = raw.get("text") if isinstance(raw, Mapping) else None
+                if isinstance(text, str) and "id" not in raw:
+                    key = _line_key(text)
+                    repeats[key] = seen = repeats.get(key, 0) + 1
+                    default_id = f"{name}:{key}" if seen == 1 else f"{name}:{key}.{seen}"
+                document = _document_from_record(raw, record, default_id, source)
+                yield replace(document, size=size)
+            except json.JSONDecodeError as exc:
+                yield InvalidDocumentError(record, f"invalid JSON: {exc.msg}", source_id=name)
+            except InvalidDocumentError as exc:
+                exc.source_id = name
+                yield exc
 
 
 def iter_documents(

@@ -10,25 +10,75 @@ class CollectionMismatchError(ValueError):
     holds points that jina-connectors did not write.
 
     Raised by :meth:`~jina_connectors.sink.VectorSink.ensure_collection` before anything is
-    written; the collection is left untouched (never recreated).
+    written; the collection is left untouched (never recreated). ``problem`` is what does
+    not match, ``advice`` what a Python caller can do (the CLI gives its own, in flags).
     """
+
+    def __init__(self, problem: str, advice: str = "") -> None:
+        super().__init__(f"{problem}; {advice}" if advice else problem)
+        self.problem = problem
+        self.advice = advice
+
+    def __reduce__(self) -> tuple[type[CollectionMismatchError], tuple[str, str]]:
+        return (type(self), (self.problem, self.advice))
+
+
+class IdSchemeError(CollectionMismatchError):
+    """A run would store a file that the collection already holds under another id: once
+    ingested with absolute-path ids (no ``root``) and now relative to a ``root``, or the
+    other way round, or relative to another root. The file would be stored twice.
+
+    ``path``: the file; ``stored_id``: its id in the collection; ``new_id``: the id this run
+    gives it; ``stored_root``: the root the stored id is relative to (None: absolute ids).
+    """
+
+    def __init__(
+        self, where: str, path: str, stored_id: str, new_id: str, stored_root: str | None
+    ) -> None:
+        self.where, self.path = where, path
+        self.stored_id, self.new_id, self.stored_root = stored_id, new_id, stored_root
+        before = "without a root" if stored_root is None else f"with root {stored_root!r}"
+        super().__init__(
+            f"{where} holds {path} as {stored_id!r}, ingested {before}; this run would store "
+            f"it a second time as {new_id!r}",
+            f"ingest it {before} again, or into another collection",
+        )
+
+    def __reduce__(self) -> tuple[type[IdSchemeError], tuple[str, str, str, str, str | None]]:
+        return (
+            type(self),
+            (self.where, self.path, self.stored_id, self.new_id, self.stored_root),
+        )
 
 
 class InvalidDocumentError(ValueError):
     """One input record is unusable; ``record`` names it (``"a.jsonl:3"``, ``"documents[5]"``).
 
     The pipeline reports it in ``IngestReport.errors`` (a *bad record*) and goes on with the
-    other documents, or raises it with ``on_error="raise"``.
+    other documents, or raises it with ``on_error="raise"``. ``source_id``: the id of the
+    file it was read from (or of the document, when that is known), else None; a
+    ``sync=True`` ingest keeps the stored documents with that id, or, for a ``.jsonl`` file,
+    with ids ``<source_id>:...``, since they may still exist in the unreadable input.
     """
 
-    def __init__(self, record: str, reason: str) -> None:
+    def __init__(self, record: str, reason: str, *, source_id: str | None = None) -> None:
         super().__init__(f"{record}: {reason}")
         self.record = record
         self.reason = reason
+        self.source_id = source_id
 
-    def __reduce__(self) -> tuple[type[InvalidDocumentError], tuple[str, str]]:
-        # Picklable with its two arguments (Ray workers send errors back to the driver).
-        return (type(self), (self.record, self.reason))
+    def __reduce__(
+        self,
+    ) -> tuple[type[InvalidDocumentError], tuple[str, str], dict[str, str | None]]:
+        # Picklable (Ray workers send errors back to the driver).
+        return (type(self), (self.record, self.reason), {"source_id": self.source_id})
+
+
+class EmptyDocumentError(InvalidDocumentError):
+    """A ``.txt``/``.md`` file that is empty or holds only whitespace: a document with
+    nothing to store, not a bad record. The pipeline counts it in ``IngestReport.empty`` and
+    goes on (the run does not fail for it); a ``sync=True`` ingest deletes what was stored
+    for that file before it was emptied."""
 
 
 class SourcePathError(ValueError):

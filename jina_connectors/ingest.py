@@ -43,6 +43,8 @@ from .documents import (
 )
 from .errors import (
     CollectionMismatchError,
+    EmptyDocumentError,
+    IdSchemeError,
     InvalidDocumentError,
     SourcePathError,
     StoreLockedError,
@@ -115,8 +117,10 @@ __all__ = [
     "Document",
     "DocumentSource",
     "EmbeddingSettings",
+    "EmptyDocumentError",
     "FilterValue",
     "Hit",
+    "IdSchemeError",
     "IngestInterrupted",
     "IngestReport",
     "InvalidDocumentError",

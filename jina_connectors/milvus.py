@@ -225,7 +225,8 @@ class MilvusSink(VectorSink):
         if missing:
             raise CollectionMismatchError(
                 f"collection {name!r} was not created by jina-connectors (no field "
-                f"{', '.join(missing)}); use another collection name"
+                f"{', '.join(missing)})",
+                "use another collection name",
             )
         vector = fields["vector"]
         binary = vector["type"] == DataType.BINARY_VECTOR

@@ -225,7 +225,8 @@ class PineconeSink(VectorSink):
             fields = sorted(getattr(description.schema, "fields", {}) or {})
             raise CollectionMismatchError(
                 f"Pinecone index {self.collection!r} is not a dense vector index (its schema "
-                f"declares {fields}); use another index name"
+                f"declares {fields})",
+                "use another index name",
             )
         with self._state_lock:
             if self._index is None:

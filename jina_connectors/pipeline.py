@@ -30,17 +30,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from .documents import (
     Document,
     DocumentSource,
     check_source_path,
+    document_files,
+    file_id,
+    file_id_spellings,
     input_size,
     iter_documents,
     sync_scope,
 )
-from .errors import InvalidDocumentError
+from .errors import EmptyDocumentError, IdSchemeError, InvalidDocumentError
 from .progress import BatchProgress, IngestProgress
 from .sink import (
     PASSAGE_TASK,
@@ -78,9 +82,12 @@ class IngestReport:
     ``documents``: valid documents read; ``skipped``: those already stored unchanged;
     ``completed``: documents now stored complete (written by this run, or unchanged);
     ``chunks``: chunks embedded; ``points_written``: points upserted; ``errors``: one
-    :class:`InvalidDocumentError` per bad record (skipped, the rest was ingested).
-    With ``sync=True``: ``synced`` says whether the deletion ran (it does not after bad
-    records, see :func:`ingest`), ``deleted_documents``/``deleted_points`` what it deleted.
+    :class:`InvalidDocumentError` per bad record (skipped, the rest was ingested);
+    ``empty``: one :class:`EmptyDocumentError` per empty or whitespace-only file (nothing to
+    store; not a bad record). With ``sync=True``: ``synced`` says whether the deletion ran,
+    ``deleted_documents``/``deleted_points`` what it deleted, ``kept_documents`` the
+    documents it did not delete because a bad record may still hold them (see
+    :func:`ingest`).
     """
 
     documents: int = 0
@@ -90,9 +97,11 @@ class IngestReport:
     completed: int = 0
     seconds: float = 0.0
     errors: list[InvalidDocumentError] = field(default_factory=list)
+    empty: list[EmptyDocumentError] = field(default_factory=list)
     synced: bool = False
     deleted_documents: int = 0
     deleted_points: int = 0
+    kept_documents: int = 0
 
     @property
     def points_per_second(self) -> float:
@@ -655,7 +664,9 @@ def metadata_error(sink: VectorSink, document: Document) -> InvalidDocumentError
     try:
         sink.check_metadata(document.metadata)
     except ValueError as error:
-        return InvalidDocumentError(document.record or document.id, str(error))
+        return InvalidDocumentError(
+            document.record or document.id, str(error), source_id=document.id
+        )
     return None
 
 
@@ -666,15 +677,21 @@ def document_batches(
     on_bad: Callable[[InvalidDocumentError], None],
     *,
     root: str | os.PathLike[str] | None = None,
+    on_empty: Callable[[EmptyDocumentError], None] | None = None,
 ) -> Iterator[list[Document]]:
     """Valid documents in batches of ``batch_size``; bad records (including metadata the sink
-    cannot store, ``sink.check_metadata``) go to ``on_bad``. ``root``: see
+    cannot store, ``sink.check_metadata``) go to ``on_bad``, empty files to ``on_empty``
+    (left out silently without it). ``root``: see
     :func:`~jina_connectors.documents.iter_documents`. Closing this generator closes the
     file being read."""
     items = iter_documents(documents, root=root)
     batch: list[Document] = []
     try:
         for item in items:
+            if isinstance(item, EmptyDocumentError):
+                if on_empty is not None:
+                    on_empty(item)
+                continue
             if isinstance(item, Document):
                 item = metadata_error(sink, item) or item
             if isinstance(item, InvalidDocumentError):
@@ -744,9 +761,10 @@ def ingest(
             across machines and moves); a file outside it raises :class:`SourcePathError`.
         sync: ``documents`` must be paths; after a complete run, delete the stored documents
             whose ids those paths own (:func:`~jina_connectors.documents.sync_scope`: the
-            files under a folder, the lines of a ``.jsonl`` file) that this run did not read,
-            such as deleted files. Skipped when the run had bad records: a file that could
-            not be read would look deleted.
+            files under a folder, the lines of a ``.jsonl`` file, a file itself) that this
+            run did not read, such as deleted files and files now empty. A bad record keeps
+            only what it may still hold: the stored document of its file, or the lines of
+            its ``.jsonl`` file (``report.kept_documents``); the rest is synced.
 
     A path that does not exist, is not a ``.txt``/``.md``/``.jsonl`` file or a folder, or
     lies outside ``root`` raises :class:`SourcePathError` before anything is written (in a
@@ -770,6 +788,7 @@ def ingest(
     if not (callable(chunker) or chunker in BUILTIN_CHUNKERS):
         raise ValueError(f"chunker must be 'sentences', 'tokens' or a callable, got {chunker!r}")
     scopes = check_sources(documents, root=root, sync=sync)
+    check_id_scheme(sink, documents, root)
     embedder = resolve_embedder(model)
     settings = resolve_settings(
         embedder,
@@ -793,6 +812,9 @@ def ingest(
         with report_lock:
             report.errors.append(error)
 
+    def on_empty(empty: EmptyDocumentError) -> None:
+        report.empty.append(empty)  # its few bytes count when the bar closes
+
     started = time.perf_counter()
     progress = IngestProgress(
         input_size(documents),
@@ -807,7 +829,7 @@ def ingest(
             counts = {"docs": report.completed, "points": report.points_written}
         progress.stats(**counts)
 
-    batches = document_batches(documents, batch_size, sink, on_bad, root=root)
+    batches = document_batches(documents, batch_size, sink, on_bad, root=root, on_empty=on_empty)
     complete = False
     try:
         with BackgroundWriter(
@@ -865,6 +887,39 @@ def check_sources(
     return scopes
 
 
+#: Files of a run whose other ids :func:`check_id_scheme` looks up: a collection written
+#: with another id scheme shows in its first files already, and the check stays O(1).
+ID_SCHEME_SAMPLE = 64
+
+
+def check_id_scheme(
+    sink: VectorSink, documents: object, root: str | os.PathLike[str] | None
+) -> None:
+    """Raise :class:`~jina_connectors.errors.IdSchemeError` when the collection holds a
+    ``.txt``/``.md`` file of ``documents`` under another id than this run gives it (ingested
+    without ``root`` and now with one, the other way round, or with another root), before
+    anything is written: the file would be stored twice. One lookup of at most
+    :data:`ID_SCHEME_SAMPLE` files' other ids (every folder above each could have been a
+    root)."""
+    files = (f for f in document_files(_given_paths(documents)) if f.suffix.lower() != ".jsonl")
+    others: dict[str, tuple[Path, str, str]] = {}  # chunk 0 id -> (file, its id, other id)
+    for file in itertools.islice(files, ID_SCHEME_SAMPLE):
+        try:
+            own = file_id(file, root)
+        except ValueError:  # outside the root: a bad record of the run itself
+            continue
+        for other in file_id_spellings(file):
+            if other != own:
+                others[chunk_id(other, 0)] = (file, own, other)
+    if not others:
+        return
+    for point in sink.fetch_states(list(others)):
+        file, own, stored = others[point]
+        absolute = file.resolve().as_posix()
+        stored_root = None if stored == absolute else absolute[: -len(stored)].rstrip("/") or "/"
+        raise IdSchemeError(sink._where(), str(file), stored, own, stored_root)
+
+
 def _sync_scopes(documents: object, root: str | os.PathLike[str] | None) -> list[SyncScope]:
     paths = _given_paths(documents)
     if not paths or (isinstance(documents, (list, tuple)) and len(paths) != len(documents)):
@@ -885,17 +940,23 @@ def delete_unseen(
     sink: VectorSink, scopes: list[SyncScope], seen: set[str], report: IngestReport
 ) -> None:
     """The deletion of ``sync=True``: stored documents in the scopes that the run did not
-    read. Not after bad records: an unreadable file would look deleted."""
-    if report.errors:
-        return
+    read, except those a bad record of the run may still hold (an unreadable file would
+    look deleted): the id of its file or document, and the lines of its ``.jsonl`` file.
+    A bad record without a ``source_id`` (a record given directly, not read from a file)
+    can hold nothing the scopes own."""
+    kept_ids = {e.source_id for e in report.errors if e.source_id is not None}
+    kept_prefixes = tuple(f"{source}:" for source in kept_ids)
     stored: dict[str, int] = {}
     for prefix, pattern in scopes:
         for doc_id, points in sink.document_points(prefix).items():
             if pattern.fullmatch(doc_id):
                 stored[doc_id] = points
-    doomed = sorted(set(stored) - seen)
+    unseen = sorted(set(stored) - seen)
+    kept = [d for d in unseen if d in kept_ids or d.startswith(kept_prefixes)]
+    doomed = sorted(set(unseen) - set(kept))
     if doomed:
         sink.delete_documents(doomed)
     report.synced = True
     report.deleted_documents = len(doomed)
     report.deleted_points = sum(stored[doc_id] for doc_id in doomed)
+    report.kept_documents = len(kept)

@@ -208,8 +208,8 @@ class QdrantSink(VectorSink):
         if exists and self.binary_quantization and not self.binary_quantization_of():
             raise CollectionMismatchError(
                 f"{self._where()} exists without binary quantization, and "
-                "binary_quantization=True only applies when a collection is created; use "
-                "another collection name, or drop this one and ingest again"
+                "binary_quantization=True only applies when a collection is created",
+                "use another collection name, or drop this one and ingest again",
             )
         return exists
 
@@ -222,7 +222,8 @@ class QdrantSink(VectorSink):
         if not isinstance(vectors, models.VectorParams):
             raise CollectionMismatchError(
                 f"collection {name!r} uses named vectors ({', '.join(vectors or {})}); "
-                "this sink writes one unnamed vector, use another collection"
+                "this sink writes one unnamed vector",
+                "use another collection",
             )
         return CollectionLayout(vectors.size, vectors.distance.value.lower(), "float")
 

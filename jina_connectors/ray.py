@@ -62,7 +62,7 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
 
 from ._loading import load_embedder
 from .documents import Document, DocumentSource, iter_documents, text_document_id
-from .errors import InvalidDocumentError
+from .errors import EmptyDocumentError, InvalidDocumentError
 from .pipeline import (
     BUILTIN_CHUNKERS,
     Chunker,
@@ -71,6 +71,7 @@ from .pipeline import (
     PreparedDocument,
     bad_record_logger,
     changed_documents,
+    check_id_scheme,
     check_records,
     check_sources,
     delete_unseen,
@@ -1245,6 +1246,48 @@ def _ingest_from_driver(
 _RECORD_COLUMN = "record"
 
 
+def _all_stored_unchanged(
+    rows: list[dict[str, Any]], sink: VectorSink, options: dict[str, Any]
+) -> RayIngestReport | None:
+    """When every row is stored complete with its content hash, the report of a run that
+    skips them all (no Ray started, no model loaded); else None (a custom chunker, whose
+    spans are the user's code, is left to the actors)."""
+    if not rows or callable(options["chunker"]):
+        return None
+    started = time.perf_counter()
+    settings = resolve_settings(
+        options["model"],
+        dimensions=options["dimensions"],
+        embedding_type=options["embedding_type"],
+        late_chunking=options["late_chunking"],
+        late_chunking_options=options["late_chunking_options"],
+        chunker=options["chunker"],
+        chunk_size=options["chunk_size"],
+    )
+    if not sink.check_collection(settings.spec):
+        return None  # a new collection: everything is to embed
+    prepared = [
+        prepare_document(
+            Document(row["id"], row["text"], json.loads(row["metadata"]), row[_RECORD_COLUMN]),
+            settings,
+        )
+        for row in rows
+    ]
+    page = 1000
+    for start in range(0, len(prepared), page):
+        if changed_documents(sink, prepared[start : start + page]):
+            return None
+    return RayIngestReport(
+        documents=len(rows),
+        skipped=len(rows),
+        completed=len(rows),
+        seconds=time.perf_counter() - started,
+        write_path="driver",
+        write_path_reason="every document is stored unchanged (by its content hash), so no "
+        "Ray work ran",
+    )
+
+
 def ingest_documents(
     documents: DocumentSource | Iterable[DocumentSource],
     sink: VectorSink,
@@ -1266,6 +1309,8 @@ def ingest_documents(
     show_progress: bool = True,
     root: str | os.PathLike[str] | None = None,
     sync: bool = False,
+    address: str | None = None,
+    init_options: Mapping[str, Any] | None = None,
 ) -> RayIngestReport:
     """:func:`ingest_dataset` on what :func:`~jina_connectors.ingest` takes (texts, records,
     ``.txt``/``.md``/``.jsonl`` files and folders): this process reads them with
@@ -1277,8 +1322,10 @@ def ingest_documents(
     not fit, build the Dataset with Ray's readers (``ray.data.read_json``,
     ``read_parquet``...) and call :func:`ingest_dataset`. ``jina-connectors ingest --engine
     ray`` runs this. ``root`` and ``sync`` mean what they mean for ``ingest``: document ids
-    relative to ``root``, and after a run without bad records, the stored documents under
-    the given paths that were not read are deleted.
+    relative to ``root``, and after the run the stored documents under the given paths that
+    were not read are deleted (see ``ingest``). Ray is joined or started (:func:`connect`
+    with ``address`` and ``init_options``) only when something is to embed: when every
+    document is stored unchanged (their content hashes, computed here), nothing runs on Ray.
     """
     # The cheap checks before reading anything (the model and the sink are checked next).
     for name, value in (
@@ -1292,11 +1339,16 @@ def ingest_documents(
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
     scopes = check_sources(documents, root=root, sync=sync)
+    check_id_scheme(sink, documents, root)
     report_errors: list[InvalidDocumentError] = []
+    empty: list[EmptyDocumentError] = []
     rows: list[dict[str, Any]] = []
     items = iter_documents(documents, root=root)
     try:
         for item in items:
+            if isinstance(item, EmptyDocumentError):
+                empty.append(item)
+                continue
             if isinstance(item, InvalidDocumentError):
                 if on_error == "raise":
                     raise item
@@ -1327,15 +1379,32 @@ def ingest_documents(
         "on_error": on_error,
         "show_progress": show_progress,
     }
+    if isinstance(model, (str, os.PathLike)) or model is None:
+        # Once here, for the settings of the check below and of the run (on CPU: the
+        # actors load their own).
+        model = load_embedder(None if model is None else os.fspath(model), device="cpu")
+        options["model"] = model
+    unchanged = _all_stored_unchanged(rows, sink, options)
+    if unchanged is not None:  # nothing to embed: start no Ray at all
+        unchanged.errors, unchanged.empty = report_errors, empty
+        if scopes:
+            delete_unseen(sink, scopes, {row["id"] for row in rows}, unchanged)
+        return unchanged
     if not rows:  # nothing to embed: check the settings and the collection, start no actor
         from .pipeline import ingest
 
-        empty = ingest([], sink, **options)
-        report = RayIngestReport(documents=0, seconds=empty.seconds, errors=report_errors)
+        nothing = ingest([], sink, **options)
+        report = RayIngestReport(
+            documents=0,
+            seconds=nothing.seconds,
+            errors=report_errors,
+            empty=empty,
+            write_path_reason="no document to embed, so no Ray work ran",
+        )
         if scopes:
             delete_unseen(sink, scopes, set(), report)
         return report
-    connect()
+    connect(address, **(init_options or {}))
     report = ingest_dataset(
         ray.data.from_items(rows),
         sink,
@@ -1346,6 +1415,7 @@ def ingest_documents(
         **options,
     )
     report.errors[:0] = report_errors
+    report.empty = empty
     if scopes:
         delete_unseen(sink, scopes, {row["id"] for row in rows}, report)
     return report

@@ -289,16 +289,17 @@ def check_layout(collection: str, spec: CollectionSpec, layout: CollectionLayout
     if layout.embedding_type != spec.embedding_type:
         raise CollectionMismatchError(
             f"collection {collection!r} holds {layout.embedding_type} vectors; "
-            f"embedding_type={spec.embedding_type!r} needs {spec.embedding_type} vectors; use "
-            "another collection name"
+            f"embedding_type={spec.embedding_type!r} needs {spec.embedding_type} vectors",
+            "use another collection name",
         )
     metric = layout.metric.lower()
     if layout.size != spec.vector_size or metric != spec.metric:
         raise CollectionMismatchError(
             f"collection {collection!r} exists with vectors of size {layout.size} and metric "
             f"{metric}, but {spec.model} at dimensions={spec.dimensions} ({spec.embedding_type}) "
-            f"needs size {spec.vector_size} and metric {spec.metric}; use another collection "
-            "name, or delete this one yourself (it is never recreated automatically)"
+            f"needs size {spec.vector_size} and metric {spec.metric}",
+            "use another collection name, or delete this one yourself (it is never recreated "
+            "automatically)",
         )
 
 
@@ -313,8 +314,8 @@ def check_recorded_spec(
         f"collection {collection!r} holds vectors of model {stored.model!r} "
         f"(task {stored.task}, dimensions={stored.dimensions}, {stored.embedding_type}), "
         f"not of {spec.model!r} (task {spec.task}, dimensions={spec.dimensions}, "
-        f"{spec.embedding_type}); mixing them would make search meaningless. Use another "
-        "collection name or the same model and settings"
+        f"{spec.embedding_type}); mixing them would make search meaningless",
+        "use another collection name or the same model and settings",
     )
 
 
@@ -478,8 +479,8 @@ class VectorSink(ABC):
         stored = self.stored_spec()
         if stored is None and self.count() > 0:
             raise CollectionMismatchError(
-                f"{self._where()} holds points not written by jina-connectors; use another "
-                "collection name"
+                f"{self._where()} holds points not written by jina-connectors",
+                "use another collection name",
             )
         check_recorded_spec(self.collection, spec, stored)
 

@@ -12,6 +12,7 @@ the tiny jina-format checkpoint, which loads faster.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -481,18 +482,21 @@ class SyncTests(SinkHarness):
         self, make_sink: SinkFactory, minilm: Any, tmp_path: Path
     ) -> None:
         """Removed files and removed ``.jsonl`` lines go; a sibling folder whose name
-        extends the folder's, records with their own ids, and everything after a bad record
-        stay."""
+        extends the folder's, records with their own ids, and the document of a file that is
+        now a bad record stay; an emptied file is no bad record, and its document goes.
+        Before: one bad record, or one empty placeholder file, blocked the whole deletion."""
         docs, sibling = tmp_path / "docs", tmp_path / "docs2"
         (docs / "sub").mkdir(parents=True)
         sibling.mkdir()
         texts = [doc["text"] for doc in CORPUS_V1]
         (docs / "a.md").write_text(texts[0], encoding="utf-8")
         (docs / "sub" / "b.md").write_text(texts[1], encoding="utf-8")
+        (docs / "f.md").write_text(texts[4], encoding="utf-8")
         lines = [json.dumps({"text": texts[2]}), json.dumps({"id": "own", "text": texts[3]})]
         (docs / "c.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
         (sibling / "d.md").write_text(texts[4], encoding="utf-8")
         at = docs.resolve().as_posix()
+        line_id = f"{at}/c.jsonl:" + hashlib.sha256(texts[2].encode()).hexdigest()[:16]
         sink = make_sink()
         ingest([sibling], sink, model=minilm, **SETTINGS)
         first = ingest([docs], sink, model=minilm, sync=True, **SETTINGS)
@@ -501,26 +505,30 @@ class SyncTests(SinkHarness):
         assert set(before) == {
             f"{at}/a.md",
             f"{at}/sub/b.md",
-            f"{at}/c.jsonl:1",
+            f"{at}/f.md",
+            line_id,
             "own",
             f"{sibling.resolve().as_posix()}/d.md",
         }
 
         (docs / "sub" / "b.md").unlink()
         (docs / "c.jsonl").write_text(lines[1] + "\n", encoding="utf-8")  # line 1 removed
-        (docs / "e.txt").write_text("  ", encoding="utf-8")  # a bad record: no deletion
-        blocked = ingest([docs], sink, model=minilm, sync=True, **SETTINGS)
-        assert len(blocked.errors) == 1 and not blocked.synced
-        assert sink.document_points() == before
-
-        (docs / "e.txt").unlink()
+        (docs / "a.md").write_bytes(b"\xff\xfe not UTF-8")  # a bad record: a.md stays
+        (docs / "f.md").write_text(" \n", encoding="utf-8")  # emptied: f.md goes
+        (docs / "e.txt").write_text("", encoding="utf-8")  # an empty placeholder
         report = ingest([docs], sink, model=minilm, sync=True, **SETTINGS)
-        gone = {f"{at}/sub/b.md", f"{at}/c.jsonl:1"}
-        assert (report.synced, report.deleted_documents) == (True, 2)
+        assert [e.record for e in report.errors] == [str(docs / "a.md")]
+        assert sorted(e.record for e in report.empty) == [str(docs / "e.txt"), str(docs / "f.md")]
+        gone = {f"{at}/sub/b.md", line_id, f"{at}/f.md"}
+        assert (report.synced, report.deleted_documents, report.kept_documents) == (True, 3, 1)
         assert report.deleted_points == sum(before[doc_id] for doc_id in gone)
         assert sink.document_points() == {k: n for k, n in before.items() if k not in gone}
         # "own" moved from line 2 to line 1: same id, so it was never deleted.
-        assert report.skipped == 2
+        assert report.skipped == 1
+
+        (docs / "a.md").write_text(texts[0], encoding="utf-8")  # readable again: unchanged
+        again = ingest([docs], sink, model=minilm, sync=True, **SETTINGS)
+        assert (again.skipped, again.deleted_documents, again.errors) == (2, 0, [])
 
 
 class CrashStore:

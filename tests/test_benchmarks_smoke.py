@@ -323,3 +323,32 @@ def test_jina_v2_benchmark_runs_small_and_equals_its_padded_baseline(tmp_path: P
         assert figures[f"{label} min cosine to padded"].met is True
     assert {"tiny peak MiB above model @128", "tiny peak MiB above model @512"} <= set(figures)
     assert [run["tokens"] for run in result.details["memory"]["runs"]] == [128, 512]
+
+
+@pytest.mark.slow
+def test_quick_cli_benchmark_reports_its_figures(tmp_path: Path) -> None:
+    """`--only cli`: cold search and unchanged re-ingest, now and before, as ratios to
+    `import torch` (ten fresh processes: slow)."""
+    pytest.importorskip("qdrant_client")
+    output = tmp_path / "results.json"
+    command = [sys.executable, "-m", "benchmarks", "--quick", "--only", "cli"]
+    command += ["--output", str(output), "--cache-dir", str(tmp_path / "cache")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    results = json.loads(output.read_text())
+    figures = [f for f in results["figures"] if f["benchmark"] == "cli"]
+    assert [f["metric"].split(" (")[0] for f in figures] == [
+        "search, small store",
+        "search, jina-v3 format",
+        "unchanged re-ingest",
+    ]
+    for figure in figures:
+        assert figure["ours"] > 0 and figure["baseline"] > 0
+    best = results["details"]["cli"]["best_seconds"]
+    assert set(best) == {
+        *("import torch", "search", "search before", "search v3", "search v3 before"),
+        *("re-ingest", "re-ingest before"),
+    }

@@ -410,11 +410,11 @@ def test_example_runs_end_to_end_and_again_without_duplicates(
     # "Mutating attribute" warning per write and per search.
     assert "_split_overlap" not in caplog.text
     assert not [w for w in caught if "Mutating attribute" in str(w.message)]
-    assert "4 addresses:" in first
+    assert "4 addresses (" in first
     assert "roosevelt_1941.txt" in first.split(question)[1].splitlines()[1]
     runpy.run_path(str(example), run_name="__main__")
     second = capsys.readouterr().out
-    assert "addresses:" not in second  # all four were indexed already: nothing re-embedded
+    assert "addresses (" not in second  # all four were indexed already: nothing re-embedded
     assert second.split(question)[1] == first.split(question)[1]
     chunk_counts = [line for line in (first + second).splitlines() if " chunks in " in line]
     assert len(chunk_counts) == 2 and chunk_counts[0] == chunk_counts[1]

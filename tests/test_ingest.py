@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import re
 import threading
@@ -21,6 +22,8 @@ from ingest_corpus import CORPUS_V1, EmbedderWrapper, assert_same_points, dump_q
 from jina_connectors.ingest import (
     ChunkRecord,
     Document,
+    EmptyDocumentError,
+    IdSchemeError,
     IngestInterrupted,
     InvalidDocumentError,
     chunk_id,
@@ -28,6 +31,7 @@ from jina_connectors.ingest import (
     ingest,
     iter_documents,
     resolve_settings,
+    sync_scope,
 )
 
 pytest.importorskip("qdrant_client")
@@ -84,10 +88,11 @@ def test_documents_from_strings_records_files_and_folders(tmp_path: Path) -> Non
     assert text_id.startswith("text-")
     at = folder.resolve().as_posix()  # files are named by their canonical absolute path
     single_id = single.resolve().as_posix()
+    delta = hashlib.sha256(b"Delta.").hexdigest()[:16]
     assert list(docs) == [
         f"{at}/a.txt",
         "c1",
-        f"{at}/c.jsonl:3",
+        f"{at}/c.jsonl:{delta}",
         f"{at}/sub/b.md",
         single_id,
         text_id,
@@ -98,7 +103,7 @@ def test_documents_from_strings_records_files_and_folders(tmp_path: Path) -> Non
     # Extra keys become metadata; the file is the record's source.
     assert docs["c1"].metadata == {"source": f"{at}/c.jsonl", "k": 1, "year": 1862}
     assert docs["c1"].record == f"{folder / 'c.jsonl'}:1"
-    assert docs[f"{at}/c.jsonl:3"].text == "Delta."  # no id: file id and line number
+    assert docs[f"{at}/c.jsonl:{delta}"].text == "Delta."  # no id: file id and text hash
     assert docs[text_id].text == "Plain string."
     assert docs[single_id].text == "Single file."
 
@@ -107,10 +112,73 @@ def test_documents_from_strings_records_files_and_folders(tmp_path: Path) -> Non
     assert relative == [
         "corpus/a.txt",
         "c1",
-        "corpus/c.jsonl:3",
+        f"corpus/c.jsonl:{delta}",
         "corpus/sub/b.md",
         "single.md",
     ]
+
+
+def test_id_less_jsonl_lines_keep_their_ids_when_other_lines_change(tmp_path: Path) -> None:
+    """Before: an id-less line's id was its line number, so removing line 1 renumbered (and
+    re-embedded) every line after it. Now the id is the text's hash, repeats numbered in
+    file order."""
+    corpus = tmp_path / "c.jsonl"
+    texts = ["Alpha.", "Beta.", "Alpha.", "Gamma.", "Alpha."]
+
+    def ids(lines: list[str]) -> list[str]:
+        corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in lines), "utf-8")
+        return [d.id for d in iter_documents(corpus)]
+
+    first = ids(texts)
+    at = corpus.resolve().as_posix()
+    key = {t: f"{at}:{hashlib.sha256(t.encode()).hexdigest()[:16]}" for t in [*texts, "Delta."]}
+    alpha = key["Alpha."]
+    assert first == [alpha, key["Beta."], f"{alpha}.2", key["Gamma."], f"{alpha}.3"]
+    # Remove the second line and add one in front: every other line keeps its id.
+    changed = ids(["Delta.", "Alpha.", "Alpha.", "Gamma.", "Alpha."])
+    assert changed == [key["Delta."], alpha, f"{alpha}.2", key["Gamma."], f"{alpha}.3"]
+    # The scope a sync deletes in covers these ids (and the line numbers of older runs).
+    prefix, pattern = sync_scope(corpus)
+    assert all(pattern.fullmatch(i) for i in [*first, f"{prefix}7"])
+    assert not pattern.fullmatch(f"{prefix}own") and not pattern.fullmatch(f"{alpha}x")
+
+
+def test_empty_files_are_not_bad_records(tmp_path: Path) -> None:
+    """Before: an empty placeholder file was a bad record ("'text' is empty")."""
+    (tmp_path / "a.md").write_text("Alpha.", encoding="utf-8")
+    (tmp_path / "empty.md").write_text("", encoding="utf-8")
+    (tmp_path / "blank.txt").write_text(" \n\t", encoding="utf-8")
+    (tmp_path / "binary.md").write_bytes(b"\xff\xfe\x00")
+    items = list(iter_documents(tmp_path))
+    empty = [i for i in items if isinstance(i, EmptyDocumentError)]
+    bad = [i for i in items if isinstance(i, InvalidDocumentError) and i not in empty]
+    names = ["blank.txt", "empty.md"]
+    assert [e.record for e in empty] == [str(tmp_path / name) for name in names]
+    assert [e.source_id for e in empty] == [(tmp_path / n).resolve().as_posix() for n in names]
+    assert [b.record for b in bad] == [str(tmp_path / "binary.md")]
+    assert bad[0].reason.startswith("cannot read") and bad[0].source_id is not None
+
+
+def test_a_file_stored_under_another_root_is_refused_before_anything_is_written(
+    minilm: Any, sink: QdrantSink, tmp_path: Path
+) -> None:
+    """Before: ``root`` and no ``root`` over the same files stored each file twice."""
+    docs = tmp_path / "repo" / "docs"
+    docs.mkdir(parents=True)
+    (docs / "a.md").write_text("Alpha text.", encoding="utf-8")
+    (docs / "b.jsonl").write_text('{"text": "Beta."}\n', encoding="utf-8")
+    ingest([docs], sink, model=minilm, root=tmp_path / "repo", **SETTINGS)
+    before = sink.document_points()
+    for root in (None, docs, tmp_path):
+        with pytest.raises(IdSchemeError) as caught:
+            ingest([docs], sink, model=minilm, root=root, **SETTINGS)
+        assert (caught.value.stored_id, caught.value.stored_root) == (
+            "docs/a.md",
+            (tmp_path / "repo").resolve().as_posix(),
+        )
+        assert sink.document_points() == before
+    again = ingest([docs], sink, model=minilm, root=tmp_path / "repo", **SETTINGS)
+    assert again.skipped == 2 and sink.document_points() == before
 
 
 def test_bad_records_are_named(tmp_path: Path) -> None:

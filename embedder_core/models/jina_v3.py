@@ -308,7 +308,11 @@ class EncoderLayer(nn.Module):
         )
 
 
-_VARLEN_ATTENTION = _varlen_attention_kernel()
+@functools.cache
+def _varlen_attention() -> Any:
+    """The varlen kernel, imported on first use: importing it loads ``torch._dynamo``
+    (about 5 s on a 2-core CPU, where it never runs)."""
+    return _varlen_attention_kernel()
 
 
 def _attention(
@@ -318,7 +322,7 @@ def _attention(
     if layout.mode == "varlen":  # one flash kernel for the whole packed batch
         cu = layout.cu_seqlens
         q, k, v = (t.contiguous() for t in (q, k, v))  # views into qkv; flash wants dense
-        out: torch.Tensor = _VARLEN_ATTENTION(q, k, v, cu, cu, layout.max_len, layout.max_len)
+        out: torch.Tensor = _varlen_attention()(q, k, v, cu, cu, layout.max_len, layout.max_len)
         return out
     # SDPA gets 4-D (batch, heads, L, head_dim) inputs: on CPU only 4-D dispatches to the
     # fused flash kernel; 3-D falls back to the math path, which builds the (heads, L, L) scores.
@@ -453,7 +457,7 @@ class JinaV3Model(nn.Module):
             return "per_sequence"
         half = self.dtype in (torch.float16, torch.bfloat16)
         # Flash attention kernels need fp16/bf16 and an Ampere (sm80) or newer GPU.
-        if _VARLEN_ATTENTION is not None and half and _flash_capable(self.device):
+        if half and _flash_capable(self.device) and _varlen_attention() is not None:
             return "varlen"
         return "padded"
 
