@@ -100,12 +100,18 @@ class CtrlCOnEmbedding(EmbedderWrapper):
 
 
 class NoEmbedding(EmbedderWrapper):
-    """An embedder that must not be asked for vectors."""
+    """An embedder that must not be asked for vectors (an empty call, which checks options
+    and embeds nothing, is allowed)."""
 
     def embed_spans(self, *args: Any, **kwargs: Any) -> Any:
         raise AssertionError("nothing should be embedded")
 
-    embed_documents = encode = embed_spans
+    embed_documents = embed_spans
+
+    def encode(self, texts: Any, **kwargs: Any) -> Any:
+        if len(texts) == 0:
+            return self.inner.encode(texts, **kwargs)
+        raise AssertionError("nothing should be embedded")
 
 
 class CtrlCDuringWrite:

@@ -132,6 +132,8 @@ def test_overload_gives_429(tiny_jina_embedder: Embedder, tmp_path: Path) -> Non
     reranker = get_reranker(str(model_dir), device="cpu", max_batch_tokens=1024)
     reranker.scheduler.add_batch_listener(lambda stats: time.sleep(0.02))  # type: ignore[attr-defined]
     docs = [" ".join(DOCS) * 3] * 8
+    # create_app sets the limit on the shared embedder's scheduler too: put it back after.
+    embedder_limit = tiny_jina_embedder.scheduler.max_queued_tokens
     app = create_app(tiny_jina_embedder, reranker=reranker, max_queued_tokens=3000)
 
     async def flood(url: str) -> list[httpx.Response]:
@@ -139,8 +141,11 @@ def test_overload_gives_429(tiny_jina_embedder: Embedder, tmp_path: Path) -> Non
             body = {"query": QUERY, "documents": docs}
             return await asyncio.gather(*(client.post("/v1/rerank", json=body) for _ in range(16)))
 
-    with serve_app(app) as url:
-        responses = asyncio.run(flood(url))
+    try:
+        with serve_app(app) as url:
+            responses = asyncio.run(flood(url))
+    finally:
+        tiny_jina_embedder.scheduler.max_queued_tokens = embedder_limit
     statuses = {r.status_code for r in responses}
     assert statuses == {200, 429}, statuses
     refused = next(r for r in responses if r.status_code == 429)
