@@ -22,7 +22,7 @@ from torch import nn
 from ..errors import UnsupportedModelError
 from ..loading import iter_safetensors
 from .base import PackedBatch
-from .jina_v3 import _VARLEN_ATTENTION, ATTENTION_MODES, BatchLayout, _attention, _flash_capable
+from .jina_v3 import ATTENTION_MODES, BatchLayout, _attention, _flash_capable, _varlen_attention
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ class CrossEncoderModel(nn.Module):
         if self.device.type != "cuda":
             return "per_sequence"
         half = self.dtype in (torch.float16, torch.bfloat16)
-        if _VARLEN_ATTENTION is not None and half and _flash_capable(self.device):
+        if half and _flash_capable(self.device) and _varlen_attention() is not None:
             return "varlen"
         return "padded"
 
