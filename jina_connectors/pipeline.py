@@ -219,8 +219,10 @@ def resolve_settings(
             f"{embedder.model_name!r}, got {dimensions!r}"
         )
     # The model's own rules too (a model without Matryoshka training takes its full width
-    # only); an empty call checks them and runs nothing.
-    embedder.encode([], task=task, dimensions=dimensions)
+    # only); an empty call checks them and runs nothing. Only a narrower width has such a
+    # rule, so the common run does not load a deferred model just to check it.
+    if dimensions is not None and dimensions != embedder.dimension:
+        embedder.encode([], task=task, dimensions=dimensions)
     if not isinstance(late_chunking, bool):
         raise ValueError(f"late_chunking must be True or False, got {late_chunking!r}")
     _positive_int("chunk_size", chunk_size)

@@ -61,6 +61,8 @@ def speeches(request: pytest.FixtureRequest) -> Path | None:
         return None
 
 
+# Slow (20-90 s on 2 cores): kept out of the default run; `pytest -m slow` runs it.
+@pytest.mark.slow
 def test_quick_run_reports_every_benchmark(tmp_path: Path, speeches: Path | None) -> None:
     selected = ALL_BENCHMARKS if speeches is not None else ("full_size", "long_inputs", "scheduler")
     if not _int8_usable():

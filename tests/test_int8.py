@@ -296,6 +296,8 @@ def _mrr_at_10(queries: np.ndarray, passages: np.ndarray) -> float:
     return float(np.where(ranks < 10, 1.0 / (ranks + 1), 0.0).mean())
 
 
+# Slow (20-90 s on 2 cores): kept out of the default run; `pytest -m slow` runs it.
+@pytest.mark.slow
 def test_minilm_int8_retrieval_quality_matches_float32(
     minilm_pair: tuple[Embedder, Embedder], shared_data_dir: Path
 ) -> None:

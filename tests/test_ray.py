@@ -307,6 +307,8 @@ def test_workers_path_writes_exactly_what_ingest_writes_and_a_rerun_writes_nothi
         assert server.requests_to("/vectors/upsert") == upserts  # not one write request
 
 
+# Slow (20-90 s on 2 cores): kept out of the default run; `pytest -m slow` runs it.
+@pytest.mark.slow
 def test_driver_path_writes_exactly_what_ingest_writes_including_updates(
     local_ray: LocalRay, tmp_path: Path, minilm: str, speeches: list[dict[str, Any]]
 ) -> None:
@@ -346,6 +348,8 @@ def test_driver_path_writes_exactly_what_ingest_writes_including_updates(
 # -- fault tolerance -----------------------------------------------------------------------
 
 
+# Slow (20-90 s on 2 cores): kept out of the default run; `pytest -m slow` runs it.
+@pytest.mark.slow
 def test_an_actor_that_dies_mid_run_is_replaced_and_the_run_completes(
     local_ray: LocalRay, server: PineconeTestServer, minilm: str
 ) -> None:
@@ -375,6 +379,8 @@ def run_driver(local_ray: LocalRay, tmp_path: Path, *args: str) -> subprocess.Co
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
+# Slow (20-90 s on 2 cores): kept out of the default run; `pytest -m slow` runs it.
+@pytest.mark.slow
 def test_a_driver_killed_mid_write_then_run_again_ends_with_exactly_the_expected_points(
     local_ray: LocalRay, tmp_path: Path, minilm: str
 ) -> None:
@@ -449,6 +455,8 @@ def assert_bad_records(errors: Sequence[Any], reasons: dict[str, str]) -> None:
         assert reasons[error.record] in error.reason, error
 
 
+# Slow (20-90 s on 2 cores): kept out of the default run; `pytest -m slow` runs it.
+@pytest.mark.slow
 def test_bad_records_are_named_and_the_rest_is_stored_from_the_workers(
     local_ray: LocalRay, server: PineconeTestServer, minilm: str
 ) -> None:
@@ -635,6 +643,8 @@ def test_readme_scaling_out_example_runs_as_written(
     assert printed[-1] == "1964_lyndon_b_johnson_d"  # the war on poverty speech
 
 
+# Slow (20-90 s on 2 cores): kept out of the default run; `pytest -m slow` runs it.
+@pytest.mark.slow
 def test_llama_index_ray_pipeline_equals_the_plain_pipeline(
     local_ray: LocalRay, minilm: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
