@@ -117,6 +117,8 @@ def test_quick_run_reports_every_benchmark(tmp_path: Path, speeches: Path | None
         assert run_details["peak_bytes"] >= run_details["footprint_before_bytes"] > 0
 
 
+# Slow (10-20 s on 2 cores): kept out of the default run; `pytest -m slow` runs it.
+@pytest.mark.slow
 def test_isolated_case_returns_its_figures_and_only_its_ceiling_samples(
     tmp_path: Path, speeches: Path | None
 ) -> None:
@@ -307,6 +309,8 @@ def test_converted_weights_merge_the_task_lora(tiny_jina_dir: Path) -> None:
     )
 
 
+# Slow (10-20 s on 2 cores): kept out of the default run; `pytest -m slow` runs it.
+@pytest.mark.slow
 def test_jina_v2_benchmark_runs_small_and_equals_its_padded_baseline(tmp_path: Path) -> None:
     """`python -m benchmarks --only jina_v2` at quick sizes, in this process: every figure
     finite and positive, ours equal to the padded baseline, both memory runs reported."""
