@@ -315,6 +315,21 @@ def _varlen_attention() -> Any:
     return _varlen_attention_kernel()
 
 
+def choose_attention_mode(requested: str, device: torch.device, dtype: torch.dtype) -> str:
+    """The attention path for a packed encoder: ``requested`` unless it is "auto"."""
+    if requested != "auto":
+        if requested not in ATTENTION_MODES:
+            raise ValueError(f"attention must be 'auto' or one of {ATTENTION_MODES}")
+        return requested
+    if device.type != "cuda":
+        return "per_sequence"
+    half = dtype in (torch.float16, torch.bfloat16)
+    # Flash attention kernels need fp16/bf16 and an Ampere (sm80) or newer GPU.
+    if half and _flash_capable(device) and _varlen_attention() is not None:
+        return "varlen"
+    return "padded"
+
+
 def _attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: BatchLayout
 ) -> torch.Tensor:
@@ -449,17 +464,7 @@ class JinaV3Model(nn.Module):
         return bool(self.layers) and self.layers[0].wqkv.weight_int8 is not None
 
     def attention_mode(self) -> str:
-        if self.attention != "auto":
-            if self.attention not in ATTENTION_MODES:
-                raise ValueError(f"attention must be 'auto' or one of {ATTENTION_MODES}")
-            return self.attention
-        if self.device.type != "cuda":
-            return "per_sequence"
-        half = self.dtype in (torch.float16, torch.bfloat16)
-        # Flash attention kernels need fp16/bf16 and an Ampere (sm80) or newer GPU.
-        if half and _flash_capable(self.device) and _varlen_attention() is not None:
-            return "varlen"
-        return "padded"
+        return choose_attention_mode(self.attention, self.device, self.dtype)
 
     def _layout(self, batch: PackedBatch) -> tuple[BatchLayout, AdapterSelection]:
         """Every per-batch index tensor, built on the host and copied in one transfer."""

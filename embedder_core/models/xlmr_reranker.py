@@ -22,7 +22,7 @@ from torch import nn
 from ..errors import UnsupportedModelError
 from ..loading import iter_safetensors
 from .base import PackedBatch
-from .jina_v3 import ATTENTION_MODES, BatchLayout, _attention, _flash_capable, _varlen_attention
+from .jina_v3 import BatchLayout, _attention, choose_attention_mode
 
 
 @dataclass(frozen=True)
@@ -214,16 +214,7 @@ class CrossEncoderModel(nn.Module):
         return self.emb_ln_weight.dtype
 
     def attention_mode(self) -> str:
-        if self.attention != "auto":
-            if self.attention not in ATTENTION_MODES:
-                raise ValueError(f"attention must be 'auto' or one of {ATTENTION_MODES}")
-            return self.attention
-        if self.device.type != "cuda":
-            return "per_sequence"
-        half = self.dtype in (torch.float16, torch.bfloat16)
-        if half and _flash_capable(self.device) and _varlen_attention() is not None:
-            return "varlen"
-        return "padded"
+        return choose_attention_mode(self.attention, self.device, self.dtype)
 
     def _layout(self, seq_lens: list[int]) -> tuple[BatchLayout, torch.Tensor]:
         """The attention layout and each token's position id, built on the host and moved
