@@ -108,6 +108,10 @@ ModelOption = Annotated[
         help="Model id or folder [default: $JINA_CONNECTORS_MODEL, else jinaai/jina-embeddings-v3]."
     ),
 ]
+DimensionsOption = Annotated[
+    int | None,
+    typer.Option(min=1, help="Matryoshka dimensions [default: the model's full width]."),
+]
 QuantizationOption = Annotated[
     Quantization | None,
     typer.Option(
@@ -333,10 +337,7 @@ def ingest(
     location: LocationOption = None,
     model: ModelOption = None,
     quantization: QuantizationOption = None,
-    dimensions: Annotated[
-        int | None,
-        typer.Option(min=1, help="Matryoshka dimensions [default: the model's full width]."),
-    ] = None,
+    dimensions: DimensionsOption = None,
     late_chunking: Annotated[
         bool,
         typer.Option(
@@ -1111,10 +1112,7 @@ def reembed(
     model: ModelOption = None,
     quantization: QuantizationOption = None,
     task: Annotated[str, typer.Option(help="Task of the new vectors.")] = PASSAGE_TASK,
-    dimensions: Annotated[
-        int | None,
-        typer.Option(min=1, help="Matryoshka dimensions [default: the model's full width]."),
-    ] = None,
+    dimensions: DimensionsOption = None,
     late_chunking: Annotated[
         bool,
         typer.Option(
