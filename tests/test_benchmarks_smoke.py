@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 import torch
+from paths import REPO_ROOT
 
 if TYPE_CHECKING:
     from embedder_core import Embedder
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 ALL_BENCHMARKS = (
     "full_size",
     "long_inputs",

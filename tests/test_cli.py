@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 from ingest_corpus import CORPUS_V1
+from paths import REPO_ROOT
 
 from jina_connectors.cli import main
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
+EXAMPLES = REPO_ROOT / "examples" / "data"
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paths import REPO_ROOT
 
 from jina_connectors.cli import main
 
@@ -432,7 +433,7 @@ def test_the_readme_synopsis_names_every_command_and_the_debug_variable() -> Non
 
     from jina_connectors.cli import app
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     synopsis = next(
         block
         for block in re.findall(r"^```text\n(.*?)^```$", readme, re.MULTILINE | re.DOTALL)

@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 # Every example in one process (one torch import and one model load for all of them), each
 # with the environment and argv of its docstring's command.

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from paths import REPO_ROOT
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from embedder_core import Embedder
@@ -139,7 +140,7 @@ def test_gpu_check_runs_on_cpu(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPO_ROOT
     output = tmp_path / "gpu_check.json"
     command = [sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--quick"]
     command += ["--output", str(output), "--cache-dir", str(tmp_path / "cache")]
@@ -165,7 +166,7 @@ def test_gpu_check_fails_loudly_without_cuda(tmp_path: Path) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPO_ROOT
     command = [sys.executable, "-m", "benchmarks.gpu_check", "--output", str(tmp_path / "x")]
     run = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=120)
     assert run.returncode != 0 and "no CUDA device" in run.stderr
@@ -177,7 +178,7 @@ def test_gpu_peer_runs_on_cpu_and_both_models_agree(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPO_ROOT
     output = tmp_path / "gpu_peer.json"
     command = [sys.executable, "-m", "benchmarks.gpu_peer", "--device", "cpu", "--quick"]
     command += ["--repeats", "1", "--output", str(output), "--cache-dir", str(tmp_path / "c")]

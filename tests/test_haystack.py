@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from adapter_support import QUESTIONS, load_corpus, run_counting_ticks
+from paths import REPO_ROOT
 
 pytest.importorskip("haystack")
 
@@ -398,7 +399,7 @@ def test_example_runs_end_to_end_and_again_without_duplicates(
     pytest.importorskip("milvus_haystack")
     import warnings
 
-    example = Path(__file__).resolve().parents[1] / "examples" / "haystack_milvus.py"
+    example = REPO_ROOT / "examples" / "haystack_milvus.py"
     question = "Which freedoms should people everywhere in the world have?"
     argv = [str(example), "--model", minilm, "--limit", "4", "--milvus-uri", str(tmp_path / "m.db")]
     monkeypatch.setattr(sys, "argv", [*argv, question])

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from adapter_support import QUESTIONS, load_corpus, run_counting_ticks
+from paths import REPO_ROOT
 
 pytest.importorskip("llama_index.core")
 
@@ -394,7 +395,7 @@ def test_dimensions_that_do_not_fit_the_store_write_nothing(
 def test_example_runs_end_to_end_and_again_without_duplicates(
     minilm: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    example = Path(__file__).resolve().parents[1] / "examples" / "llama_index_qdrant.py"
+    example = REPO_ROOT / "examples" / "llama_index_qdrant.py"
     monkeypatch.setattr(Settings, "_embed_model", None)  # the example sets Settings.embed_model
     question = "Which freedoms should people everywhere in the world have?"
     argv = [str(example), "--model", minilm, "--limit", "4", "--storage-dir", str(tmp_path)]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from paths import REPO_ROOT, SUPPORT_DIR
 
 pytest.importorskip("ray")
 pytest.importorskip("qdrant_client")
@@ -45,8 +46,6 @@ from jina_connectors.ray import (
     plan_actors,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TESTS_DIR = Path(__file__).resolve().parent
 API_KEY = "test-key"
 # The speeches' subset: the six shortest whole speeches (about 12k MiniLM tokens).
 SPEECHES = 6
@@ -63,7 +62,7 @@ def local_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRay]:
     """One local Ray for the module. Its workers import this checkout and the test helpers,
     and run the fault hook of ``ray_faults.py`` (idle unless a test arms it)."""
     faults = tmp_path_factory.mktemp("ray-faults")
-    paths = [str(REPO_ROOT), str(TESTS_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+    paths = [str(REPO_ROOT), str(SUPPORT_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
     ray.init(
         address="local",  # never join another session's Ray on this machine
         num_cpus=2,
@@ -373,7 +372,7 @@ def test_an_actor_that_dies_mid_run_is_replaced_and_the_run_completes(
 def run_driver(local_ray: LocalRay, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     corpus = tmp_path / "corpus.json"
     corpus.write_text(json.dumps(CORPUS_V1), encoding="utf-8")
-    command = [sys.executable, str(TESTS_DIR / "ray_ingest_worker.py"), local_ray.address]
+    command = [sys.executable, str(SUPPORT_DIR / "ray_ingest_worker.py"), local_ray.address]
     command += [*args[:-1], str(corpus), args[-1]]
     env = {**os.environ, "PINECONE_API_KEY": API_KEY, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

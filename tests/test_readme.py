@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 # Each block in a fresh namespace, in one process (one model load for all of them).
 RUNNER = """

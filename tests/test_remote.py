@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from paths import REPO_ROOT
 from server_support import free_port, serve_app
 
 import embedder_core
@@ -46,7 +47,7 @@ from jina_connectors.server import create_app
 
 tomllib = pytest.importorskip("tomllib")
 
-PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+PYPROJECT = REPO_ROOT / "pyproject.toml"
 TEXT = (
     "The committee met on Monday to review the harbour project. "
     "Engineers reported that the new sea wall had passed its first winter without damage. "

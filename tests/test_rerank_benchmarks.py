@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from paths import REPO_ROOT
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from paths import REPO_ROOT
 
 from embedder_core import (
     BatchStats,
@@ -714,7 +715,7 @@ def test_interpreter_exits_with_work_pending(tmp_path: Path):
         "time.sleep(0.2)\n"
         "print('exiting', p.done())\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = REPO_ROOT
     run = subprocess.run(
         [sys.executable, str(script)],
         cwd=root,

@@ -23,13 +23,13 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from paths import REPO_ROOT
 from server_support import free_port, serve_app
 
 from embedder_core import Embedder
 from jina_connectors.server import create_app, server_api_keys
 
 KEY = "test-key-1"
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # The launch announcement's request body, as written (the issue's curl -d payload).
 LAUNCH_BODY = """{

@@ -7,12 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
 
 @pytest.fixture(autouse=True)
 def _importable_benchmarks(monkeypatch: pytest.MonkeyPatch) -> None:
     # `benchmarks/` sits at the repository root and is not an installed package.
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
 
 
 def test_short_soak_holds(tiny_jina_dir: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from paths import REPO_ROOT
 
 
 @contextlib.contextmanager
@@ -57,9 +58,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ServerProcess:
