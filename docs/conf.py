@@ -124,7 +124,11 @@ def _directive(face: str, name: str) -> str:
         return f".. {kind}:: {face}.{name}\n"
     if inspect.isfunction(value) or inspect.isbuiltin(value):
         return f".. autofunction:: {face}.{name}\n"
-    shown = stringify_annotation(value, "smart") if _is_alias(value) else object_description(value)
+    shown = (
+        stringify_annotation(value, "fully-qualified-except-typing")
+        if _is_alias(value)
+        else object_description(value)
+    )
     body = "".join(f"   {line}\n" for line in _attribute_doc(face, name, value))
     return f".. py:data:: {face}.{name}\n   :value: {shown}\n\n{body}"
 

@@ -26,6 +26,8 @@ BLOCK = re.compile(
     re.MULTILINE | re.DOTALL,
 )
 NEEDS = ("server", "ray")
+# Fences the runner would not see: tildes, other names of Python, directives.
+OTHER_PYTHON_FENCE = r"^(?:~~~.*|```\s*\{?(?:py|python3|ipython|pycon|code-block)\b.*)$"
 SERVED_AT = "http://127.0.0.1:8080"
 # One process per page, each block in a fresh namespace (one model load for the page). A
 # service is started the first time a block of the page needs it.
@@ -111,8 +113,7 @@ def test_every_python_block_is_found_and_every_need_is_known() -> None:
     comment sits right before a ```python block and names a service the runner starts."""
     for page in pages():
         text = page.read_text(encoding="utf-8")
-        other = re.findall(r"^(?:```|~~~)\s*\{?(?:py|python3|ipython|pycon|code-block)\b.*$", text,
-                           re.MULTILINE)
+        other = re.findall(OTHER_PYTHON_FENCE, text, re.MULTILINE)
         assert other == [], f"{name(page)}: {other}"
         comments = re.findall(r"^<!-- snippet: (.*?) -->\n(.*)$", text, re.MULTILINE)
         for needs, next_line in comments:

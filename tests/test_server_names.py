@@ -116,11 +116,11 @@ def _readme_first_command_model() -> str:
 def test_the_docs_server_example_works_after_the_readmes_first_command(
     minilm_dir: Path, tmp_path: Path
 ) -> None:
-    """SERVER.md's curl request, as written, against `jina-connectors serve` started with
+    """The server guide's curl request, as written, against `jina-connectors serve` started with
     the README's environment (its first command's JINA_CONNECTORS_MODEL, no --model)."""
-    docs = (REPO_ROOT / "docs" / "SERVER.md").read_text()
+    docs = (REPO_ROOT / "docs" / "guide" / "server.md").read_text()
     example = re.search(r"```bash\n(jina-connectors serve.*?)```", docs, re.S)
-    assert example, "docs/SERVER.md has no serve + curl example"
+    assert example, "docs/guide/server.md has no serve + curl example"
     lines = example.group(1).replace("\\\n", " ").splitlines()
     assert lines[0].split("#")[0].split() == ["jina-connectors", "serve"]
     curl = next(line for line in lines if line.startswith("curl "))
