@@ -29,12 +29,14 @@ NEEDS = ("server", "ray")
 # Fences the runner would not see: tildes, other names of Python, directives.
 OTHER_PYTHON_FENCE = r"^(?:~~~.*|```\s*\{?(?:py|python3|ipython|pycon|code-block)\b.*)$"
 SERVED_AT = "http://127.0.0.1:8080"
-# One process per page, each block in a fresh namespace (one model load for the page). A
-# service is started the first time a block of the page needs it.
+# One process for every page (one model load, and the suite's time: a process per page cost
+# about 15 s of CPU each), each block in a fresh namespace. A service starts when a block
+# first needs it; Ray stops after the last block that needs it.
 RUNNER = """
 import json, logging, sys, traceback
 
-page, blocks = sys.argv[1], json.loads(sys.argv[2])
+blocks = json.loads(sys.argv[1])
+last_ray_block = max((n for n, block in enumerate(blocks) if block[2] == "ray"), default=-1)
 
 
 def serve():
@@ -54,28 +56,29 @@ def serve():
     return "http://127.0.0.1:%d" % listener.getsockname()[1]
 
 
-def start_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+def ray_started():
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
 
 
 url = None
-for number, (line, needs, code) in enumerate(blocks, start=1):
+for number, (page, line, needs, code) in enumerate(blocks):
     try:
         if needs == "server":
             url = url or serve()
             code = code.replace(SERVED_AT, url)
-        elif needs == "ray" and "ray" not in sys.modules:
-            start_ray()
+        elif needs == "ray" and not ray_started():
+            import ray
+
+            ray.init(address="local", num_cpus=2, include_dashboard=False,
+                     logging_level=logging.WARNING)
         exec(compile(code, f"{page}:{line}", "exec"), {"__name__": "__main__"})
+        if number == last_ray_block and ray_started():
+            sys.modules["ray"].shutdown()
     except BaseException:
-        print(f"{page} block {number} (line {line}) failed:", file=sys.stderr)
+        print(f"{page}:{line} failed:", file=sys.stderr)
         traceback.print_exc()
         sys.exit(1)
-    print(f"block {number} ok", flush=True)
-if "ray" in sys.modules:
-    sys.modules["ray"].shutdown()
+    print(f"{page}:{line} ok", flush=True)
 """.replace("SERVED_AT", repr(SERVED_AT))
 
 
@@ -85,6 +88,7 @@ def pages() -> list[Path]:
 
 
 def name(page: Path) -> str:
+    """The page's path in the repository, as error messages name it."""
     return page.relative_to(ROOT).as_posix()
 
 
@@ -121,11 +125,14 @@ def test_every_python_block_is_found_and_every_need_is_known() -> None:
     assert "README.md" in PAGES_WITH_BLOCKS and len(PAGES_WITH_BLOCKS) >= 3
 
 
-@pytest.mark.parametrize("page", PAGES_WITH_BLOCKS)
-def test_every_python_block_runs_as_written(page: str, minilm_dir: Path, tmp_path: Path) -> None:
+def test_every_python_block_runs_as_written(minilm_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("qdrant_client")
     pytest.importorskip("llama_index.core")
-    blocks = python_blocks(ROOT / page)
+    blocks = [
+        (name(page), line, needs, code)
+        for page in pages()
+        for line, needs, code in python_blocks(page)
+    ]
     # A working directory of its own with the sample data, so nothing lands in the checkout.
     (tmp_path / "examples").mkdir()
     (tmp_path / "examples" / "data").symlink_to(ROOT / "examples" / "data")
@@ -136,14 +143,14 @@ def test_every_python_block_runs_as_written(page: str, minilm_dir: Path, tmp_pat
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     result = subprocess.run(
-        [sys.executable, "-c", RUNNER, page, json.dumps(blocks)],
+        [sys.executable, "-c", RUNNER, json.dumps(blocks)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    ran = [line for line in result.stdout.splitlines() if line.startswith("block ")]
-    assert ran == [f"block {n} ok" for n in range(1, len(blocks) + 1)]
+    ran = [line for line in result.stdout.splitlines() if line.endswith(" ok")]
+    assert ran == [f"{page}:{line} ok" for page, line, _, _ in blocks]  # blocks run == found
     assert sorted(p.name for p in tmp_path.iterdir()) == ["examples"]
