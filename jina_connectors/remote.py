@@ -24,7 +24,6 @@ the LlamaIndex and Haystack classes, ``ingest``, the sinks' ``search`` and the C
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import math
@@ -47,13 +46,21 @@ from embedder_core import (
     ArrayEmbeddingType,
     DocumentChunk,
     LateChunkingOptions,
-    ModelNotFoundError,
-    TokenLimitError,
-    UnsupportedModelError,
     convert_embeddings,
 )
 from embedder_core.chunking import Chunker, Span, check_spans
 from embedder_core.output import document_chunks
+
+from .server.wire import (
+    API_KEY_ENV_VAR,
+    AuthenticationError,
+    ErrorCode,
+    ExtensionUnavailableError,
+    ServerError,
+    client_error,
+    decode_base64_rows,
+    late_chunking_options_body,
+)
 
 __all__ = [
     "API_KEY_ENV_VAR",
@@ -65,8 +72,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-#: Environment variable with the API key ``RemoteEmbedder`` sends when none is given.
-API_KEY_ENV_VAR = "JINA_CONNECTORS_API_KEY"
 _MAX_RETRY_AFTER = 60.0  # seconds; a longer Retry-After is capped
 #: Seconds ``RemoteEmbedder`` keeps retrying a refused or failed request by default.
 DEFAULT_RETRY_BUDGET = 120.0
@@ -85,30 +90,6 @@ _QUEUE_NUMBERS = re.compile(r"(\d+) more would pass the limit of (\d+)")
 # Request limits assumed for a server that does not describe its own (the hosted APIs').
 _DEFAULT_MAX_INPUTS = 2048
 _DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
-
-
-class ServerError(RuntimeError):
-    """The server answered with an error that is not about the request's content, or
-    kept failing (429, 5xx) after the retries. ``status``, ``type`` and ``code`` are the
-    server's."""
-
-    def __init__(
-        self, message: str, *, status: int, type: str | None = None, code: Any = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.type = type
-        self.code = code
-
-
-class AuthenticationError(ServerError, PermissionError):
-    """401: the server wants an API key (``api_key=`` or ``$JINA_CONNECTORS_API_KEY``)."""
-
-
-class ExtensionUnavailableError(ServerError, NotImplementedError):
-    """The server lacks a ``jina-connectors serve`` extension route that this call needs
-    (``count_tokens``, ``chunk``, ``embed_spans``, ``embed_documents``, the model's
-    description); ``encode`` works against any ``/v1/embeddings`` server."""
 
 
 class _Retryable(Exception):
@@ -174,7 +155,7 @@ def _queue_parts(response: httpx.Response) -> int | None:
     """For a 429 ``queue_full``: how many parts the request must be cut into for each to
     fit well within the queue limit; None when it fits as it is (the queue is just busy)."""
     error = _error_fields(response)
-    if error.get("code") != "queue_full":
+    if error.get("code") != ErrorCode.QUEUE_FULL:
         return None
     tokens, limit = error.get("request_tokens"), error.get("max_queued_tokens")
     if not (isinstance(tokens, int) and isinstance(limit, int)):
@@ -409,43 +390,9 @@ class RemoteEmbedder:
             return out
 
     def _error(self, response: httpx.Response, path: str) -> Exception:
-        status = response.status_code
         error = _error_fields(response)
         message = str(error.get("message") or response.text[:500] or response.reason_phrase)
-        kind, code = error.get("type"), error.get("code")
-        if status in (400, 413, 422):  # about the request's content
-            if code == "token_limit" and {"index", "token_count", "max_tokens"} <= set(error):
-                return TokenLimitError(error["index"], error["token_count"], error["max_tokens"])
-            if code == "unsupported":
-                return UnsupportedModelError(message)
-            if code == "invalid_type":
-                return TypeError(message)
-            return ValueError(message)
-        if status == 401:
-            return AuthenticationError(
-                f"{self.base_url} refused the API key: {message} (pass api_key= or set "
-                f"${API_KEY_ENV_VAR})",
-                status=status,
-                type=kind,
-                code=code,
-            )
-        if status == 404 and code == "model_not_found":
-            return ModelNotFoundError(message)
-        if status in (404, 405) and path.startswith("/v1/x/"):
-            return ExtensionUnavailableError(
-                f"the server at {self.base_url} has no {path} route: this call needs a "
-                "`jina-connectors serve` server (encode works against any /v1/embeddings "
-                "server)",
-                status=status,
-                type=kind,
-                code=code,
-            )
-        return ServerError(
-            f"{self.base_url}{path} answered {status}: {message}",
-            status=status,
-            type=kind,
-            code=code,
-        )
+        return client_error(response.status_code, error, message, base_url=self.base_url, path=path)
 
     def _body(self, **fields: Any) -> dict[str, Any]:
         body = {k: v for k, v in fields.items() if v is not None}
@@ -677,7 +624,7 @@ class RemoteEmbedder:
                 task=name,
                 dimensions=dimensions,
                 late_chunking=late_chunking or None,
-                late_chunking_options=_options_body(late_chunking_options),
+                late_chunking_options=late_chunking_options_body(late_chunking_options),
                 normalized=normalized,
                 embedding_type=wire_type,
                 truncate=truncate,
@@ -701,7 +648,7 @@ class RemoteEmbedder:
         if embedding_type == "base64":
             return [str(row) for row in rows]
         if embedding_type == "float":
-            return np.stack([_from_base64(row) for row in rows])
+            return decode_base64_rows(rows)
         dtype = np.int8 if embedding_type in ("binary", "int8") else np.uint8
         return np.asarray(rows, dtype=dtype)
 
@@ -756,7 +703,7 @@ class RemoteEmbedder:
                 task=task,
                 dimensions=dimensions,
                 normalized=normalized,
-                late_chunking_options=_options_body(late_chunking_options),
+                late_chunking_options=late_chunking_options_body(late_chunking_options),
                 embedding_type="base64",
             )
             if task is None:
@@ -766,11 +713,7 @@ class RemoteEmbedder:
             out = []
             for item in sorted(_field(answer, "data", list), key=lambda item: item["index"]):
                 rows = item["embeddings"]
-                out.append(
-                    np.stack([_from_base64(row) for row in rows])
-                    if rows
-                    else np.zeros((0, width), np.float32)
-                )
+                out.append(decode_base64_rows(rows, width=width))
             return out
 
         vectors: list[np.ndarray] = []
@@ -896,13 +839,3 @@ def _json_sizes(items: Sequence[Any]) -> list[int]:
         len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()) + 1
         for item in items
     ]
-
-
-def _options_body(options: LateChunkingOptions | None) -> dict[str, Any] | None:
-    if options is None:
-        return None
-    return {"window": options.window, "overlap": options.overlap}
-
-
-def _from_base64(value: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(value), dtype="<f4").astype(np.float32)

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import numpy as np
 
-from embedder_core import RerankInputError
 from embedder_core.reranker import (
     Reranker,
     RerankResult,
@@ -28,21 +27,6 @@ from embedder_core.scheduler import PendingEmbeddings
 from .remote import RemoteEmbedder, ServerError
 
 __all__ = ["RemoteReranker"]
-
-
-class _RerankClient(RemoteEmbedder):
-    """``RemoteEmbedder``'s HTTP handling, with the rerank input errors typed."""
-
-    def _error(self, response: httpx.Response, path: str) -> Exception:
-        error = super()._error(response, path)
-        if type(error) is ValueError:
-            try:
-                code = (response.json().get("error") or {}).get("code")
-            except (ValueError, AttributeError):
-                code = None
-            if code == "invalid_rerank_input":
-                return RerankInputError(str(error))
-        return error
 
 
 class RemoteReranker(Reranker):
@@ -66,7 +50,7 @@ class RemoteReranker(Reranker):
         retries: int = 5,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._http = _RerankClient(
+        self._http = RemoteEmbedder(
             base_url,
             api_key=api_key,
             model=model,

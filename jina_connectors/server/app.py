@@ -21,7 +21,6 @@ Every error is JSON: ``{"detail": msg, "error": {"message": msg, "type": ..., "c
 from __future__ import annotations
 
 import asyncio
-import base64
 import hmac
 import logging
 import math
@@ -57,6 +56,7 @@ from embedder_core import (
 )
 
 from .metrics import ServerMetrics
+from .wire import ErrorCode, encode_base64_rows, error_body
 
 if TYPE_CHECKING:
     from embedder_core import PendingEmbeddings
@@ -122,19 +122,6 @@ _ROUTES = (
     "/health",
     "/metrics",
 )
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    408: "invalid_request_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-    431: "invalid_request_error",
-    500: "server_error",
-    503: "service_unavailable_error",
-}
 # Bytes of an answer per embedding value, by output type: a JSON float is ~12 characters.
 _ANSWER_BYTES_PER_VALUE = {"float": 12, "base64": 6}
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -156,7 +143,7 @@ class ApiError(Exception):
         self,
         status: int,
         message: str,
-        code: str,
+        code: ErrorCode,
         *,
         param: str | None = None,
         headers: dict[str, str] | None = None,
@@ -174,18 +161,11 @@ class ApiError(Exception):
 def _error_body(
     status: int,
     message: str,
-    code: str | int | None,
+    code: ErrorCode | int | None,
     param: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> bytes:
-    error: dict[str, Any] = {
-        "message": message,
-        "type": _ERROR_TYPES.get(status, "invalid_request_error"),
-        "code": code,
-        "param": param,
-        **(extra or {}),
-    }
-    return orjson.dumps({"detail": message, "error": error})
+    return orjson.dumps(error_body(status, message, code, param, extra))
 
 
 def _error_response(error: ApiError) -> Response:
@@ -290,15 +270,20 @@ class ServerState:
         """The model, or a 503 while it loads, after it failed, or while shutting down."""
         if self.draining:
             raise ApiError(
-                503, "the server is shutting down", "shutting_down", headers={"Connection": "close"}
+                503,
+                "the server is shutting down",
+                ErrorCode.SHUTTING_DOWN,
+                headers={"Connection": "close"},
             )
         if self.load_error is not None:
-            raise ApiError(503, f"the model failed to load: {self.load_error}", "model_failed")
+            raise ApiError(
+                503, f"the model failed to load: {self.load_error}", ErrorCode.MODEL_FAILED
+            )
         if self.embedder is None:
             raise ApiError(
                 503,
                 "the model is loading; retry shortly",
-                "model_loading",
+                ErrorCode.MODEL_LOADING,
                 headers={"Retry-After": "1"},
             )
         return self.embedder
@@ -311,7 +296,7 @@ class ServerState:
                 404,
                 f"model {name!r} is not served here; this server serves "
                 f"{self.served_model_name!r}{also}",
-                "model_not_found",
+                ErrorCode.MODEL_NOT_FOUND,
                 param="model",
             )
 
@@ -334,7 +319,7 @@ class ServerState:
                 f"the server is busy: {self.budget.used} bytes of requests are admitted; "
                 f"{ticket.body_bytes + answer_bytes} more would pass the limit of "
                 f"{self.budget.limit}; retry later",
-                "queue_full",
+                ErrorCode.QUEUE_FULL,
                 headers={"Retry-After": self.retry_after()},
             )
 
@@ -413,7 +398,7 @@ class _Gate:
                 400,
                 "this server does not answer for the host named in the Host header; "
                 "the operator lists the accepted names with --allowed-host",
-                "invalid_host",
+                ErrorCode.INVALID_HOST,
                 headers={"Connection": "close"},
             )
             await _error_response(error)(scope, receive, send)
@@ -422,7 +407,7 @@ class _Gate:
             error = ApiError(
                 401,
                 "missing or invalid API key: send 'Authorization: Bearer <key>'",
-                "invalid_api_key",
+                ErrorCode.INVALID_API_KEY,
                 headers={"WWW-Authenticate": "Bearer"},
             )
             await _error_response(error)(scope, receive, send)
@@ -450,14 +435,14 @@ class _Gate:
                     error = ApiError(
                         503,
                         "the server shut down before this request's body arrived",
-                        "shutting_down",
+                        ErrorCode.SHUTTING_DOWN,
                         headers={"Connection": "close"},
                     )
                 else:
                     error = ApiError(
                         408,
                         f"the request body did not arrive within {self.body_timeout:g} s",
-                        "request_timeout",
+                        ErrorCode.REQUEST_TIMEOUT,
                         headers={"Connection": "close"},
                     )
                 await _error_response(error)(scope, receive, send)
@@ -553,7 +538,7 @@ class _Gate:
             413,
             f"request body is over the limit of {self.max_request_bytes} bytes; send fewer "
             "or shorter inputs per request",
-            "request_too_large",
+            ErrorCode.REQUEST_TOO_LARGE,
             headers={"Connection": "close"},
         )
         await _error_response(error)(scope, receive, send)
@@ -612,13 +597,15 @@ def _texts(value: str | list[Any], max_inputs: int, name: str = "input") -> list
     empty strings are checked by the core, as for ``Embedder.encode``."""
     items: list[Any] = [value] if isinstance(value, str) else list(value)
     if not items:
-        raise ApiError(400, f"{name} is empty: give a string or a non-empty list", "empty_input")
+        raise ApiError(
+            400, f"{name} is empty: give a string or a non-empty list", ErrorCode.EMPTY_INPUT
+        )
     if len(items) > max_inputs:
         raise ApiError(
             400,
             f"{name} has {len(items)} items, over this server's limit of {max_inputs} per "
             "request; split it into several requests",
-            "too_many_inputs",
+            ErrorCode.TOO_MANY_INPUTS,
             param=name,
         )
     texts: list[Any] = []
@@ -629,7 +616,7 @@ def _texts(value: str | list[Any], max_inputs: int, name: str = "input") -> list
                     400,
                     f"{name}[{i}] has fields {sorted(item)}; this server takes strings or "
                     '{"text": ...} objects',
-                    "invalid_input",
+                    ErrorCode.INVALID_INPUT,
                     param=f"{name}[{i}]",
                 )
             item = item["text"]
@@ -648,7 +635,7 @@ def _check_surrogates(text: str, where: str) -> None:
             400,
             f"{where} has a lone UTF-16 surrogate (U+{ord(found.group()):04X}) at character "
             f"{found.start()}; send valid Unicode text",
-            "invalid_text",
+            ErrorCode.INVALID_TEXT,
             param=where,
         )
 
@@ -672,7 +659,7 @@ def _token_ids(value: str | list[Any], max_inputs: int) -> list[list[int]] | Non
                 400,
                 f"input[{i}] is not a list of token ids; give strings, or lists of ints "
                 "(token ids of this model's tokenizer), not a mix",
-                "invalid_type",
+                ErrorCode.INVALID_TYPE,
                 param=f"input[{i}]",
             )
     return value
@@ -684,7 +671,9 @@ def _late_chunking_options(body: LateChunkingOptionsBody | None) -> LateChunking
     try:
         return LateChunkingOptions(window=body.window, overlap=body.overlap)
     except ValueError as error:
-        raise ApiError(400, str(error), "invalid_value", param="late_chunking_options") from None
+        raise ApiError(
+            400, str(error), ErrorCode.INVALID_VALUE, param="late_chunking_options"
+        ) from None
 
 
 def _output_type(body: EmbeddingsRequest) -> str:
@@ -697,7 +686,7 @@ def _output_type(body: EmbeddingsRequest) -> str:
             400,
             f"embedding_type {body.embedding_type!r} and encoding_format "
             f"{body.encoding_format!r} disagree; give one of them",
-            "invalid_value",
+            ErrorCode.INVALID_VALUE,
             param="embedding_type",
         )
     return body.embedding_type or body.encoding_format or "float"
@@ -709,7 +698,7 @@ def _as_api_error(error: Exception) -> ApiError:
         return ApiError(
             400,
             str(error).replace("truncate=True", '"truncate": true'),
-            "token_limit",
+            ErrorCode.TOKEN_LIMIT,
             param=f"input[{error.index}]",
             extra={
                 "index": error.index,
@@ -718,10 +707,10 @@ def _as_api_error(error: Exception) -> ApiError:
             },
         )
     if isinstance(error, UnsupportedModelError):
-        return ApiError(400, str(error), "unsupported")
+        return ApiError(400, str(error), ErrorCode.UNSUPPORTED)
     if isinstance(error, TypeError):
-        return ApiError(400, str(error), "invalid_type")
-    return ApiError(400, str(error), "invalid_value")
+        return ApiError(400, str(error), ErrorCode.INVALID_TYPE)
+    return ApiError(400, str(error), ErrorCode.INVALID_VALUE)
 
 
 def _characters(texts: Sequence[Any]) -> int:
@@ -761,11 +750,11 @@ async def _call(
         raise ApiError(
             429,
             f"the server is busy: {error}",
-            "queue_full",
+            ErrorCode.QUEUE_FULL,
             headers={"Retry-After": state.retry_after()},
         ) from None
     except SchedulerClosedError:
-        raise ApiError(503, "the server is shutting down", "shutting_down") from None
+        raise ApiError(503, "the server is shutting down", ErrorCode.SHUTTING_DOWN) from None
     except (ValueError, TypeError) as error:
         raise _as_api_error(error) from None
 
@@ -810,7 +799,7 @@ def _drop(state: ServerState, request: Request, outcome: str) -> None:
         503,
         f"the server shut down before this request finished (drain deadline "
         f"{state.drain_seconds or 0:g} s); retry on another server or later",
-        "shutting_down",
+        ErrorCode.SHUTTING_DOWN,
         headers={"Connection": "close"},
     )
 
@@ -848,9 +837,14 @@ def _json(content: Any) -> Response:
     return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), media_type=_JSON)
 
 
+def _core_type(embedding_type: str) -> str:
+    """What to ask the core for: base64 is the wire's encoding of float rows."""
+    return "float" if embedding_type == "base64" else embedding_type
+
+
 def _rows(result: Any, embedding_type: str) -> list[Any]:
     if embedding_type == "base64":
-        return list(result)
+        return encode_base64_rows(result)
     array = np.ascontiguousarray(result)
     return [array[i] for i in range(len(array))]
 
@@ -1029,11 +1023,13 @@ def create_app(
             where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
             problems.append(f"{where}: {item.get('msg')}" if where else str(item.get("msg")))
         message = "invalid request: " + "; ".join(problems)
-        return _error_response(ApiError(422, message, "invalid_request"))
+        return _error_response(ApiError(422, message, ErrorCode.INVALID_REQUEST))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
+            error.status_code, ErrorCode.HTTP_ERROR
+        )
         message = str(error.detail)
         if error.status_code == 404:
             message = f"no route {request.method} {request.url.path}; see /docs"
@@ -1044,7 +1040,7 @@ def create_app(
         # A bug, not bad input: logged with its traceback here, answered without it.
         _log.error("internal error on %s %s", request.method, request.url.path, exc_info=error)
         message = f"internal server error ({type(error).__name__}); see the server log"
-        return _error_response(ApiError(500, message, "internal_error"))
+        return _error_response(ApiError(500, message, ErrorCode.INTERNAL_ERROR))
 
     def answer_bytes(model: Embedder, rows: int, dimensions: int | None, kind: str) -> int:
         values = rows * (dimensions or model.dimension)
@@ -1059,7 +1055,9 @@ def create_app(
         embedding_type = _output_type(body)
         options = _late_chunking_options(body.late_chunking_options)
         if ids is not None and body.late_chunking:
-            raise ApiError(400, "late_chunking needs text input, not token ids", "invalid_value")
+            raise ApiError(
+                400, "late_chunking needs text input, not token ids", ErrorCode.INVALID_VALUE
+            )
         state.admit(request, answer_bytes(model, len(texts), body.dimensions, embedding_type))
         if ids is not None:
             work = partial(
@@ -1068,7 +1066,7 @@ def create_app(
                 task=body.task,
                 dimensions=body.dimensions,
                 normalized=body.normalized,
-                embedding_type=embedding_type,
+                embedding_type=_core_type(embedding_type),
                 truncate=body.truncate,
             )
             size = sum(len(sequence) for sequence in ids)
@@ -1081,7 +1079,7 @@ def create_app(
                 late_chunking=body.late_chunking,
                 late_chunking_options=options,
                 normalized=body.normalized,
-                embedding_type=embedding_type,
+                embedding_type=_core_type(embedding_type),
                 truncate=body.truncate,
             )
             size = _characters(texts)
@@ -1187,13 +1185,13 @@ def create_app(
         model = state.ready()
         state.check_model(body.model)
         if not body.documents:
-            raise ApiError(400, "documents is empty", "empty_input", param="documents")
+            raise ApiError(400, "documents is empty", ErrorCode.EMPTY_INPUT, param="documents")
         if len(body.documents) > max_inputs:
             raise ApiError(
                 400,
                 f"documents has {len(body.documents)} items, over this server's limit of "
                 f"{max_inputs} per request",
-                "too_many_inputs",
+                ErrorCode.TOO_MANY_INPUTS,
                 param="documents",
             )
         spans = _check_spans(body, max_spans)
@@ -1219,7 +1217,7 @@ def create_app(
         data = []
         for i, rows in enumerate(result):
             if body.embedding_type == "base64":
-                embeddings: Any = [_b64(row) for row in np.ascontiguousarray(rows, dtype="<f4")]
+                embeddings: Any = encode_base64_rows(np.asarray(rows, dtype=np.float32))
             else:
                 embeddings = np.ascontiguousarray(rows)
             data.append({"object": "spans", "index": i, "embeddings": embeddings})
@@ -1254,7 +1252,7 @@ def _check_spans(body: EmbedSpansRequest, max_spans: int) -> int:
                 400,
                 f"{where} has {count} spans over a text of {len(doc.text)} characters; a "
                 "document has at most one span per character",
-                "too_many_spans",
+                ErrorCode.TOO_MANY_SPANS,
                 param=f"{where}.spans",
             )
         if total > max_spans:
@@ -1262,7 +1260,7 @@ def _check_spans(body: EmbedSpansRequest, max_spans: int) -> int:
                 400,
                 f"documents have more than {max_spans} spans, this server's limit per request; "
                 "split them into several requests",
-                "too_many_spans",
+                ErrorCode.TOO_MANY_SPANS,
                 param="documents",
             )
         for j, span in enumerate(doc.spans):
@@ -1271,7 +1269,7 @@ def _check_spans(body: EmbedSpansRequest, max_spans: int) -> int:
                     400,
                     f"{where}: span {j} {span} is empty, reversed or outside the text; a "
                     f"span is [start, end] with 0 <= start < end <= {len(doc.text)}",
-                    "invalid_span",
+                    ErrorCode.INVALID_SPAN,
                     param=f"{where}.spans[{j}]",
                 )
     return total
@@ -1305,7 +1303,3 @@ def _add_docs(app: FastAPI) -> None:
         return get_swagger_ui_html(
             openapi_url=app.openapi_url or "/openapi.json", title=app.title, **urls
         )
-
-
-def _b64(row: np.ndarray) -> str:
-    return base64.b64encode(row.tobytes()).decode("ascii")

@@ -37,6 +37,7 @@ from .app import (
     served_name_of,
 )
 from .schemas import _Body
+from .wire import ErrorCode
 
 __all__ = ["RerankRequest", "RerankService", "add_rerank_route"]
 
@@ -109,12 +110,14 @@ class RerankService:
     def ready(self) -> Reranker:
         self.server.ready()  # 503 while the server loads its embedder or shuts down
         if self.load_error is not None:
-            raise ApiError(503, f"the reranker failed to load: {self.load_error}", "model_failed")
+            raise ApiError(
+                503, f"the reranker failed to load: {self.load_error}", ErrorCode.MODEL_FAILED
+            )
         if self.reranker is None:
             raise ApiError(
                 503,
                 "the reranker is loading; retry shortly",
-                "model_loading",
+                ErrorCode.MODEL_LOADING,
                 headers={"Retry-After": "1"},
             )
         return self.reranker
@@ -126,7 +129,7 @@ class RerankService:
                 f"model {name!r} is not a reranker served here; /v1/rerank serves "
                 f"{self.served_name!r} (also as: "
                 f"{', '.join(sorted(self.names - {self.served_name}))})",
-                "model_not_found",
+                ErrorCode.MODEL_NOT_FOUND,
                 param="model",
             )
 
@@ -178,9 +181,9 @@ def add_rerank_route(
             check_rerank_input(body.query, documents)
             top_n = check_top_n(body.top_n)
         except RerankInputError as error:
-            raise ApiError(400, str(error), "invalid_rerank_input") from None
+            raise ApiError(400, str(error), ErrorCode.INVALID_RERANK_INPUT) from None
         except TypeError as error:
-            raise ApiError(400, str(error), "invalid_type") from None
+            raise ApiError(400, str(error), ErrorCode.INVALID_TYPE) from None
         # The same admission budget and tokenizer pool as /v1/embeddings; the answer is a
         # few numbers per document, plus the texts when they are returned.
         characters = _characters(documents) + len(body.query)
