@@ -33,7 +33,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
@@ -46,6 +45,7 @@ from embedder_core import (
     ArrayEmbeddingType,
     DocumentChunk,
     LateChunkingOptions,
+    ModelInfo,
     convert_embeddings,
 )
 from embedder_core.chunking import Chunker, Span, check_spans
@@ -168,20 +168,16 @@ def _queue_parts(response: httpx.Response) -> int | None:
     return max(2, math.ceil(tokens / max(limit * _QUEUE_SHARE, 1)))
 
 
-@dataclass(frozen=True)
-class _ModelInfo:
-    model_name: str
-    dimension: int
-    max_tokens: int
-    tasks: tuple[str, ...]
-    instructions: dict[str, str]
-    default_instruction: str
-    has_adapters: bool
-    pooling: str
-    supports_late_chunking: bool
-    max_inputs: int
-    max_request_bytes: int
-    max_queued_tokens: int | None  # None: not advertised, or no limit
+class _Described:
+    """A ``RemoteEmbedder`` attribute read from the served model's ``ModelInfo``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, embedder: RemoteEmbedder | None, owner: type | None = None) -> Any:
+        if embedder is None:
+            return self
+        return getattr(embedder.info, self.name)
 
 
 class RemoteEmbedder:
@@ -239,7 +235,8 @@ class RemoteEmbedder:
         self._client = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
         )
-        self._info: _ModelInfo | None = None
+        self._info: ModelInfo | None = None
+        self._server_limits: tuple[int, int, int | None] | None = None
         self._info_lock = threading.Lock()
         self._limits: tuple[int, int, int | None] | None = None
         # Tokens the server counted (``usage``) and the bytes of input they came from: size
@@ -401,27 +398,19 @@ class RemoteEmbedder:
         return body
 
     # --------------------------------------------------------------- introspection
-    def _model_info(self) -> _ModelInfo:
+    @property
+    def info(self) -> ModelInfo:
+        """The served model's description (``/v1/x/model``, fetched once)."""
         if self._info is None:
             with self._info_lock:
                 if self._info is None:
-                    info = self._request("GET", "/v1/x/model")
-                    self._info = _ModelInfo(
-                        model_name=info["model_name"],
-                        dimension=int(info["dimension"]),
-                        max_tokens=int(info["max_tokens"]),
-                        tasks=tuple(info["tasks"]),
-                        instructions=dict(info["instructions"]),
-                        default_instruction=info["default_instruction"],
-                        has_adapters=bool(info["has_adapters"]),
-                        pooling=info["pooling"],
-                        supports_late_chunking=bool(info["supports_late_chunking"]),
-                        max_inputs=int(info["max_inputs"]),
-                        max_request_bytes=int(
-                            info.get("max_request_bytes") or info["max_body_bytes"]
-                        ),
-                        max_queued_tokens=_optional_int(info.get("max_queued_tokens")),
+                    answer = self._request("GET", "/v1/x/model")
+                    self._server_limits = (
+                        int(answer["max_inputs"]),
+                        int(answer.get("max_request_bytes") or answer["max_body_bytes"]),
+                        _optional_int(answer.get("max_queued_tokens")),
                     )
+                    self._info = ModelInfo.from_json(answer)
         return self._info
 
     def _parts(self, sizes: Sequence[int]) -> list[range]:
@@ -430,11 +419,12 @@ class RemoteEmbedder:
         limit as far as the tokens per byte seen so far tell (one item past them goes alone)."""
         if self._limits is None:
             try:
-                info = self._model_info()
-                queued = info.max_queued_tokens
+                self.info  # noqa: B018 - reads the server's limits with the description
+                assert self._server_limits is not None
+                max_inputs, max_request_bytes, queued = self._server_limits
                 self._limits = (
-                    info.max_inputs,
-                    info.max_request_bytes,
+                    max_inputs,
+                    max_request_bytes,
                     max(int(queued * _QUEUE_SHARE), 1) if queued else None,
                 )
             except ExtensionUnavailableError:
@@ -461,50 +451,25 @@ class RemoteEmbedder:
         if isinstance(tokens, int) and tokens > 0:
             self._usage = [self._usage[0] + tokens, self._usage[1] + sum(sizes)]
 
-    @property
-    def model_name(self) -> str:
-        """The served model's canonical id (what collections record), as the server has it;
-        so vectors from a server and from a local load of the same model match collections."""
-        return self._model_info().model_name
-
-    @property
-    def dimension(self) -> int:
-        return self._model_info().dimension
-
-    @property
-    def max_tokens(self) -> int:
-        return self._model_info().max_tokens
-
-    @property
-    def tasks(self) -> tuple[str, ...]:
-        return self._model_info().tasks
-
-    @property
-    def has_adapters(self) -> bool:
-        return self._model_info().has_adapters
-
-    @property
-    def pooling(self) -> str:
-        return self._model_info().pooling
-
-    @property
-    def supports_late_chunking(self) -> bool:
-        return self._model_info().supports_late_chunking
+    # What the server says of its model (``info``): the names ``Embedder`` has.
+    model_name = _Described()
+    dimension = _Described()
+    max_tokens = _Described()
+    tasks = _Described()
+    has_adapters = _Described()
+    pooling = _Described()
+    supports_late_chunking = _Described()
 
     def instruction(self, task: str | None) -> str:
         """The text the server prepends to inputs of ``task``."""
-        info = self._model_info()
-        if task is None:
-            return info.default_instruction
-        self._check_task(task)
-        return info.instructions[task]
+        return self.info.instruction(task)
 
     def count_tokens(self, texts: str | Sequence[str], task: str | None = None) -> list[int]:
         """Tokens each text takes on the server's model (``/v1/x/count-tokens``)."""
         items = _text_list(texts)
         if not items:
             if task is not None:
-                self._check_task(task)
+                self.info.check_task(task)
             return []
 
         def send(indices: list[int]) -> list[int]:
@@ -596,12 +561,12 @@ class RemoteEmbedder:
                 "late_chunking_options must be an embedder_core.LateChunkingOptions or None, "
                 f"got {type(late_chunking_options).__name__}"
             )
-        tasks = self._task_list(task, len(items))
+        tasks = ModelInfo.check_tasks(task, len(items))
         if not items:  # nothing to send: check the options here, as the core does
             for name in [task] if task is None or isinstance(task, str) else tasks:
                 if name is not None:
-                    self._check_task(name)
-            width = self._check_dimensions(dimensions)
+                    self.info.check_task(name)
+            width = self.info.check_dimensions(dimensions)
             return convert_embeddings(np.zeros((0, width), np.float32), embedding_type)
         if late_chunking and len(set(tasks)) > 1:
             raise ValueError("late_chunking encodes one document: give one task for all pieces")
@@ -767,35 +732,6 @@ class RemoteEmbedder:
             normalized=normalized,
             late_chunking_options=late_chunking_options,
         )[0]
-
-    # ------------------------------------------------------------------- validation
-    def _check_task(self, task: str) -> None:
-        if not isinstance(task, str):
-            raise TypeError(f"task must be a str or None, got {type(task).__name__}")
-        if task not in self.tasks:
-            raise ValueError(
-                f"unknown task {task!r}; valid tasks: {', '.join(self.tasks)} (or None)"
-            )
-
-    def _task_list(self, task: str | Sequence[str | None] | None, count: int) -> list[str | None]:
-        if task is None or isinstance(task, str):
-            return [task] * count
-        names = list(task)
-        if len(names) != count:
-            raise ValueError(f"got {len(names)} tasks for {count} texts; give one task per text")
-        for name in names:
-            if name is not None and not isinstance(name, str):
-                raise TypeError(f"task must be a str or None, got {type(name).__name__}")
-        return names
-
-    def _check_dimensions(self, dimensions: int | None) -> int:
-        if dimensions is None:
-            return self.dimension
-        if isinstance(dimensions, bool) or not isinstance(dimensions, (int, np.integer)):
-            raise ValueError(f"dimensions must be an int, got {dimensions!r}")
-        if not 1 <= dimensions <= self.dimension:
-            raise ValueError(f"dimensions must be between 1 and {self.dimension}, got {dimensions}")
-        return int(dimensions)
 
 
 def _text_list(texts: str | Sequence[str], kind: str = "input") -> list[str]:

@@ -28,14 +28,17 @@ from server_support import free_port, serve_app
 import embedder_core
 import embedder_core.embedder
 import embedder_core.loading
+import jina_connectors.remote
 from embedder_core import (
     Embedder,
     EmbedderProtocol,
     LateChunkingOptions,
+    ModelInfo,
     ModelNotFoundError,
     TokenLimitError,
     canonical_model_id,
     get_embedder,
+    inspect_model,
 )
 from jina_connectors.remote import (
     AuthenticationError,
@@ -171,6 +174,19 @@ def test_model_description_matches(remote: RemoteEmbedder, tiny_jina_embedder: E
     assert remote.supports_late_chunking == local.supports_late_chunking
     for task in (*local.tasks, None):
         assert remote.instruction(task) == local.instruction(task)
+
+
+def test_one_model_description_for_local_served_and_inspected(
+    remote: RemoteEmbedder, tiny_jina_embedder: Embedder, tiny_jina_dir: Path
+) -> None:
+    """``RemoteEmbedder.info``, ``Embedder.info`` and ``inspect_model`` are one ``ModelInfo``."""
+    local = tiny_jina_embedder.info
+    assert isinstance(remote.info, ModelInfo)
+    assert remote.info == local == inspect_model(str(tiny_jina_dir))
+    assert remote.info.instructions == local.instructions
+    assert remote.info.default_instruction == local.default_instruction
+    assert ModelInfo.from_json(local.to_json()) == local
+    assert not hasattr(jina_connectors.remote, "_ModelInfo")
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,7 @@ from embedder_core import (
 )
 
 from .metrics import ServerMetrics
-from .wire import ErrorCode, encode_base64_rows, error_body
+from .wire import ErrorCode, encode_base64_rows, error_body, model_description
 
 if TYPE_CHECKING:
     from embedder_core import PendingEmbeddings
@@ -1109,7 +1110,7 @@ def create_app(
             "created": state.created,
             "owned_by": "jina-connectors",
             "aliases": state.aliases,
-            "max_input_tokens": model.max_tokens,
+            "max_input_tokens": model.info.max_tokens,
             **limits,
         }
         reranker_entry = rerank_service.model_entry() if rerank_service is not None else None
@@ -1131,23 +1132,15 @@ def create_app(
     @app.get("/v1/x/model", summary="Extension: what RemoteEmbedder needs to know of the model")
     async def model_info() -> Response:
         model = state.ready()
+        info = replace(model.info, model_name=state.model_name)
         return _json(
-            {
-                "id": state.served_model_name,
-                "aliases": state.aliases,
-                "model_name": state.model_name,
-                "dimension": model.dimension,
-                "max_tokens": model.max_tokens,
-                "max_input_tokens": model.max_tokens,
-                "tasks": list(model.tasks),
-                "instructions": {task: model.instruction(task) for task in model.tasks},
-                "default_instruction": model.instruction(None),
-                "has_adapters": model.has_adapters,
-                "pooling": model.pooling,
-                "supports_late_chunking": model.supports_late_chunking,
-                "embedding_types": list(EMBEDDING_TYPES),
-                **limits,
-            }
+            model_description(
+                info,
+                served_name=state.served_model_name,
+                aliases=state.aliases,
+                embedding_types=EMBEDDING_TYPES,
+                limits=limits,
+            )
         )
 
     @app.post("/v1/x/count-tokens", summary="Extension: tokens each text takes")

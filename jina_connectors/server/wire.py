@@ -8,7 +8,8 @@ here. It imports only the standard library and numpy, so a thin client pays for 
   "param", ...}}``; ``code`` is an :class:`ErrorCode`, ``type`` follows from the status.
 - Rows: ``base64`` is each row's little-endian bytes, base64-encoded (the OpenAI and Jina
   APIs' ``float32``; the same rule for the integer types, one byte per value).
-- Bodies: the late-chunking options object both ends build.
+- Bodies: the late-chunking options object both ends build, and the model description
+  (``/v1/x/model``): ``ModelInfo.to_json()`` plus the server's names and limits.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "encode_base64_rows",
     "error_body",
     "late_chunking_options_body",
+    "model_description",
 ]
 
 #: Environment variable with the API key a client sends when none is given.
@@ -238,3 +240,24 @@ def late_chunking_options_body(options: Any) -> dict[str, Any] | None:
     if options is None:
         return None
     return {"window": options.window, "overlap": options.overlap}
+
+
+def model_description(
+    info: Any,
+    *,
+    served_name: str | None,
+    aliases: Sequence[str],
+    embedding_types: Sequence[str],
+    limits: Mapping[str, Any],
+) -> dict[str, Any]:
+    """``/v1/x/model``'s answer: the model's ``ModelInfo.to_json()`` (which
+    ``ModelInfo.from_json`` reads back), the served name and aliases, the token limit under
+    OpenAI's name, the embedding types and the server's request ``limits``."""
+    return {
+        "id": served_name,
+        "aliases": list(aliases),
+        **info.to_json(),
+        "max_input_tokens": info.max_tokens,
+        "embedding_types": list(embedding_types),
+        **limits,
+    }
