@@ -28,7 +28,7 @@ from server_support import free_port, serve_app
 import embedder_core
 import embedder_core.embedder
 import embedder_core.loading
-import jina_connectors.remote
+import jina_connectors.server.client
 from embedder_core import (
     Embedder,
     EmbedderProtocol,
@@ -40,13 +40,13 @@ from embedder_core import (
     get_embedder,
     inspect_model,
 )
-from jina_connectors.remote import (
+from jina_connectors.server import create_app
+from jina_connectors.server.client import (
     AuthenticationError,
     ExtensionUnavailableError,
     RemoteEmbedder,
     ServerError,
 )
-from jina_connectors.server import create_app
 
 tomllib = pytest.importorskip("tomllib")
 
@@ -186,7 +186,7 @@ def test_one_model_description_for_local_served_and_inspected(
     assert remote.info.instructions == local.instructions
     assert remote.info.default_instruction == local.default_instruction
     assert ModelInfo.from_json(local.to_json()) == local
-    assert not hasattr(jina_connectors.remote, "_ModelInfo")
+    assert not hasattr(jina_connectors.server.client, "_ModelInfo")
 
 
 @pytest.mark.parametrize(
@@ -719,7 +719,7 @@ def test_the_client_imports_no_torch() -> None:
     """A process that only talks to a server never pays torch's import (about 2 s)."""
     code = (
         "import sys\n"
-        "from jina_connectors.remote import RemoteEmbedder\n"
+        "from jina_connectors.server.client import RemoteEmbedder\n"
         "from embedder_core import DocumentChunk, convert_embeddings\n"
         "print('torch' in sys.modules)\n"
     )
