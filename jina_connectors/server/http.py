@@ -21,7 +21,7 @@ from typing import Any
 from uvicorn.protocols.http import h11_impl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .app import _error_body
+from .errors import error_json
 from .wire import ErrorCode
 
 __all__ = ["guarded_h11_protocol"]
@@ -108,7 +108,7 @@ class _GuardedH11Protocol(H11Protocol):
     def _answer(self, status: int, message: str, code: ErrorCode) -> None:
         """A JSON error written straight to the socket (h11 may be in its error state),
         then a lingering close."""
-        body = _error_body(status, message, code)
+        body = error_json(status, message, code)
         head = (
             f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
             "content-type: application/json\r\n"
