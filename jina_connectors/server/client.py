@@ -34,6 +34,7 @@ import random
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import urlsplit
@@ -55,6 +56,7 @@ from embedder_core.output import document_chunks
 
 from .wire import (
     API_KEY_ENV_VAR,
+    ROW_DTYPES,
     AuthenticationError,
     ErrorCode,
     ExtensionUnavailableError,
@@ -561,6 +563,14 @@ class RemoteEmbedder:
                 f"unknown embedding_type {embedding_type!r}; "
                 f"expected one of {', '.join(EMBEDDING_TYPES)}"
             )
+        if embedding_type == "base64":
+            warnings.warn(
+                'embedding_type="base64" is deprecated: encode returns arrays (float32 rows '
+                "travel as base64 anyway; jina_connectors.server.wire.encode_base64_rows "
+                "writes them); it goes in the next release",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         if late_chunking_options is not None and not isinstance(
             late_chunking_options, LateChunkingOptions
         ):
@@ -574,6 +584,8 @@ class RemoteEmbedder:
                 if name is not None:
                     self.info.check_task(name)
             width = self.info.check_dimensions(dimensions)
+            if embedding_type == "base64":
+                return []
             return convert_embeddings(np.zeros((0, width), np.float32), embedding_type)
         if late_chunking and len(set(tasks)) > 1:
             raise ValueError("late_chunking encodes one document: give one task for all pieces")
@@ -621,8 +633,7 @@ class RemoteEmbedder:
             return [str(row) for row in rows]
         if embedding_type == "float":
             return decode_base64_rows(rows)
-        dtype = np.int8 if embedding_type in ("binary", "int8") else np.uint8
-        return np.asarray(rows, dtype=dtype)
+        return np.asarray(rows, dtype=ROW_DTYPES[embedding_type])
 
     # ----------------------------------------------------------- document-level calls
     def chunk(

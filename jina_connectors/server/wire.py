@@ -23,8 +23,8 @@ import numpy as np
 
 __all__ = [
     "API_KEY_ENV_VAR",
-    "BASE64_DTYPES",
     "ERROR_TYPES",
+    "ROW_DTYPES",
     "AuthenticationError",
     "ErrorCode",
     "ExtensionUnavailableError",
@@ -204,7 +204,7 @@ def client_error(
 
 # -------------------------------------------------------------------------- base64 rows
 #: The dtype of a row's values on the wire, by embedding type (base64 carries these bytes).
-BASE64_DTYPES: Mapping[str, str] = {
+ROW_DTYPES: Mapping[str, str] = {
     "float": "<f4",
     "int8": "i1",
     "binary": "i1",
@@ -227,7 +227,7 @@ def decode_base64_rows(
 ) -> np.ndarray:
     """The rows ``encode_base64_rows`` wrote, as a 2-D array of the embedding type's dtype
     (float32, int8, uint8); ``width``: the row length when ``values`` is empty."""
-    dtype = np.dtype(BASE64_DTYPES[embedding_type])
+    dtype = np.dtype(ROW_DTYPES[embedding_type])
     if not values:
         return np.zeros((0, width or 0), dtype=dtype.newbyteorder("="))
     rows = [np.frombuffer(base64.b64decode(value), dtype=dtype) for value in values]

@@ -47,6 +47,7 @@ from jina_connectors.server.client import (
     RemoteEmbedder,
     ServerError,
 )
+from jina_connectors.server.wire import decode_base64_rows
 
 tomllib = pytest.importorskip("tomllib")
 
@@ -220,6 +221,16 @@ def test_encode_equals_local(
         assert np.allclose(np.linalg.norm(got, axis=1), np.linalg.norm(expected, axis=1))
     else:
         assert got.dtype == expected.dtype and np.array_equal(got, expected)
+
+
+def test_base64_from_encode_is_deprecated_and_decodes_to_the_float_rows(
+    remote: RemoteEmbedder,
+) -> None:
+    """encode returns arrays; base64 is the wire's business (one release of warning)."""
+    with pytest.warns(DeprecationWarning, match='embedding_type="base64" is deprecated'):
+        rows = remote.encode(SHORT, embedding_type="base64")
+    assert all(isinstance(row, str) for row in rows)
+    np.testing.assert_array_equal(decode_base64_rows(rows), remote.encode(SHORT))
 
 
 def test_encode_edges_equal_local(remote: RemoteEmbedder, tiny_jina_embedder: Embedder) -> None:

@@ -33,7 +33,7 @@ from embedder_core.testing_rerankers import write_tiny_reranker_v2_checkpoint
 from jina_connectors.server.app import create_app
 from jina_connectors.server.http import guarded_h11_protocol
 from jina_connectors.server.wire import (
-    BASE64_DTYPES,
+    ROW_DTYPES,
     AuthenticationError,
     ErrorCode,
     ExtensionUnavailableError,
@@ -315,9 +315,9 @@ def test_server_modules_name_error_codes_only_through_error_code() -> None:
     assert len(_server_modules()) >= 5  # the check saw the server
 
 
-@pytest.mark.parametrize("embedding_type", sorted(BASE64_DTYPES))
+@pytest.mark.parametrize("embedding_type", sorted(ROW_DTYPES))
 def test_base64_rows_round_trip_bit_exactly(embedding_type: str) -> None:
-    dtype = np.dtype(BASE64_DTYPES[embedding_type]).newbyteorder("=")
+    dtype = np.dtype(ROW_DTYPES[embedding_type]).newbyteorder("=")
     rng = np.random.default_rng(17)
     if dtype.kind == "f":
         rows = rng.standard_normal((5, 33)).astype(dtype)
