@@ -5,7 +5,6 @@ failed), its names, its request limits and the admission budget. Routes get it t
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import os
 import threading
@@ -76,8 +75,6 @@ HOSTED_MODEL_NAME = "jina-embeddings-v3"
 
 # Folder names that say nothing about the model: its parent's name is used instead.
 _GENERIC_FOLDERS = frozenset({"model", "models", "checkpoint", "weights", "snapshot", "hf"})
-
-_log = logging.getLogger("jina_connectors.server")
 
 
 @dataclass(frozen=True)
