@@ -40,6 +40,7 @@ from .model_info import (
     JINA_V2_TASKS,
     STANDARD_TASKS,  # the five jina-embeddings-v3 task names
     JinaV2Config,
+    ModelInfo,
     check_native_auto_map,
     check_not_reranker,
     is_jina_v2_config,
@@ -302,6 +303,20 @@ class Embedder:
     def instruction(self, task: str | None) -> str:
         """The text prepended to inputs of ``task``."""
         return self._task(task).instruction
+
+    @property
+    def info(self) -> ModelInfo:
+        """This model's description, as ``inspect_model`` and ``RemoteEmbedder.info`` give it."""
+        return ModelInfo(
+            model_name=self.model_name,
+            dimension=self.dimension,
+            max_tokens=self.max_tokens,
+            tasks=self.tasks,
+            pooling=self.pooling,
+            has_adapters=self.has_adapters,
+            instructions={task: self.instruction(task) for task in self.tasks},
+            default_instruction=self.instruction(None),
+        )
 
     def count_tokens(self, texts: str | Sequence[str], task: str | None = None) -> list[int]:
         """Tokens each text takes, special tokens and task instruction included, untruncated."""

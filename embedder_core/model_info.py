@@ -11,7 +11,10 @@ Normalize modules are built in :mod:`embedder_core.models.st_pipeline`), so the 
 from __future__ import annotations
 
 import json
+import operator
 import os
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -59,29 +62,167 @@ _HIDDEN_SIZE_KEYS = ("hidden_size", "d_model", "dim", "n_embd")
 _CONFIG_PATTERNS = ["*.json"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ModelInfo:
-    """A model as its configuration describes it.
+    """A model as its configuration describes it: the one description of a model, for a
+    model on disk (:func:`inspect_model`), a loaded ``Embedder`` (``Embedder.info``) and a
+    served one (``RemoteEmbedder.info``, from the server's ``/v1/x/model``).
 
-    ``model``: the canonical id (:func:`~embedder_core.canonical_model_id`); ``dimension``:
-    the full embedding width (``Embedder.dimension``), None when the config does not say;
-    ``max_tokens``: the token limit, special tokens included (``Embedder.max_tokens``);
-    ``tasks``: the valid task names; ``pooling``: ``"mean"``, ``"max"``, ``"cls"`` or
-    ``"lasttoken"``; ``has_adapters``: task LoRA adapters (jina-embeddings-v3).
+    ``model_name``: the canonical id (:func:`~embedder_core.canonical_model_id`), as
+    ``Embedder.model_name``; ``dimension``: the full embedding width (``Embedder.dimension``),
+    None when the config does not say; ``max_tokens``: the token limit, special tokens
+    included (``Embedder.max_tokens``); ``tasks``: the valid task names; ``pooling``:
+    ``"mean"``, ``"max"``, ``"cls"`` or ``"lasttoken"``; ``has_adapters``: task LoRA adapters
+    (jina-embeddings-v3); ``model_dir``: the checkpoint's folder (None for a served model);
+    ``instructions``: the text prepended to inputs of each task, and
+    ``default_instruction`` to inputs without one (known once the tokenizer is read: empty
+    from :func:`inspect_model`). ``model=`` is accepted for ``model_name=``, deprecated.
     """
 
-    model: str
+    model_name: str
     dimension: int | None
     max_tokens: int
     tasks: tuple[str, ...]
     pooling: PoolingMode
     has_adapters: bool
-    model_dir: Path = field(compare=False, repr=False)
+    model_dir: Path | None = field(default=None, compare=False, repr=False)
+    instructions: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    default_instruction: str = field(default="", compare=False, repr=False)
+
+    def __init__(
+        self,
+        model_name: str | None = None,
+        dimension: int | None = None,
+        max_tokens: int = 0,
+        tasks: Sequence[str] = (),
+        pooling: PoolingMode = "mean",
+        has_adapters: bool = False,
+        model_dir: Path | None = None,
+        instructions: Mapping[str, str] | None = None,
+        default_instruction: str = "",
+        *,
+        model: str | None = None,
+    ) -> None:
+        if model is not None:
+            _warn_model_renamed()
+            if model_name is not None and model_name != model:
+                raise TypeError("give model_name, not both model_name and model (its old name)")
+            model_name = model
+        if model_name is None:
+            raise TypeError("ModelInfo needs model_name")
+        values = {
+            "model_name": model_name,
+            "dimension": dimension,
+            "max_tokens": max_tokens,
+            "tasks": tuple(tasks),
+            "pooling": pooling,
+            "has_adapters": has_adapters,
+            "model_dir": model_dir,
+            "instructions": dict(instructions or {}),
+            "default_instruction": default_instruction,
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def model(self) -> str:
+        """Deprecated: ``model_name`` (the name ``Embedder`` uses for the same id)."""
+        _warn_model_renamed()
+        return self.model_name
 
     @property
     def supports_late_chunking(self) -> bool:
         """Late chunking pools each chunk over its own tokens (mean or max pooling)."""
         return self.pooling in ("mean", "max")
+
+    def check_task(self, task: str | None) -> str | None:
+        """``task`` when it is None or one of ``tasks``; else ``TypeError``/``ValueError``."""
+        if task is None:
+            return None
+        if not isinstance(task, str):
+            raise TypeError(f"task must be a str or None, got {type(task).__name__}")
+        if task not in self.tasks:
+            raise ValueError(
+                f"unknown task {task!r}; valid tasks: {', '.join(self.tasks)} (or None)"
+            )
+        return task
+
+    @staticmethod
+    def check_tasks(task: str | Sequence[str | None] | None, count: int) -> list[str | None]:
+        """One task per text: ``task`` repeated, or the list given (its length and its
+        names' types checked; the names themselves by whoever runs the model)."""
+        if task is None or isinstance(task, str):
+            return [task] * count
+        names = list(task)
+        if len(names) != count:
+            raise ValueError(f"got {len(names)} tasks for {count} texts; give one task per text")
+        for name in names:
+            if name is not None and not isinstance(name, str):
+                raise TypeError(f"task must be a str or None, got {type(name).__name__}")
+        return names
+
+    def check_dimensions(self, dimensions: int | None) -> int | None:
+        """The output width for ``dimensions``: the full width for None, else ``dimensions``
+        when it is an int from 1 to ``dimension`` (``ValueError`` otherwise)."""
+        if dimensions is None:
+            return self.dimension
+        if isinstance(dimensions, bool):
+            raise ValueError(f"dimensions must be an int, got {dimensions!r}")
+        try:
+            value = operator.index(dimensions)
+        except TypeError:
+            raise ValueError(f"dimensions must be an int, got {dimensions!r}") from None
+        if self.dimension is None:
+            if value < 1:
+                raise ValueError(f"dimensions must be positive, got {value}")
+            return value
+        if not 1 <= value <= self.dimension:
+            raise ValueError(f"dimensions must be between 1 and {self.dimension}, got {value}")
+        return value
+
+    def instruction(self, task: str | None) -> str:
+        """The text prepended to inputs of ``task`` (checked)."""
+        if self.check_task(task) is None:
+            return self.default_instruction
+        return self.instructions[task]  # type: ignore[index]
+
+    def to_json(self) -> dict[str, Any]:
+        """The description as JSON (the model part of the server's ``/v1/x/model``)."""
+        return {
+            "model_name": self.model_name,
+            "dimension": self.dimension,
+            "max_tokens": self.max_tokens,
+            "tasks": list(self.tasks),
+            "instructions": dict(self.instructions),
+            "default_instruction": self.default_instruction,
+            "has_adapters": self.has_adapters,
+            "pooling": self.pooling,
+            "supports_late_chunking": self.supports_late_chunking,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelInfo:
+        """The description ``to_json`` wrote (``KeyError``/``TypeError`` on another shape)."""
+        dimension = data["dimension"]
+        return cls(
+            model_name=str(data["model_name"]),
+            dimension=None if dimension is None else int(dimension),
+            max_tokens=int(data["max_tokens"]),
+            tasks=tuple(data["tasks"]),
+            pooling=data["pooling"],
+            has_adapters=bool(data["has_adapters"]),
+            instructions=dict(data["instructions"]),
+            default_instruction=str(data["default_instruction"]),
+        )
+
+
+def _warn_model_renamed() -> None:
+    warnings.warn(
+        "ModelInfo.model is now ModelInfo.model_name (as Embedder.model_name); "
+        "model goes in the next release",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def inspect_model(
@@ -107,7 +248,7 @@ def inspect_model(
             v2 = JinaV2Config.from_dict(model_dir, config)
             v2_pipeline = read_jina_v2_pipeline(model_dir)
             return ModelInfo(
-                model=ref.canonical_id,
+                model_name=ref.canonical_id,
                 dimension=v2_pipeline.output_width(v2.hidden_size),
                 max_tokens=min(v2.max_tokens, v2_pipeline.max_seq_length or v2.max_tokens),
                 tasks=JINA_V2_TASKS,
@@ -118,7 +259,7 @@ def inspect_model(
         if is_jina_v3_config(config):
             check_native_auto_map(model_dir, config, "jina-embeddings-v3")
             return ModelInfo(
-                model=ref.canonical_id,
+                model_name=ref.canonical_id,
                 dimension=int(config["hidden_size"]),
                 # RoBERTa convention: two position slots are reserved (8194 -> 8192 tokens).
                 max_tokens=int(config["max_position_embeddings"]) - 2,
@@ -132,7 +273,7 @@ def inspect_model(
     check_transformers_config(pipeline.transformer_dir, config)
     tasks = dict.fromkeys([*STANDARD_TASKS, *pipeline.prompts])
     return ModelInfo(
-        model=ref.canonical_id,
+        model_name=ref.canonical_id,
         dimension=pipeline.output_width(hidden_size(config)),
         max_tokens=hf_max_tokens(pipeline.transformer_dir, config, pipeline.max_seq_length),
         tasks=tuple(tasks),

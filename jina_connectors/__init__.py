@@ -42,10 +42,10 @@ if TYPE_CHECKING:
     from .milvus import JinaEmbeddingFunction, MilvusSink
     from .pinecone import PineconeSink
     from .qdrant import QdrantSink
-    from .remote_reranker import RemoteReranker
     from .rerankers import JinaRerankFunction
     from .rerankers_haystack import JinaRanker
     from .rerankers_llama_index import JinaRerank
+    from .server.rerank_client import RemoteReranker
 
 _LAZY = {
     "QdrantSink": ".qdrant",
@@ -55,7 +55,7 @@ _LAZY = {
     "JinaRerankFunction": ".rerankers",
     "JinaRerank": ".rerankers_llama_index",
     "JinaRanker": ".rerankers_haystack",
-    "RemoteReranker": ".remote_reranker",
+    "RemoteReranker": ".server.rerank_client",
 }
 
 __all__ = [

@@ -21,7 +21,8 @@ from typing import Any
 from uvicorn.protocols.http import h11_impl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .app import _error_body
+from .errors import error_json
+from .wire import ErrorCode
 
 __all__ = ["guarded_h11_protocol"]
 
@@ -71,10 +72,10 @@ class _GuardedH11Protocol(H11Protocol):
             self._answer(
                 431,
                 f"the request head (request line and headers) is over {limit} bytes",
-                "headers_too_large",
+                ErrorCode.HEADERS_TOO_LARGE,
             )
         else:
-            self._answer(status, f"invalid HTTP request: {error or msg}", "invalid_http")
+            self._answer(status, f"invalid HTTP request: {error or msg}", ErrorCode.INVALID_HTTP)
 
     # ----------------------------------------------------------------------- timeouts
     def _arm_header_timer(self) -> None:
@@ -98,16 +99,16 @@ class _GuardedH11Protocol(H11Protocol):
             self._answer(
                 408,
                 f"the request head did not arrive within {self.header_timeout:g} s",
-                "request_timeout",
+                ErrorCode.REQUEST_TIMEOUT,
             )
         else:  # idle: nothing to answer
             self.transport.close()
 
     # ------------------------------------------------------------------------ answers
-    def _answer(self, status: int, message: str, code: str) -> None:
+    def _answer(self, status: int, message: str, code: ErrorCode) -> None:
         """A JSON error written straight to the socket (h11 may be in its error state),
         then a lingering close."""
-        body = _error_body(status, message, code)
+        body = error_json(status, message, code)
         head = (
             f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
             "content-type: application/json\r\n"

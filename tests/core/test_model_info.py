@@ -9,13 +9,14 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import embedder_core
-from embedder_core import ModelNotFoundError, inspect_model
+from embedder_core import ModelInfo, ModelNotFoundError, inspect_model
 
 
 def test_importing_the_core_and_inspecting_a_model_imports_no_torch(minilm_dir: Path) -> None:
@@ -89,3 +90,42 @@ def test_a_dense_module_sets_the_width_and_a_missing_model_says_hf_download(
         inspect_model("no-such-org/no-such-model", local_files_only=True)
     assert "`hf download no-such-org/no-such-model`" in str(missing.value)
     assert "huggingface-cli" not in str(missing.value)
+
+
+def test_model_info_names_the_model_as_embedder_does(minilm_dir: Path) -> None:
+    info = inspect_model(str(minilm_dir))
+    with pytest.warns(DeprecationWarning, match="model_name"):
+        old = info.model
+    assert old == info.model_name
+    with pytest.warns(DeprecationWarning, match="model_name"):
+        built = ModelInfo(model="m", dimension=8, max_tokens=16, tasks=("a",), pooling="mean")
+    assert built.model_name == "m"
+    assert replace(info, dimension=1).model_name == info.model_name
+
+
+def test_model_info_checks_tasks_and_dimensions(minilm_dir: Path) -> None:
+    info = inspect_model(str(minilm_dir))
+    assert info.check_task(None) is None and info.check_task("retrieval.query") == "retrieval.query"
+    with pytest.raises(ValueError, match=r"unknown task .nope.; valid tasks: retrieval\.query"):
+        info.check_task("nope")
+    with pytest.raises(TypeError, match="task must be a str or None, got int"):
+        info.check_task(3)  # type: ignore[arg-type]
+    assert info.check_dimensions(None) == 384 and info.check_dimensions(5) == 5
+    for bad in (0, 385, True, 2.0, "8"):
+        with pytest.raises(ValueError, match="dimensions must be"):
+            info.check_dimensions(bad)  # type: ignore[arg-type]
+    assert ModelInfo.check_tasks(["retrieval.query", None], 2) == ["retrieval.query", None]
+    with pytest.raises(ValueError, match="got 1 tasks for 2 texts"):
+        ModelInfo.check_tasks(["retrieval.query"], 2)
+
+
+def test_model_info_json_round_trip(minilm_dir: Path) -> None:
+    info = replace(
+        inspect_model(str(minilm_dir)),
+        instructions={"retrieval.query": "q: "},
+        default_instruction="",
+    )
+    again = ModelInfo.from_json(json.loads(json.dumps(info.to_json())))
+    assert again == info and again.instructions == info.instructions
+    assert again.supports_late_chunking == info.supports_late_chunking
+    assert again.model_dir is None  # a description over the wire has no folder

@@ -17,9 +17,8 @@ from embedder_core.testing_rerankers import (
     write_tiny_reranker_v2_checkpoint,
     write_tiny_reranker_v3_checkpoint,
 )
-from jina_connectors.remote import AuthenticationError
-from jina_connectors.remote_reranker import RemoteReranker
 from jina_connectors.server.app import create_app
+from jina_connectors.server.client import AuthenticationError, RemoteReranker
 
 QUERY = "What do machine learning models turn sentences into?"
 DOCS = [

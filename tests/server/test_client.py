@@ -28,22 +28,26 @@ from server_support import free_port, serve_app
 import embedder_core
 import embedder_core.embedder
 import embedder_core.loading
+import jina_connectors.server.client
 from embedder_core import (
     Embedder,
     EmbedderProtocol,
     LateChunkingOptions,
+    ModelInfo,
     ModelNotFoundError,
     TokenLimitError,
     canonical_model_id,
     get_embedder,
+    inspect_model,
 )
-from jina_connectors.remote import (
+from jina_connectors.server import create_app
+from jina_connectors.server.client import (
     AuthenticationError,
     ExtensionUnavailableError,
     RemoteEmbedder,
     ServerError,
 )
-from jina_connectors.server import create_app
+from jina_connectors.server.wire import decode_base64_rows
 
 tomllib = pytest.importorskip("tomllib")
 
@@ -173,6 +177,19 @@ def test_model_description_matches(remote: RemoteEmbedder, tiny_jina_embedder: E
         assert remote.instruction(task) == local.instruction(task)
 
 
+def test_one_model_description_for_local_served_and_inspected(
+    remote: RemoteEmbedder, tiny_jina_embedder: Embedder, tiny_jina_dir: Path
+) -> None:
+    """``RemoteEmbedder.info``, ``Embedder.info`` and ``inspect_model`` are one ``ModelInfo``."""
+    local = tiny_jina_embedder.info
+    assert isinstance(remote.info, ModelInfo)
+    assert remote.info == local == inspect_model(str(tiny_jina_dir))
+    assert remote.info.instructions == local.instructions
+    assert remote.info.default_instruction == local.default_instruction
+    assert ModelInfo.from_json(local.to_json()) == local
+    assert not hasattr(jina_connectors.server.client, "_ModelInfo")
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -204,6 +221,16 @@ def test_encode_equals_local(
         assert np.allclose(np.linalg.norm(got, axis=1), np.linalg.norm(expected, axis=1))
     else:
         assert got.dtype == expected.dtype and np.array_equal(got, expected)
+
+
+def test_base64_from_encode_is_deprecated_and_decodes_to_the_float_rows(
+    remote: RemoteEmbedder,
+) -> None:
+    """encode returns arrays; base64 is the wire's business (one release of warning)."""
+    with pytest.warns(DeprecationWarning, match='embedding_type="base64" is deprecated'):
+        rows = remote.encode(SHORT, embedding_type="base64")
+    assert all(isinstance(row, str) for row in rows)
+    np.testing.assert_array_equal(decode_base64_rows(rows), remote.encode(SHORT))
 
 
 def test_encode_edges_equal_local(remote: RemoteEmbedder, tiny_jina_embedder: Embedder) -> None:
@@ -703,7 +730,7 @@ def test_the_client_imports_no_torch() -> None:
     """A process that only talks to a server never pays torch's import (about 2 s)."""
     code = (
         "import sys\n"
-        "from jina_connectors.remote import RemoteEmbedder\n"
+        "from jina_connectors.server.client import RemoteEmbedder\n"
         "from embedder_core import DocumentChunk, convert_embeddings\n"
         "print('torch' in sys.modules)\n"
     )
