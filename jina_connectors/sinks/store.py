@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import StoreLockedError
+from ..errors import StoreLockedError
 
 HOME_ENV_VAR = "JINA_CONNECTORS_HOME"
 QDRANT_FOLDER = "qdrant"

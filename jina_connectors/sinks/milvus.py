@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import CollectionMismatchError, StoreNotFoundError
 from . import store
-from .errors import StoreNotFoundError
-from .sink import (
+from .base import CollectionLayout, VectorSink
+from .records import (
     DEFAULT_COLLECTION,
     PASSAGE_TASK,
     PAYLOAD_KEYS,
@@ -41,10 +42,7 @@ from .sink import (
     SPEC_KEYS,
     STATE_KEYS,
     ChunkRecord,
-    CollectionLayout,
-    CollectionMismatchError,
     CollectionSpec,
-    VectorSink,
 )
 
 try:
@@ -98,6 +96,7 @@ class MilvusSink(VectorSink):
 
     embedding_types = ("float", "ubinary")
     database = "Milvus"
+    api_key_env = "MILVUS_TOKEN"
 
     def __init__(
         self,
@@ -492,7 +491,7 @@ class JinaEmbeddingFunction:
         device: str | None = None,
         dtype: str | None = None,
     ) -> None:
-        from ._loading import load_embedder
+        from .._loading import load_embedder
 
         del api_key  # accepted for drop-in compatibility; never stored
         if model_name is None or isinstance(model_name, (str, os.PathLike)):

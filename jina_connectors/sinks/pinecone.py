@@ -64,20 +64,19 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
         "the Pinecone sink needs the pinecone SDK: pip install 'jina-connectors[pinecone]'"
     ) from error
 
-from .sink import (
+from ..errors import CollectionMismatchError
+from .base import CollectionLayout, VectorSink
+from .records import (
     DEFAULT_COLLECTION,
     ChunkRecord,
     CollectionInfo,
-    CollectionLayout,
-    CollectionMismatchError,
     CollectionSpec,
-    VectorSink,
     spec_of_payload,
 )
 
 __all__ = ["PineconeSink"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("jina_connectors.pinecone")  # its name before the move
 
 # Pinecone's fixed operation limits (docs.pinecone.io, "Operation limits").
 MAX_UPSERT_RECORDS = 1000
@@ -124,6 +123,8 @@ class PineconeSink(VectorSink):
     read_page_size = FETCH_BATCH
     max_k = MAX_TOP_K
     database = "Pinecone"
+    api_key_env = "PINECONE_API_KEY"
+    requires_api_key = True
 
     def __init__(
         self,

@@ -18,18 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import CollectionMismatchError, StoreLockedError, StoreNotFoundError
 from . import store
-from .errors import StoreLockedError, StoreNotFoundError
-from .sink import (
-    DEFAULT_COLLECTION,
-    SPEC_KEYS,
-    STATE_KEYS,
-    ChunkRecord,
-    CollectionLayout,
-    CollectionMismatchError,
-    CollectionSpec,
-    VectorSink,
-)
+from .base import CollectionLayout, VectorSink
+from .records import DEFAULT_COLLECTION, SPEC_KEYS, STATE_KEYS, ChunkRecord, CollectionSpec
 
 try:
     from qdrant_client import QdrantClient, models
@@ -80,6 +72,8 @@ class QdrantSink(VectorSink):
     """
 
     database = "Qdrant"
+    supports_binary_quantization = True
+    api_key_env = "QDRANT_API_KEY"
 
     def __init__(
         self,
