@@ -27,31 +27,31 @@ from .errors import (
     StoreNotFoundError,
 )
 from .pipeline import EmbeddingSettings, IngestInterrupted, IngestReport, ingest
-from .sink import (
+from .sinks.base import VectorSink
+from .sinks.records import (
     ChunkRecord,
     ChunkState,
     CollectionInfo,
     CollectionSpec,
     Hit,
     SearchFilter,
-    VectorSink,
     chunk_id,
 )
 
 if TYPE_CHECKING:
-    from .milvus import JinaEmbeddingFunction, MilvusSink
-    from .pinecone import PineconeSink
-    from .qdrant import QdrantSink
     from .remote_reranker import RemoteReranker
     from .rerankers import JinaRerankFunction
     from .rerankers_haystack import JinaRanker
     from .rerankers_llama_index import JinaRerank
+    from .sinks.milvus import JinaEmbeddingFunction, MilvusSink
+    from .sinks.pinecone import PineconeSink
+    from .sinks.qdrant import QdrantSink
 
 _LAZY = {
-    "QdrantSink": ".qdrant",
-    "MilvusSink": ".milvus",
-    "JinaEmbeddingFunction": ".milvus",
-    "PineconeSink": ".pinecone",
+    "QdrantSink": ".sinks.qdrant",
+    "MilvusSink": ".sinks.milvus",
+    "JinaEmbeddingFunction": ".sinks.milvus",
+    "PineconeSink": ".sinks.pinecone",
     "JinaRerankFunction": ".rerankers",
     "JinaRerank": ".rerankers_llama_index",
     "JinaRanker": ".rerankers_haystack",
