@@ -39,22 +39,22 @@ from .sinks.records import (
 )
 
 if TYPE_CHECKING:
+    from .adapters.haystack import JinaRanker
+    from .adapters.llama_index import JinaRerank
+    from .adapters.pymilvus import JinaEmbeddingFunction, JinaRerankFunction
     from .remote_reranker import RemoteReranker
-    from .rerankers import JinaRerankFunction
-    from .rerankers_haystack import JinaRanker
-    from .rerankers_llama_index import JinaRerank
-    from .sinks.milvus import JinaEmbeddingFunction, MilvusSink
+    from .sinks.milvus import MilvusSink
     from .sinks.pinecone import PineconeSink
     from .sinks.qdrant import QdrantSink
 
 _LAZY = {
     "QdrantSink": ".sinks.qdrant",
     "MilvusSink": ".sinks.milvus",
-    "JinaEmbeddingFunction": ".sinks.milvus",
+    "JinaEmbeddingFunction": ".adapters.pymilvus",
     "PineconeSink": ".sinks.pinecone",
-    "JinaRerankFunction": ".rerankers",
-    "JinaRerank": ".rerankers_llama_index",
-    "JinaRanker": ".rerankers_haystack",
+    "JinaRerankFunction": ".adapters.pymilvus",
+    "JinaRerank": ".adapters.llama_index",
+    "JinaRanker": ".adapters.haystack",
     "RemoteReranker": ".remote_reranker",
 }
 

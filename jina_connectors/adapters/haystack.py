@@ -4,7 +4,7 @@ Names and parameters follow the hosted ``jina-haystack`` integration, so a pipel
 changing its imports::
 
     # from haystack_integrations.components.embedders.jina import JinaTextEmbedder
-    from jina_connectors.haystack import JinaTextEmbedder
+    from jina_connectors.adapters.haystack import JinaTextEmbedder
 
 - ``JinaTextEmbedder``: embeds a query (task ``retrieval.query``).
 - ``JinaDocumentEmbedder``: embeds Documents (task ``retrieval.passage``).
@@ -17,7 +17,7 @@ in a worker thread). They return new Documents and never change their inputs; ``
 ``{"model": ..., "usage": {"prompt_tokens": n, "total_tokens": n}}`` like the hosted API.
 
 Importing this module allowlists it for Haystack's pipeline deserialization; a process that
-loads such YAML before importing it needs ``allowed_modules=["jina_connectors.haystack"]``.
+loads such YAML before importing it needs ``allowed_modules=["jina_connectors.adapters.haystack"]``.
 
 Accepted for drop-in compatibility and ignored: ``api_key`` (nothing is sent anywhere; never
 serialized). Models come from ``embedder_core.get_embedder``: components with the same
@@ -36,12 +36,18 @@ from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.core.serialization import allow_deserialization_module
 from tqdm.auto import tqdm
 
-from embedder_core import Embedder
+from embedder_core import EmbedderProtocol, Reranker
 
-from ._grouping import SourceChunk, late_chunk
-from ._loading import check_options, load_embedder
+from .._loading import check_options, load_embedder
+from .models import DEFAULT_RERANKER, load_reranker
+from .source_groups import SourceChunk, late_chunk
 
-__all__ = ["JinaDocumentEmbedder", "JinaLateChunkingDocumentEmbedder", "JinaTextEmbedder"]
+__all__ = [
+    "JinaDocumentEmbedder",
+    "JinaLateChunkingDocumentEmbedder",
+    "JinaRanker",
+    "JinaTextEmbedder",
+]
 
 Chunker = Literal["sentences", "tokens"]
 
@@ -76,7 +82,7 @@ class _LocalModel:
         self.task = task
         self.dimensions = dimensions
         self.normalized = normalized
-        self._embedder: Embedder | None = None
+        self._embedder: EmbedderProtocol | None = None
 
     def warm_up(self) -> None:
         """Load the shared model and check ``task`` and ``dimensions`` against it."""
@@ -86,7 +92,7 @@ class _LocalModel:
             self._embedder = embedder
 
     @property
-    def embedder(self) -> Embedder:
+    def embedder(self) -> EmbedderProtocol:
         self.warm_up()
         assert self._embedder is not None
         return self._embedder
@@ -111,7 +117,7 @@ class _LocalModel:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Any:
         """Deserialize from a dictionary made by ``to_dict``."""
-        return default_from_dict(cls, data)
+        return _from_dict(cls, data)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         return self.embedder.encode(
@@ -124,6 +130,13 @@ class _LocalModel:
             "model": self.embedder.model_name,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
+
+
+def _from_dict(cls: type[Any], data: dict[str, Any]) -> Any:
+    """``default_from_dict``, also for data saved under a component's old module path."""
+    if _OLD_NAMES.get(data.get("type", "")) is cls:
+        data = {**data, "type": f"{cls.__module__}.{cls.__name__}"}
+    return default_from_dict(cls, data)
 
 
 def _check_documents(documents: Any, name: str) -> None:
@@ -440,3 +453,97 @@ class JinaLateChunkingDocumentEmbedder(_LocalModel):
     async def run_async(self, documents: list[Document]) -> dict[str, Any]:
         """``run`` in a worker thread, so the event loop stays free."""
         return await asyncio.to_thread(self.run, documents)
+
+
+# --------------------------------------------------------------------------------------
+# Reranking
+# --------------------------------------------------------------------------------------
+
+
+@component
+class JinaRanker:
+    """Rank documents by relevance to a query with jina-reranker-v2/v3.
+
+    Args:
+        model: reranker folder, Hub id, hosted name or server URL.
+        top_k: documents to return (None: all).
+        score_threshold: drop documents scoring below it (None: keep all).
+        device, dtype: as for ``embedder_core.get_reranker``.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_RERANKER,
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+    ) -> None:
+        _check_top_k(top_k)
+        self.model = model
+        self.top_k = top_k
+        self.score_threshold = score_threshold
+        self.device = device
+        self.dtype = dtype
+        self._reranker: Reranker | None = None
+
+    def warm_up(self) -> None:
+        """Load the reranker (shared with every instance of the same model and options)."""
+        if self._reranker is None:
+            self._reranker = load_reranker(self.model, device=self.device, dtype=self.dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(
+            self,
+            model=self.model,
+            top_k=self.top_k,
+            score_threshold=self.score_threshold,
+            device=self.device,
+            dtype=self.dtype,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JinaRanker:
+        return _from_dict(cls, data)
+
+    @component.output_types(documents=list[Document])
+    def run(
+        self,
+        query: str,
+        documents: list[Document],
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+    ) -> dict[str, list[Document]]:
+        """``documents`` sorted by the reranker's score for ``query`` (copies with
+        ``score`` set), cut to ``top_k`` and to scores >= ``score_threshold``."""
+        top_k = self.top_k if top_k is None else top_k
+        _check_top_k(top_k)
+        threshold = self.score_threshold if score_threshold is None else score_threshold
+        if not documents:
+            return {"documents": []}
+        self.warm_up()
+        assert self._reranker is not None
+        texts = [document.content or "" for document in documents]
+        results = self._reranker.rerank(query, texts, top_n=top_k, return_documents=False)
+        ranked = [replace(documents[r.index], score=r.relevance_score) for r in results]
+        if threshold is not None:
+            ranked = [document for document in ranked if (document.score or 0.0) >= threshold]
+        return {"documents": ranked}
+
+
+def _check_top_k(top_k: int | None) -> None:
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be an int >= 1 or None, got {top_k!r}")
+
+
+# Pipelines saved before the adapters moved name these components by their old modules.
+_OLD_NAMES = {
+    **{
+        f"jina_connectors.haystack.{cls.__name__}": cls
+        for cls in (JinaTextEmbedder, JinaDocumentEmbedder, JinaLateChunkingDocumentEmbedder)
+    },
+    "jina_connectors.rerankers_haystack.JinaRanker": JinaRanker,
+}
+for _old_name, _cls in _OLD_NAMES.items():
+    allow_deserialization_module(_old_name.rsplit(".", 1)[0])
+    component.registry.setdefault(_old_name, _cls)

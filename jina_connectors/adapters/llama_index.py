@@ -9,7 +9,7 @@
 Switching from the hosted integration is one import line::
 
     # from llama_index.embeddings.jinaai import JinaEmbedding
-    from jina_connectors.llama_index import JinaEmbedding
+    from jina_connectors.adapters.llama_index import JinaEmbedding
 
 Both classes get their model from ``embedder_core.get_embedder``: instances with the same
 ``model``, ``device`` and ``dtype`` share one loaded model.
@@ -24,15 +24,25 @@ from typing import Any, Literal
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
-from llama_index.core.callbacks import CallbackManager
-from llama_index.core.schema import BaseNode, MetadataMode, TransformComponent
+from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import (
+    BaseNode,
+    MetadataMode,
+    NodeWithScore,
+    QueryBundle,
+    TransformComponent,
+)
 
-from embedder_core import Embedder, convert_embeddings
+from embedder_core import EmbedderProtocol, convert_embeddings
 
-from ._grouping import SourceChunk, late_chunk
-from ._loading import check_options, load_embedder
+from .._loading import check_options, load_embedder
+from .models import DEFAULT_RERANKER, load_reranker
+from .source_groups import SourceChunk, late_chunk
 
-__all__ = ["JinaEmbedding", "JinaLateChunking"]
+__all__ = ["JinaEmbedding", "JinaLateChunking", "JinaRerank"]
 
 RETRIEVAL_TASKS = ("retrieval.query", "retrieval.passage")
 Encoding = Literal["float", "ubinary", "binary"]
@@ -90,7 +100,7 @@ class JinaEmbedding(BaseEmbedding):
     encoding_queries: Encoding = Field(default="float", description="Output of queries.")
     encoding_documents: Encoding = Field(default="float", description="Output of documents.")
 
-    _embedder: Embedder = PrivateAttr()
+    _embedder: EmbedderProtocol = PrivateAttr()
 
     def __init__(
         self,
@@ -257,7 +267,7 @@ class JinaLateChunking(TransformComponent):
     dimensions: int | None = Field(default=None, description="Matryoshka width; None: full.")
     normalized: bool = Field(default=True, description="L2-normalize the embeddings.")
 
-    _embedder: Embedder = PrivateAttr()
+    _embedder: EmbedderProtocol = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
@@ -311,3 +321,70 @@ class JinaLateChunking(TransformComponent):
     async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
         # Off the event loop: the model runs in a worker thread.
         return await asyncio.to_thread(self.__call__, nodes, **kwargs)
+
+
+# --------------------------------------------------------------------------------------
+# Reranking
+# --------------------------------------------------------------------------------------
+
+dispatcher = get_dispatcher(__name__)
+
+
+class JinaRerank(BaseNodePostprocessor):
+    """Rerank retrieved nodes with jina-reranker-v2/v3 run by ``embedder_core``.
+
+    Args:
+        top_n: nodes to keep, best first.
+        model: reranker folder, Hub id, hosted name (``jina-reranker-v3``,
+            ``jina-reranker-v2-base-multilingual``) or server URL.
+        device, dtype: as for ``embedder_core.get_reranker``.
+    """
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not ignored
+
+    top_n: int = Field(default=2, ge=1, description="Number of nodes to return.")
+    model: str = Field(default=DEFAULT_RERANKER, description="The reranker.")
+    device: str | None = Field(default=None, description="cpu, cuda, cuda:1.")
+    dtype: str | None = Field(default=None, description="float32, bfloat16 [per device].")
+    _reranker: Any = PrivateAttr()
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        self._reranker = load_reranker(self.model, device=self.device, dtype=self.dtype)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "JinaRerank"
+
+    def _postprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        dispatcher.event(
+            ReRankStartEvent(
+                query=query_bundle, nodes=nodes, top_n=self.top_n, model_name=self.model
+            )
+        )
+        if query_bundle is None:
+            raise ValueError("Missing query bundle in extra info.")
+        if not nodes:
+            dispatcher.event(ReRankEndEvent(nodes=[]))
+            return []
+        texts = [node.node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
+        with self.callback_manager.event(
+            CBEventType.RERANKING,
+            payload={
+                EventPayload.NODES: nodes,
+                EventPayload.MODEL_NAME: self.model,
+                EventPayload.QUERY_STR: query_bundle.query_str,
+                EventPayload.TOP_K: self.top_n,
+            },
+        ) as event:
+            results = self._reranker.rerank(
+                query_bundle.query_str, texts, top_n=self.top_n, return_documents=False
+            )
+            new_nodes = [
+                NodeWithScore(node=nodes[r.index].node, score=r.relevance_score) for r in results
+            ]
+            event.on_end(payload={EventPayload.NODES: new_nodes})
+        dispatcher.event(ReRankEndEvent(nodes=new_nodes))
+        return new_nodes

@@ -1,7 +1,7 @@
 """``JinaLateChunking`` as a step of ``llama-index-ingestion-ray``'s ``RayIngestionPipeline``.
 
 ``RayJinaLateChunking(**options)`` is the ``RayTransformComponent`` of
-:class:`~jina_connectors.llama_index.JinaLateChunking` (the same options), with one
+:class:`~jina_connectors.adapters.llama_index.JinaLateChunking` (the same options), with one
 difference that keeps its vectors those of the plain ``IngestionPipeline``: it hands every
 actor call the nodes of whole documents. A plain ``RayTransformComponent(JinaLateChunking)``
 cuts the node stream into batches of rows wherever they fall, so a document whose nodes
@@ -25,13 +25,13 @@ try:
     from ray.data import ActorPoolStrategy, Dataset, TaskPoolStrategy
 except ImportError as error:  # pragma: no cover - depends on the installed extras
     raise ImportError(
-        "jina_connectors.llama_index_ray needs llama-index-ingestion-ray: "
+        "jina_connectors.adapters.llama_index_ray needs llama-index-ingestion-ray: "
         "pip install 'jina-connectors[ray,llama-index]' llama-index-ingestion-ray"
     ) from error
 
-from ._node_keys import with_document_key
+from ..ray import TASK_CPUS, actor_resources, check_actor_options
 from .llama_index import JinaLateChunking
-from .ray import TASK_CPUS, actor_resources, check_actor_options
+from .node_keys import with_document_key
 
 __all__ = ["RayJinaLateChunking"]
 

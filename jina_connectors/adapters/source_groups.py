@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from embedder_core import Embedder
+    from embedder_core import EmbedderProtocol
 
 __all__ = ["LateChunked", "SourceChunk", "SourceLayout", "late_chunk", "layout_source"]
 
@@ -183,7 +183,7 @@ def layout_source(chunks: Sequence[SourceChunk]) -> SourceLayout:
 
 
 def late_chunk(
-    embedder: Embedder,
+    embedder: EmbedderProtocol,
     chunks: Sequence[SourceChunk],
     *,
     task: str | None,

@@ -1,4 +1,5 @@
-"""Milvus sink (a Milvus Lite file or a server URI) and a pymilvus-style embedding function.
+"""Milvus sink: a Milvus Lite file or a server URI (the pymilvus embedding function is
+:class:`jina_connectors.adapters.pymilvus.JinaEmbeddingFunction`).
 
 Built for pymilvus >=2.6.7,<2.6.10 with milvus-lite 2.5.1: the pair whose Milvus Lite stores
 BINARY_VECTOR (BIN_FLAT index, HAMMING), so ``embedding_type="ubinary"`` works locally, and
@@ -27,7 +28,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -36,9 +37,7 @@ from . import store
 from .base import CollectionLayout, VectorSink
 from .records import (
     DEFAULT_COLLECTION,
-    PASSAGE_TASK,
     PAYLOAD_KEYS,
-    QUERY_TASK,
     SPEC_KEYS,
     STATE_KEYS,
     ChunkRecord,
@@ -60,9 +59,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "jina_connectors.milvus needs pymilvus and milvus-lite: "
         "pip install 'jina-connectors[milvus]'"
     ) from exc
-
-if TYPE_CHECKING:
-    from embedder_core import Embedder
 
 MAX_TEXT_BYTES = 65_535  # VARCHAR limit of Milvus
 MAX_DOC_ID_BYTES = 4_096
@@ -461,81 +457,3 @@ def _quiet_iterator_warning(record: logging.LogRecord) -> bool:
 
 
 logging.getLogger("pymilvus.orm.iterator").addFilter(_quiet_iterator_warning)
-
-
-class JinaEmbeddingFunction:
-    """A drop-in for ``pymilvus.model.dense.JinaEmbeddingFunction``, backed by the local model.
-
-    ``JinaEmbeddingFunction(model_name="jina-embeddings-v3", api_key=None,
-    task="retrieval.passage", dimensions=None, late_chunking=False)`` takes the hosted
-    class's arguments, in its order; ``device`` and ``dtype`` choose where the local model
-    runs. ``model_name``: a model id or directory (the hosted name ``"jina-embeddings-v3"`` is
-    ``jinaai/jina-embeddings-v3``), a loaded ``Embedder``, or None for the default model.
-    ``api_key`` is accepted and ignored: nothing is sent anywhere.
-
-    ``encode_documents`` uses ``retrieval.passage``, ``encode_queries`` ``retrieval.query``,
-    ``__call__`` the ``task`` given here; each returns one float32 vector per text.
-    ``late_chunking=True`` makes ``encode_documents`` and ``__call__`` treat the texts of one
-    call as consecutive pieces of one document, as the hosted API does; unlike the hosted
-    class, ``encode_queries`` never joins queries.
-    """
-
-    def __init__(
-        self,
-        model_name: str | Embedder | None = None,
-        api_key: str | None = None,
-        task: str = PASSAGE_TASK,
-        dimensions: int | None = None,
-        late_chunking: bool = False,
-        *,
-        device: str | None = None,
-        dtype: str | None = None,
-    ) -> None:
-        from .._loading import load_embedder
-
-        del api_key  # accepted for drop-in compatibility; never stored
-        if model_name is None or isinstance(model_name, (str, os.PathLike)):
-            model = None if model_name is None else os.fspath(model_name)
-            self._embedder = load_embedder(model, device=device, dtype=dtype)
-        elif device is not None or dtype is not None:
-            raise ValueError("device and dtype apply to a model name, not to a loaded Embedder")
-        else:
-            self._embedder = model_name
-        if task not in self._embedder.tasks:
-            raise ValueError(f"unknown task {task!r}; expected one of {self._embedder.tasks}")
-        if dimensions is not None and (
-            isinstance(dimensions, bool)
-            or not isinstance(dimensions, int)
-            or not 1 <= dimensions <= self._embedder.dimension
-        ):
-            raise ValueError(
-                f"dimensions must be an integer in [1, {self._embedder.dimension}], "
-                f"got {dimensions!r}"
-            )
-        self.model_name = self._embedder.model_name
-        self.task = task
-        self.dimensions = dimensions
-        self.late_chunking = bool(late_chunking)
-
-    @property
-    def dim(self) -> int:
-        return self.dimensions or self._embedder.dimension
-
-    def _encode(self, texts: Sequence[str], task: str, late_chunking: bool) -> list[np.ndarray]:
-        if isinstance(texts, str):
-            raise TypeError("pass a list of strings, not a single string")
-        if not texts:
-            return []
-        vectors = self._embedder.encode(
-            list(texts), task=task, dimensions=self.dimensions, late_chunking=late_chunking
-        )
-        return list(np.asarray(vectors, dtype=np.float32))
-
-    def encode_queries(self, queries: Sequence[str]) -> list[np.ndarray]:
-        return self._encode(queries, QUERY_TASK, late_chunking=False)
-
-    def encode_documents(self, documents: Sequence[str]) -> list[np.ndarray]:
-        return self._encode(documents, PASSAGE_TASK, self.late_chunking)
-
-    def __call__(self, texts: Sequence[str]) -> list[np.ndarray]:
-        return self._encode(texts, self.task, self.late_chunking)
