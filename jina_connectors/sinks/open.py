@@ -135,4 +135,6 @@ def check_collection_listed(database: str, collection: str, location: str | None
     store.check_qdrant_unlocked(folder)  # a store in use cannot be read at all
     names = store.qdrant_collections(folder)
     if names is not None and collection not in names:
-        raise CollectionNotFoundError(key, collection, f"embedded Qdrant at {folder}", names)
+        raise CollectionNotFoundError(
+            key, collection, f"embedded Qdrant at {folder}", sorted(names)
+        )
