@@ -1,97 +1,140 @@
 """jina-connectors: the local jina-embeddings-v3 embedder in LlamaIndex, Haystack, Qdrant,
 Milvus and Pinecone.
 
-The ingestion pipeline lives here (:func:`ingest`, public module :mod:`jina_connectors.ingest`);
-each database sink is a submodule with its own optional dependencies
-(``jina_connectors.qdrant``, ``.milvus``, ``.pinecone``), also reachable as
-``jina_connectors.QdrantSink`` etc. (imported on first use). Importing this package loads no
-model, no torch and no database client.
+This face holds what a script writes: :func:`ingest` and :func:`reembed`, the documents they
+read (:class:`Document`, :func:`iter_documents`), the sinks (:class:`QdrantSink`,
+:class:`MilvusSink`, :class:`PineconeSink`) with their :class:`CollectionSpec`, :class:`Hit`
+and :data:`SearchFilter`, the errors, and the framework adapters' entry points (LlamaIndex,
+Haystack, pymilvus). Sinks and adapters are imported on first use, so importing this package
+loads no model, no torch, no database client and no framework.
+
+The rooms behind it: :mod:`jina_connectors.sinks` (what a sink author needs: ``VectorSink``,
+``ChunkRecord``, ``chunk_id``...), :mod:`jina_connectors.adapters`, :mod:`jina_connectors.ray`.
 """
 
 from __future__ import annotations
 
+import warnings
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-# The submodule first: importing it later would rebind ``jina_connectors.ingest`` from the
-# function to the module (the import system sets a package attribute on first import only).
+# The submodules first: importing one later would rebind ``jina_connectors.ingest`` (or
+# ``.reembed``) from the function to the module (the import system sets a package attribute
+# on a submodule's first import).
 from . import ingest as _ingest_module  # noqa: F401
+from . import reembed as _reembed_module
 from .documents import Document, iter_documents
 from .errors import (
     CollectionMismatchError,
+    CollectionNotFoundError,
     EmptyDocumentError,
     IdSchemeError,
     InvalidDocumentError,
+    MissingApiKeyError,
     SourcePathError,
     StoreLockedError,
     StoreNotFoundError,
 )
-from .pipeline import EmbeddingSettings, IngestInterrupted, IngestReport, ingest
+from .pipeline import IngestInterrupted, IngestReport, ingest
 from .sinks.base import VectorSink
-from .sinks.records import (
-    ChunkRecord,
-    ChunkState,
-    CollectionInfo,
-    CollectionSpec,
-    Hit,
-    SearchFilter,
-    chunk_id,
-)
+from .sinks.records import CollectionSpec, Hit, SearchFilter
+
+reembed = _reembed_module.reembed
+TextsNotStoredError = _reembed_module.TextsNotStoredError
 
 if TYPE_CHECKING:
-    from .adapters.haystack import JinaRanker
-    from .adapters.llama_index import JinaRerank
+    from .adapters.haystack import (
+        JinaDocumentEmbedder,
+        JinaLateChunkingDocumentEmbedder,
+        JinaRanker,
+        JinaTextEmbedder,
+    )
+    from .adapters.llama_index import JinaEmbedding, JinaLateChunking, JinaRerank
+    from .adapters.llama_index_ray import RayJinaLateChunking
     from .adapters.pymilvus import JinaEmbeddingFunction, JinaRerankFunction
-    from .remote_reranker import RemoteReranker
     from .sinks.milvus import MilvusSink
     from .sinks.pinecone import PineconeSink
     from .sinks.qdrant import QdrantSink
 
+# Imported on first use: each needs its database client or framework.
 _LAZY = {
     "QdrantSink": ".sinks.qdrant",
     "MilvusSink": ".sinks.milvus",
-    "JinaEmbeddingFunction": ".adapters.pymilvus",
     "PineconeSink": ".sinks.pinecone",
-    "JinaRerankFunction": ".adapters.pymilvus",
+    "JinaEmbedding": ".adapters.llama_index",
+    "JinaLateChunking": ".adapters.llama_index",
     "JinaRerank": ".adapters.llama_index",
+    "RayJinaLateChunking": ".adapters.llama_index_ray",
+    "JinaTextEmbedder": ".adapters.haystack",
+    "JinaDocumentEmbedder": ".adapters.haystack",
+    "JinaLateChunkingDocumentEmbedder": ".adapters.haystack",
     "JinaRanker": ".adapters.haystack",
-    "RemoteReranker": ".remote_reranker",
+    "JinaEmbeddingFunction": ".adapters.pymilvus",
+    "JinaRerankFunction": ".adapters.pymilvus",
+}
+
+# Names this face had before it was made small: still importable from here, with a
+# DeprecationWarning naming their home, for one release.
+_LEFT_THE_FACE = {
+    "ChunkRecord": "jina_connectors.sinks",
+    "ChunkState": "jina_connectors.sinks",
+    "CollectionInfo": "jina_connectors.sinks",
+    "chunk_id": "jina_connectors.sinks",
+    "EmbeddingSettings": "jina_connectors.pipeline",
+    "RemoteReranker": "jina_connectors.remote_reranker",
 }
 
 __all__ = [
-    "ChunkRecord",
-    "ChunkState",
-    "CollectionInfo",
     "CollectionMismatchError",
+    "CollectionNotFoundError",
     "CollectionSpec",
     "Document",
-    "EmbeddingSettings",
     "EmptyDocumentError",
     "Hit",
     "IdSchemeError",
     "IngestInterrupted",
     "IngestReport",
     "InvalidDocumentError",
+    "JinaDocumentEmbedder",
+    "JinaEmbedding",
     "JinaEmbeddingFunction",
+    "JinaLateChunking",
+    "JinaLateChunkingDocumentEmbedder",
     "JinaRanker",
     "JinaRerank",
     "JinaRerankFunction",
+    "JinaTextEmbedder",
     "MilvusSink",
+    "MissingApiKeyError",
     "PineconeSink",
     "QdrantSink",
-    "RemoteReranker",
+    "RayJinaLateChunking",
     "SearchFilter",
     "SourcePathError",
     "StoreLockedError",
     "StoreNotFoundError",
+    "TextsNotStoredError",
     "VectorSink",
-    "chunk_id",
     "ingest",
     "iter_documents",
+    "reembed",
 ]
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name], __name__), name)
+    if name in _LEFT_THE_FACE:
+        home = _LEFT_THE_FACE[name]
+        warnings.warn(
+            f"jina_connectors.{name} is no longer part of the package's face: import it from "
+            f"{home} (this alias goes in the next release)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(import_module(home), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
