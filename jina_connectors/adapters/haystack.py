@@ -57,7 +57,26 @@ Chunker = Literal["sentences", "tokens"]
 allow_deserialization_module(__name__)
 
 
-class _LocalModel:
+class _Serialized:
+    """``to_dict``/``from_dict`` (pipeline YAML) from the arguments a component was built with."""
+
+    def _init_parameters(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialize to a dictionary (pipeline YAML)."""
+        return default_to_dict(self, **self._init_parameters())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        """Deserialize from a dictionary made by ``to_dict`` (also under the old module path
+        of a pipeline saved before the adapters moved)."""
+        if _OLD_NAMES.get(data.get("type", "")) is cls:
+            data = {**data, "type": f"{cls.__module__}.{cls.__name__}"}
+        return default_from_dict(cls, data)
+
+
+class _LocalModel(_Serialized):
     """What the three components share: model options, loading, serialization, usage meta."""
 
     model: str | None
@@ -107,17 +126,8 @@ class _LocalModel:
             "normalized": self.normalized,
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """Serialize to a dictionary (pipeline YAML)."""
-        return default_to_dict(self, **self._init_parameters())
-
     def _init_parameters(self) -> dict[str, Any]:
         return self._model_parameters()
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Any:
-        """Deserialize from a dictionary made by ``to_dict``."""
-        return _from_dict(cls, data)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         return self.embedder.encode(
@@ -130,13 +140,6 @@ class _LocalModel:
             "model": self.embedder.model_name,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
-
-
-def _from_dict(cls: type[Any], data: dict[str, Any]) -> Any:
-    """``default_from_dict``, also for data saved under a component's old module path."""
-    if _OLD_NAMES.get(data.get("type", "")) is cls:
-        data = {**data, "type": f"{cls.__module__}.{cls.__name__}"}
-    return default_from_dict(cls, data)
 
 
 def _check_documents(documents: Any, name: str) -> None:
@@ -461,7 +464,7 @@ class JinaLateChunkingDocumentEmbedder(_LocalModel):
 
 
 @component
-class JinaRanker:
+class JinaRanker(_Serialized):
     """Rank documents by relevance to a query with jina-reranker-v2/v3.
 
     Args:
@@ -492,19 +495,14 @@ class JinaRanker:
         if self._reranker is None:
             self._reranker = load_reranker(self.model, device=self.device, dtype=self.dtype)
 
-    def to_dict(self) -> dict[str, Any]:
-        return default_to_dict(
-            self,
-            model=self.model,
-            top_k=self.top_k,
-            score_threshold=self.score_threshold,
-            device=self.device,
-            dtype=self.dtype,
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JinaRanker:
-        return _from_dict(cls, data)
+    def _init_parameters(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "top_k": self.top_k,
+            "score_threshold": self.score_threshold,
+            "device": self.device,
+            "dtype": self.dtype,
+        }
 
     @component.output_types(documents=list[Document])
     def run(
