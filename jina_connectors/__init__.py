@@ -18,11 +18,14 @@ import warnings
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from . import adapters as _adapters
+
 # The submodules first: importing one later would rebind ``jina_connectors.ingest`` (or
 # ``.reembed``) from the function to the module (the import system sets a package attribute
 # on a submodule's first import).
 from . import ingest as _ingest_module  # noqa: F401
 from . import reembed as _reembed_module
+from ._lazy import lazy_getattr
 from .documents import Document, iter_documents
 from .errors import (
     CollectionMismatchError,
@@ -56,21 +59,11 @@ if TYPE_CHECKING:
     from .sinks.pinecone import PineconeSink
     from .sinks.qdrant import QdrantSink
 
-# Imported on first use: each needs its database client or framework.
+# Imported on first use (each needs its database client or framework), through the
+# packages that own them.
 _LAZY = {
-    "QdrantSink": ".sinks.qdrant",
-    "MilvusSink": ".sinks.milvus",
-    "PineconeSink": ".sinks.pinecone",
-    "JinaEmbedding": ".adapters.llama_index",
-    "JinaLateChunking": ".adapters.llama_index",
-    "JinaRerank": ".adapters.llama_index",
-    "RayJinaLateChunking": ".adapters.llama_index_ray",
-    "JinaTextEmbedder": ".adapters.haystack",
-    "JinaDocumentEmbedder": ".adapters.haystack",
-    "JinaLateChunkingDocumentEmbedder": ".adapters.haystack",
-    "JinaRanker": ".adapters.haystack",
-    "JinaEmbeddingFunction": ".adapters.pymilvus",
-    "JinaRerankFunction": ".adapters.pymilvus",
+    **dict.fromkeys(("QdrantSink", "MilvusSink", "PineconeSink"), ".sinks"),
+    **dict.fromkeys(_adapters.__all__, ".adapters"),
 }
 
 # Names this face had before it was made small: still importable from here, with a
@@ -121,9 +114,10 @@ __all__ = [
 ]
 
 
+_lazy_getattr = lazy_getattr(__name__, _LAZY)
+
+
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name], __name__), name)
     if name in _LEFT_THE_FACE:
         home = _LEFT_THE_FACE[name]
         warnings.warn(
@@ -133,7 +127,7 @@ def __getattr__(name: str) -> Any:
             stacklevel=2,
         )
         return getattr(import_module(home), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _lazy_getattr(name)
 
 
 def __dir__() -> list[str]:
