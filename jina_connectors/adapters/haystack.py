@@ -159,13 +159,13 @@ def _late_chunk_split_documents(
     """Late-chunk Documents a splitter made (``source_id``), per source; rows in input order.
 
     Each source's text is rebuilt from its chunks laid at ``split_idx_start``; with an offset
-    missing, chunks are joined in ``split_id`` order (see ``_grouping.layout_source``).
+    missing, chunks are joined in ``split_id`` order (see ``source_groups.layout_source``).
     """
     source_chunks = [
         SourceChunk(
             source_id=str(doc.meta["source_id"]),
             chunk_id=doc.id,
-            text=doc.content,  # type: ignore[arg-type]  # None is reported by _grouping
+            text=doc.content,  # type: ignore[arg-type]  # None is reported by source_groups
             start=doc.meta.get("split_idx_start"),
             order=split_id if isinstance(split_id := doc.meta.get("split_id"), int) else i,
         )

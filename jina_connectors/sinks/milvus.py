@@ -56,7 +56,7 @@ try:
     )
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
-        "jina_connectors.milvus needs pymilvus and milvus-lite: "
+        "jina_connectors.sinks.milvus needs pymilvus and milvus-lite: "
         "pip install 'jina-connectors[milvus]'"
     ) from exc
 
@@ -75,7 +75,7 @@ class MilvusSink(VectorSink):
         collection: collection name.
         location: a Milvus Lite file (``./x.db``) or a server URI (``http://host:19530``);
             None: ``<home>/milvus.db``, where home is ``$JINA_CONNECTORS_HOME``, else
-            ``~/.local/share/jina-connectors`` (:mod:`jina_connectors.store`).
+            ``~/.local/share/jina-connectors`` (:mod:`jina_connectors.sinks.store`).
         api_key: for a Milvus server: its token (``"user:password"`` or an API key).
         client: an existing ``MilvusClient`` to use instead of ``location``; not closed by
             :meth:`close`.

@@ -1,4 +1,4 @@
-"""Pinecone sink: a :class:`~jina_connectors.sink.VectorSink` on one namespace of a Pinecone
+"""Pinecone sink: a :class:`~jina_connectors.sinks.VectorSink` on one namespace of a Pinecone
 serverless index, through the maintained ``pinecone`` SDK (REST client).
 
 It only translates the pipeline's records to Pinecone; ids, hashes, skipping and stale-chunk

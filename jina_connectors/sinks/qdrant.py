@@ -1,7 +1,7 @@
 """Qdrant sink: an embedded local folder, ``:memory:``, or a Qdrant server URL.
 
 Points have one unnamed float vector (cosine) and the payload of
-:meth:`jina_connectors.sink.ChunkRecord.payload`; user metadata lives under ``metadata``
+:meth:`jina_connectors.sinks.ChunkRecord.payload`; user metadata lives under ``metadata``
 (filter keys ``"metadata.<key>"`` in native Qdrant filters).
 """
 
@@ -27,7 +27,7 @@ try:
     from qdrant_client import QdrantClient, models
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
-        "jina_connectors.qdrant needs qdrant-client: pip install 'jina-connectors[qdrant]'"
+        "jina_connectors.sinks.qdrant needs qdrant-client: pip install 'jina-connectors[qdrant]'"
     ) from exc
 
 # One lock per embedded client, shared by every sink on it (a client given to several sinks).
@@ -54,7 +54,7 @@ class QdrantSink(VectorSink):
         location: ``":memory:"``, a URL (``http://host:6333``), or a local folder for
             Qdrant's embedded mode; None: ``<home>/qdrant``, where home is
             ``$JINA_CONNECTORS_HOME``, else ``~/.local/share/jina-connectors``
-            (:mod:`jina_connectors.store`). One process at a time can open a folder: another
+            (:mod:`jina_connectors.sinks.store`). One process at a time can open a folder: another
             one gets :class:`~jina_connectors.errors.StoreLockedError` naming the holder.
         api_key: for a Qdrant server.
         client: an existing ``QdrantClient`` to use instead of ``location`` (one process can
