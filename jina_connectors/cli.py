@@ -36,11 +36,15 @@ import typer
 from . import rerank_cli
 from .errors import (
     CollectionMismatchError,
+    CollectionNotFoundError,
+    MissingApiKeyError,
     SourcePathError,
     StoreLockedError,
     StoreNotFoundError,
 )
 from .sink import DEFAULT_COLLECTION, PASSAGE_TASK, CollectionSpec
+from .sinks import open as sinks_open
+from .sinks.open import check_collection_listed, check_store_unlocked
 
 if TYPE_CHECKING:
     from embedder_core import Embedder, LateChunkingOptions, ModelInfo
@@ -127,97 +131,15 @@ QuantizationOption = Annotated[
 # --------------------------------------------------------------------------------------
 
 
-def store_location(db: Database, location: str | None) -> str:
-    """Where ``--db``/``--location`` point, for messages: an absolute path or a URL."""
-    from . import store
-
-    if db is Database.pinecone:
-        return location or "Pinecone"
-    if location is not None and (store.is_server(location) or location == ":memory:"):
-        return location
-    if location is not None:
-        return str(Path(location).expanduser().absolute())
-    default = store.default_qdrant_path() if db is Database.qdrant else store.default_milvus_path()
-    return str(default)
-
-
-def check_store_unlocked(db: Database, location: str | None) -> None:
-    """Raise :class:`StoreLockedError` now if an embedded store is open in another process
-    (before a model load, which would be wasted)."""
-    from . import store
-
-    path = store_location(db, location)
-    if store.is_server(path) or path == ":memory:" or db is Database.pinecone:
-        return
-    if db is Database.qdrant:
-        store.check_qdrant_unlocked(Path(path))
-    else:
-        store.check_milvus_unlocked(Path(path))
-
-
-def check_collection_listed(db: Database, collection: str, location: str | None) -> None:
-    """For an embedded Qdrant: fail now if the folder is missing or does not list the
-    collection, without the database client's import time."""
-    from . import store
-
-    path = store_location(db, location)
-    if db is not Database.qdrant or store.is_server(path) or path == ":memory:":
-        return
-    folder = Path(path)
-    if not folder.exists():
-        raise StoreNotFoundError("embedded Qdrant", folder)
-    store.check_qdrant_unlocked(folder)  # a store in use cannot be read at all
-    names = store.qdrant_collections(folder)
-    if names is not None and collection not in names:
-        there = f"collections there: {', '.join(sorted(names))}" if names else "it holds none"
-        raise CommandError(
-            f"{db.value} collection {collection!r} is missing in embedded Qdrant at {folder}; "
-            f"{there}. Run 'jina-connectors ingest' first, or pick another -c/--collection "
-            "or --location"
-        )
-
-
-def open_sink(
-    db: Database,
-    collection: str,
-    location: str | None,
-    *,
-    read_only: bool = False,
-    **options: Any,
-) -> VectorSink:
-    """The sink for ``--db``/``--collection``/``--location``; ``read_only``: never create a
-    store (a missing one is :class:`StoreNotFoundError`)."""
+def open_sink(db: Database, collection: str, location: str | None, **options: Any) -> VectorSink:
+    """:func:`jina_connectors.sinks.open.open_sink` for ``--db``/``--collection``/``--location``."""
     try:
-        if db is Database.qdrant:
-            from .qdrant import QdrantSink
-
-            return QdrantSink(
-                collection,
-                location=location,
-                api_key=os.environ.get("QDRANT_API_KEY"),
-                binary_quantization=options.get("binary_quantization", False),
-                read_only=read_only,
-            )
-        if db is Database.milvus:
-            from .milvus import MilvusSink
-
-            return MilvusSink(
-                collection,
-                location=location,
-                api_key=os.environ.get("MILVUS_TOKEN"),
-                read_only=read_only,
-            )
-        from .pinecone import PineconeSink
-
-        _check_pinecone_key()
-        return PineconeSink(collection, location=location, read_only=read_only)
+        return sinks_open.open_sink(db, collection, location, **options)
     except ValueError as error:  # a collection name the database does not take
         raise typer.BadParameter(str(error), param_hint="'--collection'") from None
 
 
-def _check_pinecone_key() -> None:
-    if not os.environ.get("PINECONE_API_KEY"):
-        raise CommandError("no Pinecone API key: set PINECONE_API_KEY")
+_check_pinecone_key = partial(sinks_open.check_api_key, "pinecone")
 
 
 def _missing_collection(db: Database, sink: VectorSink) -> CommandError:
@@ -1325,6 +1247,13 @@ def _typed_error_message(error: BaseException) -> str | None:
             f"{error.database.split()[0]} server and pass --location http://HOST:PORT for "
             "concurrent use"
         )
+    if isinstance(error, CollectionNotFoundError):
+        return (
+            f"{error}. Run 'jina-connectors ingest' first, or pick another -c/--collection "
+            "or --location"
+        )
+    if isinstance(error, MissingApiKeyError):
+        return str(error)
     if isinstance(error, CollectionMismatchError):
         return (
             f"{error.problem}; use another --collection, or reset it with 'jina-connectors delete'"

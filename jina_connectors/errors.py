@@ -127,3 +127,32 @@ class StoreLockedError(RuntimeError):
             f"one process at a time: wait for it, or use a {database.split()[0]} server "
             "(location='http://...') for concurrent use"
         )
+
+
+class CollectionNotFoundError(LookupError):
+    """A collection looked for in a local store is not there: ``names`` lists the collections
+    the store holds (empty: none), ``location`` says where (``embedded Qdrant at /path``),
+    ``database`` is the database's key (``qdrant``)."""
+
+    def __init__(self, database: str, collection: str, location: str, names: list[str]) -> None:
+        self.database = database
+        self.collection = collection
+        self.location = location
+        self.names = sorted(names)
+        there = f"collections there: {', '.join(self.names)}" if self.names else "it holds none"
+        super().__init__(f"{database} collection {collection!r} is missing in {location}; {there}")
+
+    def __reduce__(self) -> tuple[type[CollectionNotFoundError], tuple[str, str, str, list[str]]]:
+        return (type(self), (self.database, self.collection, self.location, self.names))
+
+
+class MissingApiKeyError(RuntimeError):
+    """A database that needs an API key was opened without one (argument or ``env_var``)."""
+
+    def __init__(self, database: str, env_var: str) -> None:
+        self.database = database
+        self.env_var = env_var
+        super().__init__(f"no {database} API key: set {env_var}")
+
+    def __reduce__(self) -> tuple[type[MissingApiKeyError], tuple[str, str]]:
+        return (type(self), (self.database, self.env_var))

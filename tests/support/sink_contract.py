@@ -35,16 +35,9 @@ from ingest_corpus import (
     dump_qdrant,
 )
 
-from jina_connectors.ingest import (
-    ChunkRecord,
-    CollectionInfo,
-    CollectionMismatchError,
-    CollectionSpec,
-    IngestInterrupted,
-    VectorSink,
-    chunk_id,
-    ingest,
-)
+from jina_connectors import IngestInterrupted, ingest
+from jina_connectors.errors import CollectionMismatchError
+from jina_connectors.sinks import ChunkRecord, CollectionInfo, CollectionSpec, VectorSink, chunk_id
 
 SETTINGS: dict[str, Any] = {"chunk_size": 16, "show_progress": False}
 WORKER = Path(__file__).with_name("ingest_worker.py")
@@ -66,7 +59,7 @@ KILL_POINTS = [
 def reference_points(embedder: Any, corpus: Any, **settings: Any) -> dict[str, StoredPoint]:
     """What a collection holds after ingesting ``corpus`` once into an empty Qdrant
     (``test_ingest.py`` checks those points against the embedder itself)."""
-    from jina_connectors.qdrant import QdrantSink
+    from jina_connectors.sinks.qdrant import QdrantSink
 
     with QdrantSink("docs", location=":memory:") as reference:
         ingest(corpus, reference, model=embedder, **{**SETTINGS, **settings})
@@ -551,7 +544,7 @@ class CrashSafetyTests(SinkHarness):
     @pytest.fixture(scope="class")
     def crash_expected(self, tiny_jina_dir: Path) -> dict[str, dict[str, StoredPoint]]:
         """Each corpus ingested once, uninterrupted, into an empty database."""
-        from jina_connectors.qdrant import QdrantSink
+        from jina_connectors.sinks.qdrant import QdrantSink
 
         result = {}
         for name, corpus in (("v1", CORPUS_V1), ("v2", CORPUS_V2)):

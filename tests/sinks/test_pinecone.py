@@ -27,16 +27,10 @@ pytest.importorskip("pinecone")
 from pinecone import Pinecone
 from pinecone.errors.exceptions import ApiError, PayloadTooLargeError
 
-from jina_connectors.ingest import (
-    CHUNK_NAMESPACE,
-    ChunkRecord,
-    CollectionMismatchError,
-    CollectionSpec,
-    InvalidDocumentError,
-    chunk_id,
-    ingest,
-)
-from jina_connectors.pinecone import PineconeSink
+from jina_connectors import ingest
+from jina_connectors.errors import CollectionMismatchError, InvalidDocumentError
+from jina_connectors.sinks.pinecone import PineconeSink
+from jina_connectors.sinks.records import CHUNK_NAMESPACE, ChunkRecord, CollectionSpec, chunk_id
 
 API_KEY = "test-key"
 SinkFactory = Callable[..., PineconeSink]

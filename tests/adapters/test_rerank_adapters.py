@@ -60,7 +60,7 @@ def test_llama_index_postprocessor(model: str, local: Reranker) -> None:
     from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
     from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
-    from jina_connectors.rerankers_llama_index import JinaRerank
+    from jina_connectors.adapters.llama_index import JinaRerank
 
     events: list[Any] = []
 
@@ -100,7 +100,7 @@ def test_llama_index_postprocessor(model: str, local: Reranker) -> None:
 def test_haystack_ranker(model: str, local: Reranker) -> None:
     from haystack import Document
 
-    from jina_connectors.rerankers_haystack import JinaRanker
+    from jina_connectors.adapters.haystack import JinaRanker
 
     documents = [Document(content=t, meta={"i": i}) for i, t in enumerate(TEXTS)]
     ranker = JinaRanker(model=model, top_k=3)
@@ -125,7 +125,7 @@ def test_haystack_retrieve_then_rerank_pipeline(v2_dir: Path, local: Reranker) -
     from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
     from haystack.document_stores.in_memory import InMemoryDocumentStore
 
-    from jina_connectors.rerankers_haystack import JinaRanker
+    from jina_connectors.adapters.haystack import JinaRanker
 
     store = InMemoryDocumentStore()
     store.write_documents([Document(content=t) for t in TEXTS])
@@ -143,7 +143,7 @@ def test_haystack_retrieve_then_rerank_pipeline(v2_dir: Path, local: Reranker) -
 
 # --------------------------------------------------------------------------- pymilvus
 def test_pymilvus_rerank_function(model: str, local: Reranker) -> None:
-    from jina_connectors.rerankers import JinaRerankFunction
+    from jina_connectors.adapters.pymilvus import JinaRerankFunction
 
     function = JinaRerankFunction(model)
     results = function(QUERY, TEXTS, top_k=2)

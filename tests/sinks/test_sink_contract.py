@@ -11,7 +11,7 @@ import pytest
 from ingest_corpus import StoredPoint, dump_milvus, dump_pinecone, dump_qdrant
 from sink_contract import CrashStore, SinkContractTests, SinkFactory, minilm  # noqa: F401
 
-from jina_connectors.ingest import VectorSink
+from jina_connectors.sinks import VectorSink
 
 API_KEY = "test-key"
 
@@ -24,7 +24,7 @@ class TestQdrantSink(SinkContractTests):
         pytest.importorskip("qdrant_client")
         from qdrant_client import QdrantClient
 
-        from jina_connectors.qdrant import QdrantSink
+        from jina_connectors.sinks.qdrant import QdrantSink
 
         client = QdrantClient(location=":memory:")
         sinks: list[VectorSink] = []
@@ -40,7 +40,7 @@ class TestQdrantSink(SinkContractTests):
 
     @pytest.fixture
     def crash_store(self, tmp_path: Path) -> CrashStore:
-        from jina_connectors.qdrant import QdrantSink
+        from jina_connectors.sinks.qdrant import QdrantSink
 
         return CrashStore(
             location=lambda n: (str(tmp_path / f"qdrant-{n}"), "docs"),
@@ -79,7 +79,7 @@ class TestMilvusSink(SinkContractTests):
     @pytest.fixture
     def make_sink(self, tmp_path: Path) -> Iterator[SinkFactory]:
         pytest.importorskip("milvus_lite")
-        from jina_connectors.milvus import MilvusSink
+        from jina_connectors.sinks.milvus import MilvusSink
 
         owner = MilvusSink("docs", location=tmp_path / "milvus.db")  # owns the Lite server
         sinks: list[VectorSink] = []
@@ -96,7 +96,7 @@ class TestMilvusSink(SinkContractTests):
     @pytest.fixture
     def crash_store(self, tmp_path: Path) -> CrashStore:
         pytest.importorskip("milvus_lite")
-        from jina_connectors.milvus import MilvusSink
+        from jina_connectors.sinks.milvus import MilvusSink
 
         return CrashStore(
             location=lambda n: (str(tmp_path / f"milvus-{n}.db"), "docs"),
@@ -152,7 +152,7 @@ class TestPineconeSink(SinkContractTests):
 
     @pytest.fixture
     def make_sink(self, server: Any) -> Iterator[SinkFactory]:
-        from jina_connectors.pinecone import PineconeSink
+        from jina_connectors.sinks.pinecone import PineconeSink
 
         self.server = server
         sinks: list[VectorSink] = []
@@ -167,7 +167,7 @@ class TestPineconeSink(SinkContractTests):
 
     @pytest.fixture
     def crash_store(self, server: Any) -> CrashStore:
-        from jina_connectors.pinecone import PineconeSink
+        from jina_connectors.sinks.pinecone import PineconeSink
 
         self.server = server
         return CrashStore(

@@ -27,7 +27,7 @@ from haystack.document_stores.types import DuplicatePolicy
 from haystack.utils import Secret
 
 from embedder_core import Embedder, ModelNotFoundError, get_embedder
-from jina_connectors.haystack import (
+from jina_connectors.adapters.haystack import (
     JinaDocumentEmbedder,
     JinaLateChunkingDocumentEmbedder,
     JinaTextEmbedder,
@@ -315,6 +315,32 @@ def test_pipeline_yaml_round_trip(minilm: str) -> None:
     )
     assert "api_key" not in hosted.to_dict()["init_parameters"]
     assert "jina_secret" not in _single(hosted).dumps()
+
+
+def test_yaml_saved_under_the_old_module_paths_still_loads(minilm: str) -> None:
+    """Pipelines saved before the adapters moved to ``jina_connectors.adapters`` name
+    ``jina_connectors.haystack`` / ``jina_connectors.rerankers_haystack``: they load as the
+    same components, with the same options, and save under the new path."""
+    from jina_connectors.adapters.haystack import JinaRanker
+
+    saved = _single(JinaDocumentEmbedder(model=minilm, dimensions=64, prefix="p: ")).to_dict()
+    component = saved["components"]["component"]
+    component["type"] = "jina_connectors.haystack.JinaDocumentEmbedder"
+    ranker = {"type": "jina_connectors.rerankers_haystack.JinaRanker"}
+    ranker["init_parameters"] = {"model": "some-reranker", "top_k": 3}
+    saved["components"]["ranker"] = ranker
+    loaded = Pipeline.from_dict(
+        saved, allowed_modules=["jina_connectors.haystack", "jina_connectors.rerankers_haystack"]
+    )
+    embedder, reranker = loaded.get_component("component"), loaded.get_component("ranker")
+    assert isinstance(embedder, JinaDocumentEmbedder) and isinstance(reranker, JinaRanker)
+    assert (embedder.model, embedder.dimensions, embedder.prefix) == (minilm, 64, "p: ")
+    assert (reranker.model, reranker.top_k) == ("some-reranker", 3)
+    types = {c["type"] for c in loaded.to_dict()["components"].values()}
+    assert types == {
+        "jina_connectors.adapters.haystack.JinaDocumentEmbedder",
+        "jina_connectors.adapters.haystack.JinaRanker",
+    }
 
 
 def _single(component: Any) -> Pipeline:

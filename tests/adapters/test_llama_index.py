@@ -26,8 +26,8 @@ from llama_index.core.node_parser import SentenceSplitter, TokenTextSplitter
 from llama_index.core.schema import BaseNode, MetadataMode, TextNode
 
 from embedder_core import Embedder, get_embedder
-from jina_connectors._grouping import SourceChunk, layout_source
-from jina_connectors.llama_index import JinaEmbedding, JinaLateChunking
+from jina_connectors.adapters.llama_index import JinaEmbedding, JinaLateChunking
+from jina_connectors.adapters.source_groups import SourceChunk, layout_source
 
 # Real text with single spaces only: a rebuilt source equals the original exactly.
 SENTENCES = (

@@ -21,13 +21,10 @@ pytest.importorskip("qdrant_client")
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from jina_connectors.ingest import (
-    CollectionMismatchError,
-    CollectionSpec,
-    VectorSink,
-    ingest,
-)
-from jina_connectors.qdrant import QdrantSink
+from jina_connectors import ingest
+from jina_connectors.errors import CollectionMismatchError
+from jina_connectors.sinks import CollectionSpec, VectorSink
+from jina_connectors.sinks.qdrant import QdrantSink
 
 SETTINGS: dict[str, Any] = {"chunk_size": 16, "show_progress": False}
 
