@@ -37,7 +37,7 @@ from .model_info import STANDARD_TASKS, ModelInfo, inspect_model
 
 if TYPE_CHECKING:
     from .chunking import Chunker, Span
-    from .embedder import Embedder, TaskSpec, get_embedder
+    from .embedder import Embedder, TaskSpec
     from .output import (
         EMBEDDING_TYPES,
         ArrayEmbeddingType,
@@ -46,7 +46,8 @@ if TYPE_CHECKING:
         convert_embeddings,
     )
     from .protocol import EmbedderProtocol
-    from .reranker import Reranker, RerankResult, get_reranker
+    from .registry import get_embedder, get_reranker
+    from .reranker import Reranker, RerankResult
     from .scheduler import BatchStats, EmbeddingScheduler, PendingEmbeddings, Reduction
 
 # Names whose modules import torch, numpy or tokenizers: imported on first access.
@@ -56,7 +57,7 @@ _LAZY = {
     "DocumentChunk": ".output",
     "Embedder": ".embedder",
     "TaskSpec": ".embedder",
-    "get_embedder": ".embedder",
+    "get_embedder": ".registry",
     "EMBEDDING_TYPES": ".output",
     "ArrayEmbeddingType": ".output",
     "EmbeddingType": ".output",
@@ -64,7 +65,7 @@ _LAZY = {
     "EmbedderProtocol": ".protocol",
     "Reranker": ".reranker",
     "RerankResult": ".reranker",
-    "get_reranker": ".reranker",
+    "get_reranker": ".registry",
     "BatchStats": ".scheduler",
     "EmbeddingScheduler": ".scheduler",
     "PendingEmbeddings": ".scheduler",

@@ -8,33 +8,28 @@ dimensions/normalization -> output type.
 
 from __future__ import annotations
 
-import inspect
 import operator
 import os
-import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast, overload
+from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import cpu_features
 from .chunking import Chunker, Span, check_spans, chunk_spans
-from .errors import SlowDtypeWarning, TokenLimitError, UnsupportedModelError
+from .devices import default_batch_tokens, pick_device, pick_dtype, warn_if_slow_dtype
+from .errors import TokenLimitError, UnsupportedModelError
 from .late_chunking import LateChunkingOptions, Reduction, SequenceJob, document_jobs
 from .loading import (
-    canonical_model_id,
     model_dir_of,
-    model_url,
     read_config,
     read_json,
     resolve_model_ref,
-    url_backend,
 )
 from .model_info import (
     JINA_V2_TASKS,
@@ -66,13 +61,6 @@ T = TypeVar("T")
 
 _PROMPT_ALIASES = {"retrieval.query": ("query",), "retrieval.passage": ("passage", "document")}
 
-# Tokens per forward batch. CPU: small batches keep each layer's activations (2048 x 4096
-# floats = 32 MiB for the FFN) near the caches and below glibc's mmap threshold, so
-# elementwise ops do not page-fault fresh memory; GEMMs of 2048 rows already run at the
-# ceiling (it is measured at 2048 rows). Measured: +12% on the full-size jina-v3 mixed
-# workload, +44% on MiniLM, against 16384.
-_DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 65536}
-
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -88,7 +76,8 @@ class Embedder:
     Dense, Normalize).
 
     Holds no per-caller settings: one instance is shared by every caller of
-    :func:`get_embedder`; whatever changes a vector is an argument of the call.
+    :func:`~embedder_core.registry.get_embedder`; whatever changes a vector is an argument
+    of the call.
     """
 
     def __init__(
@@ -131,7 +120,7 @@ class Embedder:
         with torch.inference_mode():
             probe = torch.zeros(1, model.hidden_size, dtype=torch.float32)
             self._dimension = int(self._post_pooling(probe).shape[1])
-        budget = max_batch_tokens or _DEFAULT_BATCH_TOKENS.get(model.device.type, 16384)
+        budget = max_batch_tokens or default_batch_tokens(model.device)
         self._scheduler = EmbeddingScheduler(model, max_batch_tokens=max(int(budget), 1))
 
     @classmethod
@@ -155,11 +144,11 @@ class Embedder:
         int8 activations; LoRA adapters, attention and norms stay float32. Where int8 would
         not be faster (CUDA, CPUs without AVX2) it warns and runs unquantized."""
         # Options first: a bad one fails before the model is looked for.
-        torch_device = _pick_device(device)
-        torch_dtype = _pick_dtype(dtype, torch_device)
+        torch_device = pick_device(device)
+        torch_dtype = pick_dtype(dtype, torch_device)
         int8 = plan_quantization(quantization, torch_device, torch_dtype)
         ref = resolve_model_ref(model, revision)
-        _warn_if_slow_dtype(torch_device, torch_dtype)
+        warn_if_slow_dtype(torch_device, torch_dtype)
         model_dir = model_dir_of(ref, local_files_only=local_files_only)
         check_not_reranker(model_dir)
         root_config = model_dir / "config.json"
@@ -954,129 +943,16 @@ def _check_late_chunking_options(options: LateChunkingOptions | None) -> LateChu
     return options
 
 
-def _pick_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}; e.g. 'cpu', 'cuda', 'cuda:1'") from None
-
-
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
-
-def _pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    if dtype is None or dtype == "auto":
-        if device.type != "cuda":
-            return torch.float32  # bf16 GEMMs are slower than fp32 on most CPUs
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if isinstance(dtype, torch.dtype):
-        if dtype in _DTYPES.values():
-            return dtype
-    elif str(dtype).removeprefix("torch.") in _DTYPES:
-        return _DTYPES[str(dtype).removeprefix("torch.")]
-    raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(_DTYPES)}")
-
-
-def _warn_if_slow_dtype(device: torch.device, dtype: torch.dtype) -> None:
-    """Warn (not refuse) about bf16 on a CPU without bf16 instructions: the vectors are
-    right, only slow; flags can be hidden in VMs, and bf16 may be wanted for memory or for
-    parity with a GPU run. The warning names the missing flag and the fix."""
-    if device.type != "cpu" or dtype != torch.bfloat16:
-        return
-    message = cpu_features.bf16_cpu_warning(cpu_features.cpu_flags())
-    if message:
-        warnings.warn(message, SlowDtypeWarning, stacklevel=3)
-
-
-# ------------------------------------------------------------------- get_embedder
-# Loaded instances: (canonical model id, the options they were loaded with, normalized).
-_CACHE: list[tuple[str, dict[str, Any], Embedder]] = []
-_CACHE_LOCK = threading.Lock()
-# Options that only say how to fetch the files; they are not part of an instance's identity.
-_FETCH_OPTIONS = ("local_files_only", "revision")
-# Backends of server URLs: (normalized URL, the options given, as sorted items) -> instance.
-_URL_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
-
-
-def _normalize_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The options that make an instance, in one spelling each: device as a torch.device
-    string (``cuda`` with its index), dtype as a torch dtype, the default batch budget
-    filled in. Options without a rule of their own compare by ``str``."""
-    device = _pick_device(options.get("device"))
-    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
-        device = torch.device("cuda", torch.cuda.current_device())
-    budget = options.get("max_batch_tokens")
-    normalized: dict[str, Any] = {
-        "device": str(device),
-        "dtype": _pick_dtype(options.get("dtype"), device),
-        "max_batch_tokens": int(budget or _DEFAULT_BATCH_TOKENS.get(device.type, 16384)),
-    }
-    for name, value in options.items():
-        if name not in normalized:
-            normalized[name] = None if value is None else str(value)
-    return normalized
-
-
-def get_embedder(model: str | os.PathLike[str] | None = None, **options: Any) -> Embedder:
-    """The process-wide ``Embedder`` for ``model``: loaded once, then shared.
-
-    ``options`` are those of :meth:`Embedder.from_pretrained`. The model is named by
-    :func:`canonical_model_id` (``./m``, ``/abs/m`` and a symlink are one model;
-    ``jina-embeddings-v3`` is ``jinaai/jina-embeddings-v3``; ``model=None`` means
-    ``$JINA_CONNECTORS_MODEL``, else jina-embeddings-v3).
-
-    An option left out (or None) accepts any loaded instance: ``get_embedder(model)`` returns
-    the first instance of that model already loaded, whatever its device and dtype (so a
-    search reuses the model an ingest loaded with explicit options), and loads one with
-    the defaults only when none is. Options that are given must match, after
-    normalization (``"cpu"`` is ``torch.device("cpu")``, ``"bf16"`` is
-    ``torch.bfloat16``, no budget is the device's default budget). Thread-safe.
-
-    A server URL (``http://host:port``; also as ``$JINA_CONNECTORS_MODEL``) returns the
-    backend an installed package registers for its scheme in the ``embedder_core.backends``
-    entry point group (jina-connectors[remote]: ``RemoteEmbedder``), called with the options
-    that are not None; it implements ``EmbedderProtocol``. One instance per URL and options.
-    """
-    url = model_url(model)
-    if url is not None:
-        return _url_embedder(url, options)
-    accepted = set(inspect.signature(Embedder.from_pretrained).parameters) - {"cls", "model"}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise TypeError(
-            f"get_embedder() got unknown option(s) {', '.join(unknown)}; "
-            f"valid: {', '.join(sorted(accepted))}"
+def __getattr__(name: str) -> Any:
+    """``get_embedder`` moved to :mod:`embedder_core.registry`; the old path warns."""
+    if name == "get_embedder":
+        warnings.warn(
+            "embedder_core.embedder.get_embedder moved to embedder_core.registry (or import "
+            "it from embedder_core); the old path goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
         )
-    model_id = canonical_model_id(model, options.get("revision"))
-    given = {k: v for k, v in options.items() if k not in _FETCH_OPTIONS and v is not None}
-    wanted = {k: v for k, v in _normalize_options(given).items() if k in given}
-    with _CACHE_LOCK:
-        for cached_id, loaded_with, embedder in _CACHE:
-            if cached_id == model_id and all(loaded_with.get(k) == v for k, v in wanted.items()):
-                return embedder
-        fetch = {k: v for k, v in options.items() if k in _FETCH_OPTIONS and k != "revision"}
-        embedder = Embedder.from_pretrained(model_id, **fetch, **given)
-        _CACHE.append((model_id, _normalize_options(given), embedder))
-        return embedder
+        from .registry import get_embedder
 
-
-def _url_embedder(url: str, options: Mapping[str, Any]) -> Embedder:
-    given = {k: v for k, v in options.items() if v is not None}
-    key = (url, tuple(sorted((k, str(v)) for k, v in given.items())))
-    backend = url_backend(url)  # before the lock: it imports the backend's package
-    with _CACHE_LOCK:
-        embedder = _URL_CACHE.get(key)
-        if embedder is None:
-            embedder = _URL_CACHE[key] = backend(url, **given)
-    # Adapters are typed on Embedder; a URL backend implements the surface they use
-    # (embedder_core.EmbedderProtocol).
-    return cast(Embedder, embedder)
+        return get_embedder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

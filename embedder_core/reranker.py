@@ -1,5 +1,6 @@
-"""Local rerankers: ``get_reranker(model)`` -> a :class:`Reranker` that scores documents
-against a query, with the released checkpoints' published ``rerank`` semantics.
+"""Local rerankers: ``get_reranker(model)`` (in :mod:`embedder_core.registry`) -> a
+:class:`Reranker` that scores documents against a query, with the released checkpoints'
+published ``rerank`` semantics.
 
 - jina-reranker-v2-base-multilingual (:class:`CrossEncoderReranker`): one forward per
   query-document pair ``<s> query </s></s> document </s>``; the score is the sigmoid of the
@@ -37,6 +38,7 @@ import math
 import operator
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .devices import default_batch_tokens, pick_device, pick_dtype, warn_if_slow_dtype
 from .errors import (
     ModelNotFoundError,
     QueueFullError,
@@ -54,15 +57,7 @@ from .errors import (
     UnsupportedModelError,
 )
 from .late_chunking import SequenceJob
-from .loading import (
-    canonical_model_id,
-    model_dir_of,
-    model_url,
-    read_config,
-    read_json,
-    resolve_model_ref,
-    url_backend,
-)
+from .loading import model_dir_of, read_config, read_json, resolve_model_ref
 from .scheduler import EmbeddingScheduler, PendingEmbeddings
 from .tokenization import TextTokenizer
 
@@ -72,7 +67,6 @@ __all__ = [
     "RerankResult",
     "Reranker",
     "check_rerank_input",
-    "get_reranker",
     "rank_results",
 ]
 
@@ -90,8 +84,6 @@ V3_SYSTEM_PROMPT = (
     "the query and assess how well each passage satisfies the intent. If an instruction is "
     "provided, you should follow the instruction when determining the ranking."
 )
-
-_DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 65536}
 
 
 @dataclass(frozen=True)
@@ -228,7 +220,7 @@ class CrossEncoderReranker(Reranker):
                 f"{model_name}: a limit of {max_tokens} tokens leaves no document window after "
                 f"a {V2_MAX_QUERY_TOKENS}-token query; the released model has 1024"
             )
-        budget = max_batch_tokens or _DEFAULT_BATCH_TOKENS.get(model.device.type, 16384)
+        budget = max_batch_tokens or default_batch_tokens(model.device)
         # Every window must fit a batch: at least the longest pair.
         self._scheduler = EmbeddingScheduler(model, max_batch_tokens=max(int(budget), max_tokens))
 
@@ -565,18 +557,18 @@ def load_reranker(
     local_files_only: bool = False,
     revision: str | None = None,
 ) -> Reranker:
-    """Load a reranker checkpoint (a new instance; :func:`get_reranker` shares them).
+    """Load a reranker checkpoint (a new instance;
+    :func:`~embedder_core.registry.get_reranker` shares them).
 
     ``model``: a local directory, a Hub id (``@revision`` or ``revision=``) or a hosted
     name (``jina-reranker-v2-base-multilingual``, ``jina-reranker-v3``). Weights come from
     safetensors only, no code from the checkpoint runs, and every tensor must be used.
     """
-    from .embedder import _pick_device, _pick_dtype, _warn_if_slow_dtype
     from .models.qwen3_reranker import is_listwise_config
     from .models.xlmr_reranker import is_cross_encoder_config
 
-    torch_device = _pick_device(device)
-    torch_dtype = _pick_dtype(dtype, torch_device)
+    torch_device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, torch_device)
     if max_batch_tokens is not None and (
         isinstance(max_batch_tokens, bool) or int(max_batch_tokens) < 1
     ):
@@ -585,7 +577,7 @@ def load_reranker(
     model_dir = model_dir_of(ref, local_files_only=local_files_only)
     config = read_config(model_dir)
     if is_cross_encoder_config(config):
-        _warn_if_slow_dtype(torch_device, torch_dtype)
+        warn_if_slow_dtype(torch_device, torch_dtype)
         return CrossEncoderReranker.from_dir(
             model_dir,
             config,
@@ -595,7 +587,7 @@ def load_reranker(
             max_batch_tokens=max_batch_tokens,
         )
     if is_listwise_config(config):
-        _warn_if_slow_dtype(torch_device, torch_dtype)
+        warn_if_slow_dtype(torch_device, torch_dtype)
         return ListwiseReranker.from_dir(
             model_dir, config, model_name=ref.canonical_id, device=torch_device, dtype=torch_dtype
         )
@@ -607,33 +599,16 @@ def load_reranker(
     )
 
 
-_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], Reranker] = {}
-_CACHE_LOCK = threading.Lock()
+def __getattr__(name: str) -> Any:
+    """``get_reranker`` moved to :mod:`embedder_core.registry`; the old path warns."""
+    if name == "get_reranker":
+        warnings.warn(
+            "embedder_core.reranker.get_reranker moved to embedder_core.registry (or import "
+            "it from embedder_core); the old path goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from .registry import get_reranker
 
-
-def get_reranker(model: str | os.PathLike[str], **options: Any) -> Reranker:
-    """The process-wide reranker for ``model`` and ``options`` (those of
-    :func:`load_reranker`): loaded once, then shared, so concurrent callers share the
-    model's forward batches. A server URL (``http://host:port``) returns the remote
-    reranker of the installed URL backend (jina-connectors[remote]: ``RemoteReranker``)."""
-    url = model_url(model)
-    if url is not None:
-        backend = url_backend(url)
-        factory = getattr(backend, "reranker_backend", None)
-        if factory is None:
-            raise ModelNotFoundError(f"the backend for {url!r} serves no rerankers")
-        given = {k: v for k, v in options.items() if v is not None}
-        key = (url, tuple(sorted((k, str(v)) for k, v in given.items())))
-        with _CACHE_LOCK:
-            if key not in _CACHE:
-                _CACHE[key] = factory(url, **given)
-            return _CACHE[key]
-    model_id = canonical_model_id(model, options.get("revision"))
-    fetch = {"local_files_only", "revision"}
-    given = {k: v for k, v in options.items() if v is not None and k not in fetch}
-    key = (model_id, tuple(sorted((k, str(v)) for k, v in given.items())))
-    with _CACHE_LOCK:
-        reranker = _CACHE.get(key)
-        if reranker is None:
-            reranker = _CACHE[key] = load_reranker(model, **options)
-        return reranker
+        return get_reranker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

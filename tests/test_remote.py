@@ -26,8 +26,8 @@ from paths import REPO_ROOT
 from server_support import free_port, serve_app
 
 import embedder_core
-import embedder_core.embedder
 import embedder_core.loading
+import embedder_core.registry
 from embedder_core import (
     Embedder,
     EmbedderProtocol,
@@ -84,9 +84,9 @@ def installed_backends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         lambda group: [entry for entry in entries if entry.group == group],
     )
     yield
-    for remote in embedder_core.embedder._URL_CACHE.values():
+    for remote in embedder_core.registry._URL_CACHE.values():
         remote.close()
-    embedder_core.embedder._URL_CACHE.clear()
+    embedder_core.registry._URL_CACHE.clear()
 
 
 @pytest.fixture(scope="module")
