@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -47,10 +47,10 @@ from .models.jina_v3 import JinaV3Config, JinaV3Model, is_jina_v3_config
 from .models.quantization import Int8Support, plan_quantization
 from .models.st_pipeline import POOLING_MODES, PoolingMode, read_pipeline
 from .output import (
-    ArrayEmbeddingType,
     DocumentChunk,
+    EmbeddingType,
     check_embedding_type,
-    convert_embeddings,
+    convert_checked,
     document_chunks,
     truncate_and_normalize,
 )
@@ -300,51 +300,6 @@ class Embedder:
         return [count + self._tokenizer.special_count for count in counts]
 
     # ----------------------------------------------------------------------- encode
-    @overload
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: ArrayEmbeddingType = ...,
-        truncate: bool = ...,
-        show_progress: bool = ...,
-    ) -> np.ndarray: ...
-
-    @overload
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: Literal["base64"],
-        truncate: bool = ...,
-        show_progress: bool = ...,
-    ) -> list[str]: ...
-
-    @overload
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: str,
-        truncate: bool = ...,
-        show_progress: bool = ...,
-    ) -> np.ndarray | list[str]: ...
-
     def encode(
         self,
         texts: str | Sequence[str],
@@ -354,17 +309,18 @@ class Embedder:
         late_chunking: bool = False,
         late_chunking_options: LateChunkingOptions | None = None,
         normalized: bool = True,
-        embedding_type: str = "float",
+        embedding_type: EmbeddingType = "float",
         truncate: bool = True,
         show_progress: bool = False,
-    ) -> np.ndarray | list[str]:
+    ) -> np.ndarray:
         """Embed ``texts``; one row per input, in input order.
 
         ``late_chunking=True`` treats the texts as consecutive pieces of one document:
         ``<s>``, the instruction, the pieces (each tokenized on its own), ``</s>`` are
         encoded together and each row pools its piece's token states (windowed past
         ``max_tokens`` as ``late_chunking_options`` says; they are ignored without late
-        chunking). Every ``embedding_type`` but ``"base64"`` gives an ``np.ndarray``.
+        chunking). The rows are an ``np.ndarray`` of ``embedding_type`` (the deprecated
+        ``"base64"`` warns and still gives ``list[str]`` for one release).
         Same as ``submit(...).result()``: concurrent callers share forward batches.
         """
         return self.submit(
@@ -379,54 +335,6 @@ class Embedder:
             show_progress=show_progress,
         ).result()
 
-    @overload
-    def submit(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: ArrayEmbeddingType = ...,
-        truncate: bool = ...,
-        show_progress: bool = ...,
-        on_progress: Callable[[int], None] | None = ...,
-    ) -> PendingEmbeddings[np.ndarray]: ...
-
-    @overload
-    def submit(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: Literal["base64"],
-        truncate: bool = ...,
-        show_progress: bool = ...,
-        on_progress: Callable[[int], None] | None = ...,
-    ) -> PendingEmbeddings[list[str]]: ...
-
-    @overload
-    def submit(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: str,
-        truncate: bool = ...,
-        show_progress: bool = ...,
-        on_progress: Callable[[int], None] | None = ...,
-    ) -> PendingEmbeddings[np.ndarray | list[str]]: ...
-
     def submit(
         self,
         texts: str | Sequence[str],
@@ -436,11 +344,11 @@ class Embedder:
         late_chunking: bool = False,
         late_chunking_options: LateChunkingOptions | None = None,
         normalized: bool = True,
-        embedding_type: str = "float",
+        embedding_type: EmbeddingType = "float",
         truncate: bool = True,
         show_progress: bool = False,
         on_progress: Callable[[int], None] | None = None,
-    ) -> PendingEmbeddings[np.ndarray | list[str]]:
+    ) -> PendingEmbeddings[np.ndarray]:
         """``encode`` without waiting: checks and tokenizes now, computes in the background.
 
         Bad input raises here, before anything is queued. The handle's ``result()`` is what
@@ -458,10 +366,9 @@ class Embedder:
         else:
             jobs = self._sequence_jobs(items, tasks, truncate)
 
-        def finish(pooled: np.ndarray) -> np.ndarray | list[str]:
-            return convert_embeddings(
-                truncate_and_normalize(pooled, width, normalized), embedding_type
-            )
+        def finish(pooled: np.ndarray) -> np.ndarray:
+            rows = truncate_and_normalize(pooled, width, normalized)
+            return convert_checked(rows, embedding_type)
 
         return self._schedule(jobs, len(items), finish, show_progress, on_progress)
 
@@ -472,9 +379,9 @@ class Embedder:
         task: str | None = None,
         dimensions: int | None = None,
         normalized: bool = True,
-        embedding_type: str = "float",
+        embedding_type: EmbeddingType = "float",
         truncate: bool = True,
-    ) -> PendingEmbeddings[np.ndarray | list[str]]:
+    ) -> PendingEmbeddings[np.ndarray]:
         """``submit`` for inputs given as token ids of this model's tokenizer (what OpenAI,
         TEI and vLLM accept): one row per id sequence, as the text they encode would give.
 
@@ -519,10 +426,9 @@ class Embedder:
             contents, tasks, truncate, lambda i: len(contents[i]) + self._tokenizer.special_count
         )
 
-        def finish(pooled: np.ndarray) -> np.ndarray | list[str]:
-            return convert_embeddings(
-                truncate_and_normalize(pooled, width, normalized), embedding_type
-            )
+        def finish(pooled: np.ndarray) -> np.ndarray:
+            rows = truncate_and_normalize(pooled, width, normalized)
+            return convert_checked(rows, embedding_type)
 
         return self._schedule(jobs, len(contents), finish, False, None)
 

@@ -1,39 +1,67 @@
-"""The typed public surface: `encode`'s return type follows `embedding_type`, and public
-constructors name only public types."""
+"""The typed public surface: `encode` returns arrays (one signature; the deprecated "base64"
+warns), and public constructors name only public types."""
 
 from __future__ import annotations
 
+import base64
 import collections.abc
 import inspect
 import re
 import typing
-from typing import Literal, get_args
+import warnings
+from typing import get_args
 
 import numpy as np
 import pytest
 
 import embedder_core
-from embedder_core import EMBEDDING_TYPES, Embedder, TaskSpec, convert_embeddings
+from embedder_core import EMBEDDING_TYPES, Embedder, EmbedderProtocol, TaskSpec, convert_embeddings
+from embedder_core.scheduler import PendingEmbeddings
 
 
-def _overload_returns(function: typing.Callable) -> dict[object, object]:
-    """embedding_type annotation -> return annotation, for each @overload of ``function``."""
-    namespace = vars(inspect.getmodule(function))
-    returns = {}
-    for overload in typing.get_overloads(function):
-        hints = typing.get_type_hints(overload, globalns=namespace)
-        returns[hints["embedding_type"]] = hints["return"]
-    return returns
-
-
-@pytest.mark.parametrize("function", [Embedder.encode, convert_embeddings])
-def test_return_type_follows_embedding_type(function: typing.Callable):
-    returns = _overload_returns(function)
+@pytest.mark.parametrize(
+    ("function", "returns"),
+    [
+        (Embedder.encode, np.ndarray),
+        (EmbedderProtocol.encode, np.ndarray),
+        (convert_embeddings, np.ndarray),
+        (Embedder.submit, PendingEmbeddings[np.ndarray]),
+        (Embedder.submit_token_ids, PendingEmbeddings[np.ndarray]),
+    ],
+)
+def test_encode_has_one_signature_returning_arrays(function: typing.Callable, returns: object):
+    """base64 is no return type of the core: no overloads, one array return type."""
+    assert typing.get_overloads(function) == []
+    # The protocol imports its annotation types only for type checkers: give them all.
+    namespace = {name: getattr(embedder_core, name) for name in embedder_core.__all__}
+    namespace |= {"np": np, "PendingEmbeddings": PendingEmbeddings}
+    hints = typing.get_type_hints(function, globalns=namespace | vars(inspect.getmodule(function)))
+    assert hints["return"] == returns
+    assert hints["embedding_type"] == embedder_core.EmbeddingType
     array_types = embedder_core.ArrayEmbeddingType
     assert set(get_args(array_types)) == set(EMBEDDING_TYPES) - {"base64"}
-    assert returns[array_types] is np.ndarray
-    assert returns[Literal["base64"]] == list[str]
-    assert returns[str] == np.ndarray | list[str]  # a str only known at run time
+
+
+def test_base64_is_deprecated_and_still_returns_strings(tiny_jina_embedder: Embedder):
+    texts = ["a text", "another text"]
+    floats = tiny_jina_embedder.encode(texts)
+    calls = {
+        "encode": lambda: tiny_jina_embedder.encode(texts, embedding_type="base64"),
+        "submit": lambda: tiny_jina_embedder.submit(texts, embedding_type="base64").result(),
+        "convert_embeddings": lambda: convert_embeddings(floats, "base64"),
+    }
+    for name, call in calls.items():
+        with pytest.warns(DeprecationWarning, match="base64") as caught:
+            encoded = call()
+        # Pointed at the caller's line, not inside embedder_core.
+        assert [w.filename for w in caught] == [__file__], name
+        assert isinstance(encoded, list) and all(isinstance(e, str) for e in encoded), name
+        decoded = np.stack([np.frombuffer(base64.b64decode(e), dtype="<f4") for e in encoded])
+        np.testing.assert_array_equal(decoded, floats)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the array types do not warn
+        for kind in set(EMBEDDING_TYPES) - {"base64"}:
+            assert isinstance(tiny_jina_embedder.encode(texts, embedding_type=kind), np.ndarray)
 
 
 def test_runtime_results_match_the_declared_types(tiny_jina_embedder: Embedder):
