@@ -12,7 +12,7 @@ import warnings
 import torch
 
 from . import cpu_features
-from .errors import SlowDtypeWarning
+from .errors import SlowDtypeWarning, user_stacklevel
 
 __all__ = ["default_batch_tokens", "pick_device", "pick_dtype", "warn_if_slow_dtype"]
 
@@ -63,13 +63,13 @@ def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.d
     raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(_DTYPES)}")
 
 
-def warn_if_slow_dtype(device: torch.device, dtype: torch.dtype, *, stacklevel: int = 3) -> None:
+def warn_if_slow_dtype(device: torch.device, dtype: torch.dtype) -> None:
     """Warn (not refuse) about bf16 on a CPU without bf16 instructions: the vectors are
     right, only slow; flags can be hidden in VMs, and bf16 may be wanted for memory or for
-    parity with a GPU run. The warning names the missing flag and the fix. ``stacklevel``
-    counts from the caller of this function's caller (the user's load call by default)."""
+    parity with a GPU run. The warning names the missing flag and the fix, at the user's
+    load call."""
     if device.type != "cpu" or dtype != torch.bfloat16:
         return
     message = cpu_features.bf16_cpu_warning(cpu_features.cpu_flags())
     if message:
-        warnings.warn(message, SlowDtypeWarning, stacklevel=stacklevel)
+        warnings.warn(message, SlowDtypeWarning, stacklevel=user_stacklevel())

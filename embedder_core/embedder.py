@@ -14,7 +14,6 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -22,30 +21,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .chunking import Chunker, Span, check_spans, chunk_spans
-from .devices import default_batch_tokens, pick_device, pick_dtype, warn_if_slow_dtype
+from .devices import default_batch_tokens
 from .errors import TokenLimitError, UnsupportedModelError
 from .late_chunking import LateChunkingOptions, Reduction, SequenceJob, document_jobs
-from .loading import (
-    model_dir_of,
-    read_config,
-    read_json,
-    resolve_model_ref,
-)
-from .model_info import (
-    JINA_V2_TASKS,
-    STANDARD_TASKS,  # the five jina-embeddings-v3 task names
-    JinaV2Config,
-    check_native_auto_map,
-    check_not_reranker,
-    is_jina_v2_config,
-    read_jina_v2_pipeline,
-)
 from .models.base import TokenEncoder
-from .models.hf_encoder import HFEncoder, hf_max_tokens
-from .models.jina_v2 import JinaV2Model
-from .models.jina_v3 import JinaV3Config, JinaV3Model, is_jina_v3_config
-from .models.quantization import Int8Support, plan_quantization
-from .models.st_pipeline import POOLING_MODES, PoolingMode, read_pipeline
+from .models.st_pipeline import POOLING_MODES, PoolingMode
 from .output import (
     DocumentChunk,
     EmbeddingType,
@@ -58,8 +38,6 @@ from .scheduler import EmbeddingScheduler, PendingEmbeddings
 from .tokenization import TextTokenizer, TokenOffsets
 
 T = TypeVar("T")
-
-_PROMPT_ALIASES = {"retrieval.query": ("query",), "retrieval.passage": ("passage", "document")}
 
 
 @dataclass(frozen=True)
@@ -143,97 +121,17 @@ class Embedder:
         ``quantization="int8"`` (CPU): Linear layers run with int8 weights and per-token
         int8 activations; LoRA adapters, attention and norms stay float32. Where int8 would
         not be faster (CUDA, CPUs without AVX2) it warns and runs unquantized."""
-        # Options first: a bad one fails before the model is looked for.
-        torch_device = pick_device(device)
-        torch_dtype = pick_dtype(dtype, torch_device)
-        int8 = plan_quantization(quantization, torch_device, torch_dtype)
-        ref = resolve_model_ref(model, revision)
-        warn_if_slow_dtype(torch_device, torch_dtype)
-        model_dir = model_dir_of(ref, local_files_only=local_files_only)
-        check_not_reranker(model_dir)
-        root_config = model_dir / "config.json"
-        if root_config.is_file() and is_jina_v2_config(read_json(root_config)):
-            return cls._from_jina_v2(
-                model_dir, ref.canonical_id, torch_device, torch_dtype, int8, max_batch_tokens
-            )
-        if root_config.is_file() and is_jina_v3_config(read_json(root_config)):
-            check_native_auto_map(model_dir, read_json(root_config), "jina-embeddings-v3")
-            jina = JinaV3Config.from_dict(read_json(root_config))
-            tokenizer = TextTokenizer.from_dir(
-                model_dir, bos_token_id=jina.bos_token_id, eos_token_id=jina.eos_token_id
-            )
-            encoder = JinaV3Model.from_dir(model_dir, jina, torch_device, torch_dtype)
-            if int8 is not None:
-                encoder.quantize_int8(reduce_range=int8.reduce_range)
-            tasks = {
-                name: TaskSpec(i, jina.task_instructions.get(name) or "")
-                for i, name in enumerate(jina.lora_adaptations)
-            }
-            return cls(
-                encoder,
-                tokenizer,
-                model_name=ref.canonical_id,
-                max_tokens=jina.max_tokens,
-                tasks=tasks,
-                has_adapters=True,
-                max_batch_tokens=max_batch_tokens,
-            )
-        pipeline, post_pooling = read_pipeline(model_dir)
-        transformer_dir = pipeline.transformer_dir
-        config = read_config(transformer_dir)
-        prompts = pipeline.prompts
-        tasks = {task: TaskSpec(-1, _prompt_for(task, prompts)) for task in STANDARD_TASKS}
-        tasks.update({task: TaskSpec(-1, prompt) for task, prompt in prompts.items()})
-        default = pipeline.default_prompt_name
-        hf_encoder = HFEncoder.from_dir(transformer_dir, torch_device, torch_dtype)
-        if int8 is not None:
-            hf_encoder.quantize_int8(reduce_range=int8.reduce_range)
-        return cls(
-            hf_encoder,
-            TextTokenizer.from_dir(transformer_dir, lowercase=pipeline.do_lower_case),
-            model_name=ref.canonical_id,
-            max_tokens=hf_max_tokens(transformer_dir, config, pipeline.max_seq_length),
-            tasks=tasks,
-            has_adapters=False,
-            pooling=pipeline.pooling,
-            include_prompt=pipeline.include_prompt,
-            post_pooling=post_pooling,
-            default_task=TaskSpec(-1, prompts[default]) if default else TaskSpec(),
-            max_batch_tokens=max_batch_tokens,
-        )
+        from .build import load_embedder  # the assembly imports every model family
 
-    @classmethod
-    def _from_jina_v2(
-        cls,
-        model_dir: Path,
-        model_name: str,
-        device: torch.device,
-        dtype: torch.dtype,
-        int8: Int8Support | None,
-        max_batch_tokens: int | None,
-    ) -> Embedder:
-        """jina-embeddings-v2 natively: checked config and pipeline, then the weights."""
-        config = JinaV2Config.from_dict(model_dir, read_json(model_dir / "config.json"))
-        pipeline = read_jina_v2_pipeline(model_dir)  # before the weights: it may refuse
-        _, post_pooling = read_pipeline(model_dir)
-        encoder = JinaV2Model.from_dir(model_dir, config, device, dtype)
-        if int8 is not None:
-            encoder.quantize_int8(reduce_range=int8.reduce_range)
-        return cls(
-            encoder,
-            TextTokenizer.from_dir(model_dir, lowercase=pipeline.do_lower_case),
-            model_name=model_name,
-            max_tokens=min(config.max_tokens, pipeline.max_seq_length or config.max_tokens),
-            tasks={task: TaskSpec() for task in JINA_V2_TASKS},
-            has_adapters=False,
-            post_pooling=post_pooling,
+        return load_embedder(
+            cls,
+            model,
+            device=device,
+            dtype=dtype,
             max_batch_tokens=max_batch_tokens,
-            truncatable=False,
-            task_note=(
-                "jina-embeddings-v2 has no task adapters and no prompts: it embeds queries and "
-                f"passages alike, so only {' and '.join(JINA_V2_TASKS)} (which change nothing) "
-                "or None are accepted"
-            ),
+            local_files_only=local_files_only,
+            revision=revision,
+            quantization=quantization,
         )
 
     # ----------------------------------------------------------------- introspection
@@ -829,13 +727,6 @@ def _check_texts(texts: str | Sequence[str]) -> list[str]:
         if not text.strip():
             raise ValueError(f"input {i} is empty or whitespace-only")
     return items
-
-
-def _prompt_for(task: str, prompts: dict[str, str]) -> str:
-    for name in (task, *_PROMPT_ALIASES.get(task, ())):
-        if name in prompts:
-            return prompts[name]
-    return ""
 
 
 def _check_late_chunking_options(options: LateChunkingOptions | None) -> LateChunkingOptions:

@@ -3,6 +3,21 @@ model work is done."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+def user_stacklevel() -> int:
+    """The ``warnings.warn`` stacklevel, for its caller, of the first frame outside
+    embedder_core: a warning points at the user's line however deep in the core it is
+    raised (``encode`` and ``submit``, ``get_embedder`` and ``from_pretrained``)."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        level, frame = level + 1, frame.f_back
+    return level
+
 
 class ModelNotFoundError(FileNotFoundError):
     """The model is neither a local directory nor available from the Hugging Face cache/Hub."""

@@ -18,22 +18,20 @@
 from __future__ import annotations
 
 import base64
-import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from .errors import user_stacklevel
 
 #: Every ``embedding_type`` the core accepts ("base64" is deprecated).
 EmbeddingType = Literal["float", "binary", "ubinary", "int8", "uint8", "base64"]
 #: The embedding types returned as one ``np.ndarray`` (every one but the deprecated "base64").
 ArrayEmbeddingType = Literal["float", "binary", "ubinary", "int8", "uint8"]
 EMBEDDING_TYPES: tuple[str, ...] = ("float", "binary", "ubinary", "int8", "uint8", "base64")
-
-_PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 
 def check_embedding_type(embedding_type: str) -> None:
@@ -48,17 +46,8 @@ def check_embedding_type(embedding_type: str) -> None:
             'embedding_type="base64" is deprecated and goes in the next release: the core '
             "returns arrays (take the float32 rows; base64 is the server's wire format)",
             DeprecationWarning,
-            stacklevel=_caller_stacklevel(),
+            stacklevel=user_stacklevel(),
         )
-
-
-def _caller_stacklevel() -> int:
-    """The ``stacklevel`` of the first frame outside embedder_core (encode, submit and
-    convert_embeddings reach the check at different depths)."""
-    level, frame = 1, sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        level, frame = level + 1, frame.f_back
-    return level
 
 
 def truncate_and_normalize(

@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import user_stacklevel
+
 #: Accepted values of ``quantization``.
 QUANTIZATIONS: tuple[str, ...] = ("int8",)
 
@@ -128,7 +130,7 @@ def warn_unquantized(reason: str) -> None:
     warnings.warn(
         f"quantization='int8' ignored: {reason}. Running unquantized.",
         QuantizationWarning,
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
 
 
