@@ -8,13 +8,20 @@ the tokens of one forward batch when the caller gives no budget.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 
 from . import cpu_features
 from .errors import SlowDtypeWarning, user_stacklevel
 
-__all__ = ["default_batch_tokens", "pick_device", "pick_dtype", "warn_if_slow_dtype"]
+__all__ = [
+    "OnModelDevice",
+    "default_batch_tokens",
+    "pick_device",
+    "pick_dtype",
+    "warn_if_slow_dtype",
+]
 
 # Tokens per forward batch. CPU: small batches keep each layer's activations (2048 x 4096
 # floats = 32 MiB for the FFN) near the caches and below glibc's mmap threshold, so
@@ -73,3 +80,22 @@ def warn_if_slow_dtype(device: torch.device, dtype: torch.dtype) -> None:
     message = cpu_features.bf16_cpu_warning(cpu_features.cpu_flags())
     if message:
         warnings.warn(message, SlowDtypeWarning, stacklevel=user_stacklevel())
+
+
+class OnModelDevice:
+    """``device`` and ``dtype`` of a facade over one loaded model (``self._model``): the
+    embedder and the local rerankers."""
+
+    _model: Any
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs."""
+        device: torch.device = self._model.device
+        return device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the model's weights."""
+        dtype: torch.dtype = self._model.dtype
+        return dtype

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .chunking import Chunker, Span, check_spans, chunk_spans
-from .devices import default_batch_tokens
+from .devices import OnModelDevice, default_batch_tokens
 from .errors import TokenLimitError, UnsupportedModelError
 from .late_chunking import LateChunkingOptions, Reduction, SequenceJob, document_jobs
 from .models.base import TokenEncoder
@@ -48,7 +48,7 @@ class TaskSpec:
     instruction: str = ""
 
 
-class Embedder:
+class Embedder(OnModelDevice):
     """Text embeddings from a jina-embeddings-v3 or -v2 checkpoint (native) or a
     sentence-transformers / transformers encoder (CLS, mean, max or last-token pooling,
     Dense, Normalize).
@@ -166,14 +166,6 @@ class Embedder:
     def tasks(self) -> tuple[str, ...]:
         """Valid task names (for jina-embeddings-v3: its LoRA adapters)."""
         return tuple(self._tasks)
-
-    @property
-    def device(self) -> torch.device:
-        return self._model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._model.dtype
 
     @property
     def max_batch_tokens(self) -> int:

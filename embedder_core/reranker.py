@@ -35,7 +35,6 @@ checkpoints; ``benchmarks.gpu_check`` checks <= 0.02 and the same best document 
 from __future__ import annotations
 
 import math
-import operator
 import os
 import threading
 import warnings
@@ -48,7 +47,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .devices import default_batch_tokens, pick_device, pick_dtype, warn_if_slow_dtype
+from .checks import int_value
+from .devices import (
+    OnModelDevice,
+    default_batch_tokens,
+    pick_device,
+    pick_dtype,
+    warn_if_slow_dtype,
+)
 from .errors import (
     ModelNotFoundError,
     QueueFullError,
@@ -119,17 +125,10 @@ def check_rerank_input(query: object, documents: object, top_n: object = None) -
 def check_top_n(top_n: object) -> int | None:
     if top_n is None:
         return None
-    if isinstance(top_n, bool):
-        raise RerankInputError(f"top_n must be an int >= 1 or None, got {top_n!r}")
-    try:
-        value = operator.index(top_n)  # type: ignore[call-overload]
-    except TypeError:
-        raise RerankInputError(
-            f"top_n must be an int >= 1 or None, got {type(top_n).__name__}"
-        ) from None
+    value = int_value(top_n, name="top_n", expected="an int >= 1 or None", error=RerankInputError)
     if value < 1:
         raise RerankInputError(f"top_n must be at least 1, got {value}")
-    return int(value)
+    return value
 
 
 def rank_results(
@@ -196,7 +195,7 @@ class Reranker:
 
 
 # ------------------------------------------------------------------ jina-reranker-v2
-class CrossEncoderReranker(Reranker):
+class CrossEncoderReranker(OnModelDevice, Reranker):
     """jina-reranker-v2-base-multilingual on the native packed encoder (see module doc)."""
 
     kind = "jina-reranker-v2-base-multilingual"
@@ -253,14 +252,6 @@ class CrossEncoderReranker(Reranker):
             max_tokens=max_tokens,
             max_batch_tokens=max_batch_tokens,
         )
-
-    @property
-    def device(self) -> torch.device:
-        return self._model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._model.dtype
 
     @property
     def scheduler(self) -> EmbeddingScheduler:
@@ -328,7 +319,7 @@ def windows(length: int, window: int, overlap: int = V2_OVERLAP) -> list[tuple[i
 
 
 # ------------------------------------------------------------------ jina-reranker-v3
-class ListwiseReranker(Reranker):
+class ListwiseReranker(OnModelDevice, Reranker):
     """jina-reranker-v3, listwise (see module doc)."""
 
     kind = "jina-reranker-v3"
@@ -376,14 +367,6 @@ class ListwiseReranker(Reranker):
             model_name=model_name,
             max_length=_declared_max_length(model_dir, limit),
         )
-
-    @property
-    def device(self) -> torch.device:
-        return self._model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._model.dtype
 
     @property
     def max_queued_tokens(self) -> int | None:
