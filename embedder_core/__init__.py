@@ -2,13 +2,18 @@
 sentence-transformers / transformers encoder) shared by every jina-connectors adapter.
 
 It imports no framework or database package. Importing it imports no torch, numpy or
-tokenizers either: the names that need them (``Embedder``, ``get_embedder``,
-``convert_embeddings``...) are imported on first use, so a caller can check a model
-(:func:`inspect_model`), its options and its errors before paying for the load.
+tokenizers either: the names that need them (``Embedder``, ``Reranker``...) are imported
+on first use, so a caller can check a model (:func:`inspect_model`), its options and its
+errors before paying for the load, and ``get_embedder("http://...")`` never imports torch.
+
+The face (``__all__``) is what a user writes: the embedder and rerankers, their options
+and types, model inspection and the errors. The scheduler's own types live in
+:mod:`embedder_core.scheduler`.
 """
 
 from __future__ import annotations
 
+import warnings
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +30,6 @@ from .errors import (
 )
 from .late_chunking import LateChunkingOptions
 from .loading import (
-    BACKENDS_GROUP,
     DEFAULT_MODEL,
     HOSTED_MODEL_NAMES,
     MODEL_ENV_VAR,
@@ -38,17 +42,10 @@ from .model_info import STANDARD_TASKS, ModelInfo, inspect_model
 if TYPE_CHECKING:
     from .chunking import Chunker, Span
     from .embedder import Embedder, TaskSpec
-    from .output import (
-        EMBEDDING_TYPES,
-        ArrayEmbeddingType,
-        DocumentChunk,
-        EmbeddingType,
-        convert_embeddings,
-    )
+    from .output import EMBEDDING_TYPES, ArrayEmbeddingType, DocumentChunk, EmbeddingType
     from .protocol import EmbedderProtocol
     from .registry import get_embedder, get_reranker
     from .reranker import Reranker, RerankResult
-    from .scheduler import BatchStats, EmbeddingScheduler, PendingEmbeddings, Reduction
 
 # Names whose modules import torch, numpy or tokenizers: imported on first access.
 _LAZY = {
@@ -61,38 +58,28 @@ _LAZY = {
     "EMBEDDING_TYPES": ".output",
     "ArrayEmbeddingType": ".output",
     "EmbeddingType": ".output",
-    "convert_embeddings": ".output",
     "EmbedderProtocol": ".protocol",
     "Reranker": ".reranker",
     "RerankResult": ".reranker",
     "get_reranker": ".registry",
-    "BatchStats": ".scheduler",
-    "EmbeddingScheduler": ".scheduler",
-    "PendingEmbeddings": ".scheduler",
-    "Reduction": ".scheduler",
 }
 
 __all__ = [
-    "BACKENDS_GROUP",
     "DEFAULT_MODEL",
     "EMBEDDING_TYPES",
     "HOSTED_MODEL_NAMES",
     "MODEL_ENV_VAR",
     "STANDARD_TASKS",
     "ArrayEmbeddingType",
-    "BatchStats",
     "Chunker",
     "DocumentChunk",
     "Embedder",
     "EmbedderProtocol",
-    "EmbeddingScheduler",
     "EmbeddingType",
     "LateChunkingOptions",
     "ModelInfo",
     "ModelNotFoundError",
-    "PendingEmbeddings",
     "QueueFullError",
-    "Reduction",
     "RerankInputError",
     "RerankResult",
     "Reranker",
@@ -105,7 +92,6 @@ __all__ = [
     "UnsafeCheckpointError",
     "UnsupportedModelError",
     "canonical_model_id",
-    "convert_embeddings",
     "default_model",
     "get_embedder",
     "get_reranker",
@@ -114,7 +100,28 @@ __all__ = [
 ]
 
 
+# Names that left the face (scheduler internals, the backends' entry point group, the
+# output converter): their homes, for one release of DeprecationWarning.
+_LEFT_THE_FACE = {
+    "BACKENDS_GROUP": ".loading",
+    "BatchStats": ".scheduler",
+    "EmbeddingScheduler": ".scheduler",
+    "PendingEmbeddings": ".scheduler",
+    "Reduction": ".late_chunking",
+    "convert_embeddings": ".output",
+}
+
+
 def __getattr__(name: str) -> Any:
+    home = _LEFT_THE_FACE.get(name)
+    if home is not None:
+        warnings.warn(
+            f"embedder_core.{name} is no longer part of embedder_core's face; import it from "
+            f"embedder_core{home} (the top-level name goes in the next release)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(import_module(home, __name__), name)  # not cached: warns each time
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

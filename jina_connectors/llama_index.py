@@ -27,7 +27,8 @@ from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, MetadataMode, TransformComponent
 
-from embedder_core import Embedder, convert_embeddings
+from embedder_core import Embedder
+from embedder_core.output import convert_embeddings
 
 from ._grouping import SourceChunk, late_chunk
 from ._loading import check_options, load_embedder

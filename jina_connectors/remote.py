@@ -50,10 +50,9 @@ from embedder_core import (
     ModelNotFoundError,
     TokenLimitError,
     UnsupportedModelError,
-    convert_embeddings,
 )
 from embedder_core.chunking import Chunker, Span, check_spans
-from embedder_core.output import document_chunks
+from embedder_core.output import convert_embeddings, document_chunks
 
 __all__ = [
     "API_KEY_ENV_VAR",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import collections.abc
+import importlib
 import inspect
 import re
 import typing
@@ -15,7 +16,8 @@ import numpy as np
 import pytest
 
 import embedder_core
-from embedder_core import EMBEDDING_TYPES, Embedder, EmbedderProtocol, TaskSpec, convert_embeddings
+from embedder_core import EMBEDDING_TYPES, Embedder, EmbedderProtocol, TaskSpec
+from embedder_core.output import convert_embeddings
 from embedder_core.scheduler import PendingEmbeddings
 
 
@@ -76,3 +78,75 @@ def test_public_constructor_names_no_private_type():
         assert not re.search(r"\b_[A-Za-z]", repr(hint)), (name, hint)
     assert hints["tasks"] == collections.abc.Mapping[str, TaskSpec]
     assert TaskSpec in vars(embedder_core).values()
+
+
+#: What a user of the core writes: the embedder and rerankers, their options and types,
+#: model inspection, and the errors (and warning) they raise. Pinned: a name added to or
+#: dropped from the face is a decision, made here.
+PUBLIC_FACE = {
+    # the embedder, the rerankers and the shared instances
+    "Embedder",
+    "EmbedderProtocol",
+    "TaskSpec",
+    "Reranker",
+    "RerankResult",
+    "get_embedder",
+    "get_reranker",
+    # options and result types
+    "EMBEDDING_TYPES",
+    "ArrayEmbeddingType",
+    "EmbeddingType",
+    "Chunker",
+    "Span",
+    "DocumentChunk",
+    "LateChunkingOptions",
+    # model identity and inspection
+    "DEFAULT_MODEL",
+    "HOSTED_MODEL_NAMES",
+    "MODEL_ENV_VAR",
+    "STANDARD_TASKS",
+    "ModelInfo",
+    "canonical_model_id",
+    "default_model",
+    "inspect_model",
+    "model_url",
+    # errors and the warning users see (a full queue and a closed embedder reach callers
+    # of encode/submit)
+    "ModelNotFoundError",
+    "QueueFullError",
+    "RerankInputError",
+    "RerankerCheckpointError",
+    "SchedulerClosedError",
+    "SlowDtypeWarning",
+    "TokenLimitError",
+    "UnsafeCheckpointError",
+    "UnsupportedModelError",
+}
+
+#: Names that left the face (scheduler internals, the backends' entry point group, the
+#: output converter): importable for one release, with a DeprecationWarning naming the home.
+LEFT_THE_FACE = {
+    "BACKENDS_GROUP": "embedder_core.loading",
+    "BatchStats": "embedder_core.scheduler",
+    "EmbeddingScheduler": "embedder_core.scheduler",
+    "PendingEmbeddings": "embedder_core.scheduler",
+    "Reduction": "embedder_core.late_chunking",
+    "convert_embeddings": "embedder_core.output",
+}
+
+
+def test_the_public_face_is_pinned():
+    assert set(embedder_core.__all__) == PUBLIC_FACE
+    assert len(embedder_core.__all__) == len(PUBLIC_FACE)  # no name twice
+    for name in embedder_core.__all__:
+        assert getattr(embedder_core, name) is not None, name
+
+
+@pytest.mark.parametrize("name", sorted(LEFT_THE_FACE))
+def test_names_that_left_the_face_warn_and_still_import(name: str):
+    home = importlib.import_module(LEFT_THE_FACE[name])
+    embedder_core.__dict__.pop(name, None)  # as in a fresh process
+    with pytest.warns(DeprecationWarning, match=rf"{name}.*{LEFT_THE_FACE[name]}"):
+        value = getattr(embedder_core, name)
+    assert value is getattr(home, name)
+    assert name not in embedder_core.__all__

@@ -69,8 +69,9 @@ def min_cosine(a: Any, b: Any) -> float:
 def declared_backends() -> list[EntryPoint]:
     """The ``embedder_core.backends`` entry points pyproject.toml declares."""
     project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
-    table = project["entry-points"][embedder_core.BACKENDS_GROUP]
-    return [EntryPoint(name, value, embedder_core.BACKENDS_GROUP) for name, value in table.items()]
+    table = project["entry-points"][embedder_core.loading.BACKENDS_GROUP]
+    group = embedder_core.loading.BACKENDS_GROUP
+    return [EntryPoint(name, value, group) for name, value in table.items()]
 
 
 @pytest.fixture
@@ -704,7 +705,8 @@ def test_the_client_imports_no_torch() -> None:
     code = (
         "import sys\n"
         "from jina_connectors.remote import RemoteEmbedder\n"
-        "from embedder_core import DocumentChunk, convert_embeddings\n"
+        "from embedder_core import DocumentChunk\n"
+        "from embedder_core.output import convert_embeddings\n"
         "print('torch' in sys.modules)\n"
     )
     result = subprocess.run(

@@ -59,7 +59,7 @@ from embedder_core import (
 from .metrics import ServerMetrics
 
 if TYPE_CHECKING:
-    from embedder_core import PendingEmbeddings
+    from embedder_core.scheduler import PendingEmbeddings
 from .schemas import (
     ChunkRequest,
     CountTokensRequest,
