@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .output import EMBEDDING_TYPES, ArrayEmbeddingType, DocumentChunk, EmbeddingType
     from .protocol import EmbedderProtocol
     from .registry import get_embedder, get_reranker
-    from .reranker import Reranker, RerankResult
+    from .reranking import Reranker, RerankResult
 
 # Names whose modules import torch, numpy or tokenizers: imported on first access.
 _LAZY = {
@@ -59,8 +59,8 @@ _LAZY = {
     "ArrayEmbeddingType": ".output",
     "EmbeddingType": ".output",
     "EmbedderProtocol": ".protocol",
-    "Reranker": ".reranker",
-    "RerankResult": ".reranker",
+    "Reranker": ".reranking",
+    "RerankResult": ".reranking",
     "get_reranker": ".registry",
 }
 

@@ -17,13 +17,13 @@ import httpx
 import numpy as np
 
 from embedder_core import RerankInputError
-from embedder_core.reranker import (
+from embedder_core.pending import PendingEmbeddings
+from embedder_core.reranking import (
     Reranker,
     RerankResult,
     check_rerank_input,
     check_top_n,
 )
-from embedder_core.scheduler import PendingEmbeddings
 
 from .remote import RemoteEmbedder, ServerError
 

@@ -7,13 +7,14 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from paths import REPO_ROOT
 from server_support import serve_app
 
-from embedder_core import Embedder
+from embedder_core import Embedder, get_reranker
 from jina_connectors.server import create_app
 
 HEAVY = ("torch", "transformers")
@@ -54,7 +55,9 @@ def test_get_embedder_of_a_url_imports_no_torch_nor_transformers(
     np.testing.assert_allclose(np.asarray(rows, np.float32), local, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["get_embedder", "get_reranker", "EmbedderProtocol"])
+@pytest.mark.parametrize(
+    "name", ["get_embedder", "get_reranker", "EmbedderProtocol", "Reranker", "RerankResult"]
+)
 def test_the_registry_and_the_face_import_no_torch(name: str) -> None:
     code = (
         "import json, sys\n"
@@ -63,3 +66,29 @@ def test_the_registry_and_the_face_import_no_torch(name: str) -> None:
         f"print(json.dumps(sorted(set({HEAVY!r}) & set(sys.modules))))\n"
     )
     assert json.loads(run_python(code)) == []
+
+
+def test_get_reranker_of_a_url_imports_no_torch_nor_transformers(
+    tiny_jina_embedder: Embedder, tmp_path: Path
+) -> None:
+    from embedder_core.testing_rerankers import write_tiny_reranker_v2_checkpoint
+
+    local = get_reranker(str(write_tiny_reranker_v2_checkpoint(tmp_path)), device="cpu")
+    query = "What do models turn sentences into?"
+    documents = ["Models turn sentences into vectors.", "The fox jumps over the dog."]
+    code = (
+        "import json, sys\n"
+        "from embedder_core import get_reranker\n"
+        "reranker = get_reranker(sys.argv[1])\n"
+        "results = reranker.rerank(sys.argv[2], json.loads(sys.argv[3]))\n"
+        f"heavy = sorted(set({HEAVY!r}) & set(sys.modules))\n"
+        "print(json.dumps([heavy, [[r.index, r.relevance_score] for r in results]]))\n"
+    )
+    with serve_app(create_app(tiny_jina_embedder, reranker=local)) as url:
+        heavy, results = json.loads(run_python(code, url, query, json.dumps(documents)))
+    assert heavy == []
+    expected = local.rerank(query, documents)
+    assert [index for index, _ in results] == [r.index for r in expected]
+    np.testing.assert_allclose(
+        [s for _, s in results], [r.relevance_score for r in expected], atol=1e-5
+    )
