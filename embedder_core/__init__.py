@@ -13,7 +13,6 @@ and types, model inspection and the errors. The scheduler's own types live in
 
 from __future__ import annotations
 
-import warnings
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from .errors import (
     UnsafeCheckpointError,
     UnsupportedModelError,
 )
+from .errors import moved_name as _moved_name
 from .late_chunking import LateChunkingOptions
 from .loading import (
     DEFAULT_MODEL,
@@ -103,25 +103,19 @@ __all__ = [
 # Names that left the face (scheduler internals, the backends' entry point group, the
 # output converter): their homes, for one release of DeprecationWarning.
 _LEFT_THE_FACE = {
-    "BACKENDS_GROUP": ".loading",
-    "BatchStats": ".scheduler",
-    "EmbeddingScheduler": ".scheduler",
-    "PendingEmbeddings": ".scheduler",
-    "Reduction": ".late_chunking",
-    "convert_embeddings": ".output",
+    "BACKENDS_GROUP": "embedder_core.loading",
+    "BatchStats": "embedder_core.scheduler",
+    "EmbeddingScheduler": "embedder_core.scheduler",
+    "PendingEmbeddings": "embedder_core.scheduler",
+    "Reduction": "embedder_core.late_chunking",
+    "convert_embeddings": "embedder_core.output",
 }
 
 
 def __getattr__(name: str) -> Any:
     home = _LEFT_THE_FACE.get(name)
     if home is not None:
-        warnings.warn(
-            f"embedder_core.{name} is no longer part of embedder_core's face; import it from "
-            f"embedder_core{home} (the top-level name goes in the next release)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(import_module(home, __name__), name)  # not cached: warns each time
+        return _moved_name(__name__, name, home)  # not cached: warns at each import
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

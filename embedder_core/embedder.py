@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import operator
 import os
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -22,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .chunking import Chunker, Span, check_spans, chunk_spans
 from .devices import OnModelDevice, default_batch_tokens
-from .errors import TokenLimitError, UnsupportedModelError
+from .errors import TokenLimitError, UnsupportedModelError, moved_name
 from .late_chunking import LateChunkingOptions, Reduction, SequenceJob, document_jobs
 from .models.base import TokenEncoder
 from .models.st_pipeline import POOLING_MODES, PoolingMode
@@ -735,13 +734,5 @@ def _check_late_chunking_options(options: LateChunkingOptions | None) -> LateChu
 def __getattr__(name: str) -> Any:
     """``get_embedder`` moved to :mod:`embedder_core.registry`; the old path warns."""
     if name == "get_embedder":
-        warnings.warn(
-            "embedder_core.embedder.get_embedder moved to embedder_core.registry (or import "
-            "it from embedder_core); the old path goes in the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        from .registry import get_embedder
-
-        return get_embedder
+        return moved_name(__name__, name, "embedder_core.registry")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

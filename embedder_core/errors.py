@@ -4,7 +4,10 @@ model work is done."""
 from __future__ import annotations
 
 import sys
+import warnings
+from importlib import import_module
 from pathlib import Path
+from typing import Any
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
@@ -17,6 +20,17 @@ def user_stacklevel() -> int:
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         level, frame = level + 1, frame.f_back
     return level
+
+
+def moved_name(old_module: str, name: str, home: str) -> Any:
+    """``home``'s ``name``, for a module ``__getattr__`` of ``old_module`` that the name left:
+    importable for one release, with a DeprecationWarning at the importing line."""
+    warnings.warn(
+        f"{old_module}.{name} moved to {home}; the old path goes in the next release",
+        DeprecationWarning,
+        stacklevel=3,  # this function, the module's __getattr__, the importer
+    )
+    return getattr(import_module(home), name)
 
 
 class ModelNotFoundError(FileNotFoundError):

@@ -37,7 +37,6 @@ from __future__ import annotations
 import math
 import os
 import threading
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -59,6 +58,7 @@ from .errors import (
     RerankInputError,
     SchedulerClosedError,
     UnsupportedModelError,
+    moved_name,
 )
 from .late_chunking import SequenceJob
 from .loading import model_dir_of, read_config, read_json, resolve_model_ref
@@ -490,13 +490,5 @@ def load_reranker(
 def __getattr__(name: str) -> Any:
     """``get_reranker`` moved to :mod:`embedder_core.registry`; the old path warns."""
     if name == "get_reranker":
-        warnings.warn(
-            "embedder_core.reranker.get_reranker moved to embedder_core.registry (or import "
-            "it from embedder_core); the old path goes in the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        from .registry import get_reranker
-
-        return get_reranker
+        return moved_name(__name__, name, "embedder_core.registry")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
