@@ -25,8 +25,8 @@ from benchmarks.measure import min_row_cosine, synchronize, timed
 from benchmarks.report import CaseResult, Figure, Target
 
 if TYPE_CHECKING:
-    from embedder_core import BatchStats
     from embedder_core.models import PackedBatch
+    from embedder_core.scheduler import BatchStats
 
 NAME = "scheduler"
 THREAD_COUNTS = (1, 8, 64)
@@ -220,8 +220,8 @@ class _NothingModel:
 
 
 def _scheduler_round_trip(count: int) -> list[float]:
-    from embedder_core import EmbeddingScheduler
     from embedder_core.late_chunking import SequenceJob
+    from embedder_core.scheduler import EmbeddingScheduler
 
     scheduler = EmbeddingScheduler(_NothingModel(), max_batch_tokens=2048)
     jobs = [SequenceJob(list(range(12)), -1, ((0, 0, 12),))]

@@ -8,55 +8,29 @@ dimensions/normalization -> output type.
 
 from __future__ import annotations
 
-import inspect
 import operator
 import os
-import threading
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from pathlib import Path
-from typing import Any, Literal, TypeVar, cast, overload
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import cpu_features
 from .chunking import Chunker, Span, check_spans, chunk_spans
-from .errors import SlowDtypeWarning, TokenLimitError, UnsupportedModelError
+from .devices import OnModelDevice, default_batch_tokens
+from .errors import TokenLimitError, UnsupportedModelError, moved_name
 from .late_chunking import LateChunkingOptions, Reduction, SequenceJob, document_jobs
-from .loading import (
-    canonical_model_id,
-    model_dir_of,
-    model_url,
-    read_config,
-    read_json,
-    resolve_model_ref,
-    url_backend,
-)
-from .model_info import (
-    JINA_V2_TASKS,
-    STANDARD_TASKS,  # the five jina-embeddings-v3 task names
-    JinaV2Config,
-    ModelInfo,
-    check_native_auto_map,
-    check_not_reranker,
-    is_jina_v2_config,
-    read_jina_v2_pipeline,
-)
+from .model_info import ModelInfo
 from .models.base import TokenEncoder
-from .models.hf_encoder import HFEncoder, hf_max_tokens
-from .models.jina_v2 import JinaV2Model
-from .models.jina_v3 import JinaV3Config, JinaV3Model, is_jina_v3_config
-from .models.quantization import Int8Support, plan_quantization
-from .models.st_pipeline import POOLING_MODES, PoolingMode, read_pipeline
+from .models.st_pipeline import POOLING_MODES, PoolingMode
 from .output import (
-    ArrayEmbeddingType,
     DocumentChunk,
+    EmbeddingType,
     check_embedding_type,
-    convert_embeddings,
+    convert_checked,
     document_chunks,
     truncate_and_normalize,
 )
@@ -64,15 +38,6 @@ from .scheduler import EmbeddingScheduler, PendingEmbeddings
 from .tokenization import TextTokenizer, TokenOffsets
 
 T = TypeVar("T")
-
-_PROMPT_ALIASES = {"retrieval.query": ("query",), "retrieval.passage": ("passage", "document")}
-
-# Tokens per forward batch. CPU: small batches keep each layer's activations (2048 x 4096
-# floats = 32 MiB for the FFN) near the caches and below glibc's mmap threshold, so
-# elementwise ops do not page-fault fresh memory; GEMMs of 2048 rows already run at the
-# ceiling (it is measured at 2048 rows). Measured: +12% on the full-size jina-v3 mixed
-# workload, +44% on MiniLM, against 16384.
-_DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 65536}
 
 
 @dataclass(frozen=True)
@@ -83,13 +48,14 @@ class TaskSpec:
     instruction: str = ""
 
 
-class Embedder:
+class Embedder(OnModelDevice):
     """Text embeddings from a jina-embeddings-v3 or -v2 checkpoint (native) or a
     sentence-transformers / transformers encoder (CLS, mean, max or last-token pooling,
     Dense, Normalize).
 
     Holds no per-caller settings: one instance is shared by every caller of
-    :func:`get_embedder`; whatever changes a vector is an argument of the call.
+    :func:`~embedder_core.registry.get_embedder`; whatever changes a vector is an argument
+    of the call.
     """
 
     def __init__(
@@ -132,7 +98,7 @@ class Embedder:
         with torch.inference_mode():
             probe = torch.zeros(1, model.hidden_size, dtype=torch.float32)
             self._dimension = int(self._post_pooling(probe).shape[1])
-        budget = max_batch_tokens or _DEFAULT_BATCH_TOKENS.get(model.device.type, 16384)
+        budget = max_batch_tokens or default_batch_tokens(model.device)
         self._scheduler = EmbeddingScheduler(model, max_batch_tokens=max(int(budget), 1))
 
     @classmethod
@@ -155,97 +121,17 @@ class Embedder:
         ``quantization="int8"`` (CPU): Linear layers run with int8 weights and per-token
         int8 activations; LoRA adapters, attention and norms stay float32. Where int8 would
         not be faster (CUDA, CPUs without AVX2) it warns and runs unquantized."""
-        # Options first: a bad one fails before the model is looked for.
-        torch_device = _pick_device(device)
-        torch_dtype = _pick_dtype(dtype, torch_device)
-        int8 = plan_quantization(quantization, torch_device, torch_dtype)
-        ref = resolve_model_ref(model, revision)
-        _warn_if_slow_dtype(torch_device, torch_dtype)
-        model_dir = model_dir_of(ref, local_files_only=local_files_only)
-        check_not_reranker(model_dir)
-        root_config = model_dir / "config.json"
-        if root_config.is_file() and is_jina_v2_config(read_json(root_config)):
-            return cls._from_jina_v2(
-                model_dir, ref.canonical_id, torch_device, torch_dtype, int8, max_batch_tokens
-            )
-        if root_config.is_file() and is_jina_v3_config(read_json(root_config)):
-            check_native_auto_map(model_dir, read_json(root_config), "jina-embeddings-v3")
-            jina = JinaV3Config.from_dict(read_json(root_config))
-            tokenizer = TextTokenizer.from_dir(
-                model_dir, bos_token_id=jina.bos_token_id, eos_token_id=jina.eos_token_id
-            )
-            encoder = JinaV3Model.from_dir(model_dir, jina, torch_device, torch_dtype)
-            if int8 is not None:
-                encoder.quantize_int8(reduce_range=int8.reduce_range)
-            tasks = {
-                name: TaskSpec(i, jina.task_instructions.get(name) or "")
-                for i, name in enumerate(jina.lora_adaptations)
-            }
-            return cls(
-                encoder,
-                tokenizer,
-                model_name=ref.canonical_id,
-                max_tokens=jina.max_tokens,
-                tasks=tasks,
-                has_adapters=True,
-                max_batch_tokens=max_batch_tokens,
-            )
-        pipeline, post_pooling = read_pipeline(model_dir)
-        transformer_dir = pipeline.transformer_dir
-        config = read_config(transformer_dir)
-        prompts = pipeline.prompts
-        tasks = {task: TaskSpec(-1, _prompt_for(task, prompts)) for task in STANDARD_TASKS}
-        tasks.update({task: TaskSpec(-1, prompt) for task, prompt in prompts.items()})
-        default = pipeline.default_prompt_name
-        hf_encoder = HFEncoder.from_dir(transformer_dir, torch_device, torch_dtype)
-        if int8 is not None:
-            hf_encoder.quantize_int8(reduce_range=int8.reduce_range)
-        return cls(
-            hf_encoder,
-            TextTokenizer.from_dir(transformer_dir, lowercase=pipeline.do_lower_case),
-            model_name=ref.canonical_id,
-            max_tokens=hf_max_tokens(transformer_dir, config, pipeline.max_seq_length),
-            tasks=tasks,
-            has_adapters=False,
-            pooling=pipeline.pooling,
-            include_prompt=pipeline.include_prompt,
-            post_pooling=post_pooling,
-            default_task=TaskSpec(-1, prompts[default]) if default else TaskSpec(),
-            max_batch_tokens=max_batch_tokens,
-        )
+        from .build import load_embedder  # the assembly imports every model family
 
-    @classmethod
-    def _from_jina_v2(
-        cls,
-        model_dir: Path,
-        model_name: str,
-        device: torch.device,
-        dtype: torch.dtype,
-        int8: Int8Support | None,
-        max_batch_tokens: int | None,
-    ) -> Embedder:
-        """jina-embeddings-v2 natively: checked config and pipeline, then the weights."""
-        config = JinaV2Config.from_dict(model_dir, read_json(model_dir / "config.json"))
-        pipeline = read_jina_v2_pipeline(model_dir)  # before the weights: it may refuse
-        _, post_pooling = read_pipeline(model_dir)
-        encoder = JinaV2Model.from_dir(model_dir, config, device, dtype)
-        if int8 is not None:
-            encoder.quantize_int8(reduce_range=int8.reduce_range)
-        return cls(
-            encoder,
-            TextTokenizer.from_dir(model_dir, lowercase=pipeline.do_lower_case),
-            model_name=model_name,
-            max_tokens=min(config.max_tokens, pipeline.max_seq_length or config.max_tokens),
-            tasks={task: TaskSpec() for task in JINA_V2_TASKS},
-            has_adapters=False,
-            post_pooling=post_pooling,
+        return load_embedder(
+            cls,
+            model,
+            device=device,
+            dtype=dtype,
             max_batch_tokens=max_batch_tokens,
-            truncatable=False,
-            task_note=(
-                "jina-embeddings-v2 has no task adapters and no prompts: it embeds queries and "
-                f"passages alike, so only {' and '.join(JINA_V2_TASKS)} (which change nothing) "
-                "or None are accepted"
-            ),
+            local_files_only=local_files_only,
+            revision=revision,
+            quantization=quantization,
         )
 
     # ----------------------------------------------------------------- introspection
@@ -280,14 +166,6 @@ class Embedder:
     def tasks(self) -> tuple[str, ...]:
         """Valid task names (for jina-embeddings-v3: its LoRA adapters)."""
         return tuple(self._tasks)
-
-    @property
-    def device(self) -> torch.device:
-        return self._model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._model.dtype
 
     @property
     def max_batch_tokens(self) -> int:
@@ -326,51 +204,6 @@ class Embedder:
         return [count + self._tokenizer.special_count for count in counts]
 
     # ----------------------------------------------------------------------- encode
-    @overload
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: ArrayEmbeddingType = ...,
-        truncate: bool = ...,
-        show_progress: bool = ...,
-    ) -> np.ndarray: ...
-
-    @overload
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: Literal["base64"],
-        truncate: bool = ...,
-        show_progress: bool = ...,
-    ) -> list[str]: ...
-
-    @overload
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: str,
-        truncate: bool = ...,
-        show_progress: bool = ...,
-    ) -> np.ndarray | list[str]: ...
-
     def encode(
         self,
         texts: str | Sequence[str],
@@ -380,17 +213,18 @@ class Embedder:
         late_chunking: bool = False,
         late_chunking_options: LateChunkingOptions | None = None,
         normalized: bool = True,
-        embedding_type: str = "float",
+        embedding_type: EmbeddingType = "float",
         truncate: bool = True,
         show_progress: bool = False,
-    ) -> np.ndarray | list[str]:
+    ) -> np.ndarray:
         """Embed ``texts``; one row per input, in input order.
 
         ``late_chunking=True`` treats the texts as consecutive pieces of one document:
         ``<s>``, the instruction, the pieces (each tokenized on its own), ``</s>`` are
         encoded together and each row pools its piece's token states (windowed past
         ``max_tokens`` as ``late_chunking_options`` says; they are ignored without late
-        chunking). Every ``embedding_type`` but ``"base64"`` gives an ``np.ndarray``.
+        chunking). The rows are an ``np.ndarray`` of ``embedding_type`` (the deprecated
+        ``"base64"`` warns and still gives ``list[str]`` for one release).
         Same as ``submit(...).result()``: concurrent callers share forward batches.
         """
         return self.submit(
@@ -405,54 +239,6 @@ class Embedder:
             show_progress=show_progress,
         ).result()
 
-    @overload
-    def submit(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: ArrayEmbeddingType = ...,
-        truncate: bool = ...,
-        show_progress: bool = ...,
-        on_progress: Callable[[int], None] | None = ...,
-    ) -> PendingEmbeddings[np.ndarray]: ...
-
-    @overload
-    def submit(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: Literal["base64"],
-        truncate: bool = ...,
-        show_progress: bool = ...,
-        on_progress: Callable[[int], None] | None = ...,
-    ) -> PendingEmbeddings[list[str]]: ...
-
-    @overload
-    def submit(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: str,
-        truncate: bool = ...,
-        show_progress: bool = ...,
-        on_progress: Callable[[int], None] | None = ...,
-    ) -> PendingEmbeddings[np.ndarray | list[str]]: ...
-
     def submit(
         self,
         texts: str | Sequence[str],
@@ -462,11 +248,11 @@ class Embedder:
         late_chunking: bool = False,
         late_chunking_options: LateChunkingOptions | None = None,
         normalized: bool = True,
-        embedding_type: str = "float",
+        embedding_type: EmbeddingType = "float",
         truncate: bool = True,
         show_progress: bool = False,
         on_progress: Callable[[int], None] | None = None,
-    ) -> PendingEmbeddings[np.ndarray | list[str]]:
+    ) -> PendingEmbeddings[np.ndarray]:
         """``encode`` without waiting: checks and tokenizes now, computes in the background.
 
         Bad input raises here, before anything is queued. The handle's ``result()`` is what
@@ -484,10 +270,9 @@ class Embedder:
         else:
             jobs = self._sequence_jobs(items, tasks, truncate)
 
-        def finish(pooled: np.ndarray) -> np.ndarray | list[str]:
-            return convert_embeddings(
-                truncate_and_normalize(pooled, width, normalized), embedding_type
-            )
+        def finish(pooled: np.ndarray) -> np.ndarray:
+            rows = truncate_and_normalize(pooled, width, normalized)
+            return convert_checked(rows, embedding_type)
 
         return self._schedule(jobs, len(items), finish, show_progress, on_progress)
 
@@ -498,9 +283,9 @@ class Embedder:
         task: str | None = None,
         dimensions: int | None = None,
         normalized: bool = True,
-        embedding_type: str = "float",
+        embedding_type: EmbeddingType = "float",
         truncate: bool = True,
-    ) -> PendingEmbeddings[np.ndarray | list[str]]:
+    ) -> PendingEmbeddings[np.ndarray]:
         """``submit`` for inputs given as token ids of this model's tokenizer (what OpenAI,
         TEI and vLLM accept): one row per id sequence, as the text they encode would give.
 
@@ -545,10 +330,9 @@ class Embedder:
             contents, tasks, truncate, lambda i: len(contents[i]) + self._tokenizer.special_count
         )
 
-        def finish(pooled: np.ndarray) -> np.ndarray | list[str]:
-            return convert_embeddings(
-                truncate_and_normalize(pooled, width, normalized), embedding_type
-            )
+        def finish(pooled: np.ndarray) -> np.ndarray:
+            rows = truncate_and_normalize(pooled, width, normalized)
+            return convert_checked(rows, embedding_type)
 
         return self._schedule(jobs, len(contents), finish, False, None)
 
@@ -951,13 +735,6 @@ def _check_texts(texts: str | Sequence[str]) -> list[str]:
     return items
 
 
-def _prompt_for(task: str, prompts: dict[str, str]) -> str:
-    for name in (task, *_PROMPT_ALIASES.get(task, ())):
-        if name in prompts:
-            return prompts[name]
-    return ""
-
-
 def _check_late_chunking_options(options: LateChunkingOptions | None) -> LateChunkingOptions:
     if options is None:
         return LateChunkingOptions()
@@ -969,129 +746,8 @@ def _check_late_chunking_options(options: LateChunkingOptions | None) -> LateChu
     return options
 
 
-def _pick_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}; e.g. 'cpu', 'cuda', 'cuda:1'") from None
-
-
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
-
-def _pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    if dtype is None or dtype == "auto":
-        if device.type != "cuda":
-            return torch.float32  # bf16 GEMMs are slower than fp32 on most CPUs
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if isinstance(dtype, torch.dtype):
-        if dtype in _DTYPES.values():
-            return dtype
-    elif str(dtype).removeprefix("torch.") in _DTYPES:
-        return _DTYPES[str(dtype).removeprefix("torch.")]
-    raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(_DTYPES)}")
-
-
-def _warn_if_slow_dtype(device: torch.device, dtype: torch.dtype) -> None:
-    """Warn (not refuse) about bf16 on a CPU without bf16 instructions: the vectors are
-    right, only slow; flags can be hidden in VMs, and bf16 may be wanted for memory or for
-    parity with a GPU run. The warning names the missing flag and the fix."""
-    if device.type != "cpu" or dtype != torch.bfloat16:
-        return
-    message = cpu_features.bf16_cpu_warning(cpu_features.cpu_flags())
-    if message:
-        warnings.warn(message, SlowDtypeWarning, stacklevel=3)
-
-
-# ------------------------------------------------------------------- get_embedder
-# Loaded instances: (canonical model id, the options they were loaded with, normalized).
-_CACHE: list[tuple[str, dict[str, Any], Embedder]] = []
-_CACHE_LOCK = threading.Lock()
-# Options that only say how to fetch the files; they are not part of an instance's identity.
-_FETCH_OPTIONS = ("local_files_only", "revision")
-# Backends of server URLs: (normalized URL, the options given, as sorted items) -> instance.
-_URL_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
-
-
-def _normalize_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The options that make an instance, in one spelling each: device as a torch.device
-    string (``cuda`` with its index), dtype as a torch dtype, the default batch budget
-    filled in. Options without a rule of their own compare by ``str``."""
-    device = _pick_device(options.get("device"))
-    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
-        device = torch.device("cuda", torch.cuda.current_device())
-    budget = options.get("max_batch_tokens")
-    normalized: dict[str, Any] = {
-        "device": str(device),
-        "dtype": _pick_dtype(options.get("dtype"), device),
-        "max_batch_tokens": int(budget or _DEFAULT_BATCH_TOKENS.get(device.type, 16384)),
-    }
-    for name, value in options.items():
-        if name not in normalized:
-            normalized[name] = None if value is None else str(value)
-    return normalized
-
-
-def get_embedder(model: str | os.PathLike[str] | None = None, **options: Any) -> Embedder:
-    """The process-wide ``Embedder`` for ``model``: loaded once, then shared.
-
-    ``options`` are those of :meth:`Embedder.from_pretrained`. The model is named by
-    :func:`canonical_model_id` (``./m``, ``/abs/m`` and a symlink are one model;
-    ``jina-embeddings-v3`` is ``jinaai/jina-embeddings-v3``; ``model=None`` means
-    ``$JINA_CONNECTORS_MODEL``, else jina-embeddings-v3).
-
-    An option left out (or None) accepts any loaded instance: ``get_embedder(model)`` returns
-    the first instance of that model already loaded, whatever its device and dtype (so a
-    search reuses the model an ingest loaded with explicit options), and loads one with
-    the defaults only when none is. Options that are given must match, after
-    normalization (``"cpu"`` is ``torch.device("cpu")``, ``"bf16"`` is
-    ``torch.bfloat16``, no budget is the device's default budget). Thread-safe.
-
-    A server URL (``http://host:port``; also as ``$JINA_CONNECTORS_MODEL``) returns the
-    backend an installed package registers for its scheme in the ``embedder_core.backends``
-    entry point group (jina-connectors[remote]: ``RemoteEmbedder``), called with the options
-    that are not None; it implements ``EmbedderProtocol``. One instance per URL and options.
-    """
-    url = model_url(model)
-    if url is not None:
-        return _url_embedder(url, options)
-    accepted = set(inspect.signature(Embedder.from_pretrained).parameters) - {"cls", "model"}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise TypeError(
-            f"get_embedder() got unknown option(s) {', '.join(unknown)}; "
-            f"valid: {', '.join(sorted(accepted))}"
-        )
-    model_id = canonical_model_id(model, options.get("revision"))
-    given = {k: v for k, v in options.items() if k not in _FETCH_OPTIONS and v is not None}
-    wanted = {k: v for k, v in _normalize_options(given).items() if k in given}
-    with _CACHE_LOCK:
-        for cached_id, loaded_with, embedder in _CACHE:
-            if cached_id == model_id and all(loaded_with.get(k) == v for k, v in wanted.items()):
-                return embedder
-        fetch = {k: v for k, v in options.items() if k in _FETCH_OPTIONS and k != "revision"}
-        embedder = Embedder.from_pretrained(model_id, **fetch, **given)
-        _CACHE.append((model_id, _normalize_options(given), embedder))
-        return embedder
-
-
-def _url_embedder(url: str, options: Mapping[str, Any]) -> Embedder:
-    given = {k: v for k, v in options.items() if v is not None}
-    key = (url, tuple(sorted((k, str(v)) for k, v in given.items())))
-    backend = url_backend(url)  # before the lock: it imports the backend's package
-    with _CACHE_LOCK:
-        embedder = _URL_CACHE.get(key)
-        if embedder is None:
-            embedder = _URL_CACHE[key] = backend(url, **given)
-    # Adapters are typed on Embedder; a URL backend implements the surface they use
-    # (embedder_core.EmbedderProtocol).
-    return cast(Embedder, embedder)
+def __getattr__(name: str) -> Any:
+    """``get_embedder`` moved to :mod:`embedder_core.registry`; the old path warns."""
+    if name == "get_embedder":
+        return moved_name(__name__, name, "embedder_core.registry")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

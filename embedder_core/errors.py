@@ -3,6 +3,35 @@ model work is done."""
 
 from __future__ import annotations
 
+import sys
+import warnings
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+def user_stacklevel() -> int:
+    """The ``warnings.warn`` stacklevel, for its caller, of the first frame outside
+    embedder_core: a warning points at the user's line however deep in the core it is
+    raised (``encode`` and ``submit``, ``get_embedder`` and ``from_pretrained``)."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        level, frame = level + 1, frame.f_back
+    return level
+
+
+def moved_name(old_module: str, name: str, home: str) -> Any:
+    """``home``'s ``name``, for a module ``__getattr__`` of ``old_module`` that the name left:
+    importable for one release, with a DeprecationWarning at the importing line."""
+    warnings.warn(
+        f"{old_module}.{name} moved to {home}; the old path goes in the next release",
+        DeprecationWarning,
+        stacklevel=3,  # this function, the module's __getattr__, the importer
+    )
+    return getattr(import_module(home), name)
+
 
 class ModelNotFoundError(FileNotFoundError):
     """The model is neither a local directory nor available from the Hugging Face cache/Hub."""

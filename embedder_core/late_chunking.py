@@ -9,10 +9,11 @@ document start). So every token keeps ``overlap`` tokens of context before it.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from .checks import int_value
 
 TokenSpan = tuple[int, int]
 
@@ -51,14 +52,7 @@ class LateChunkingOptions:
 
 
 def _int_at_least(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"late chunking {name} must be an int, got {value!r}")
-    try:
-        number = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise ValueError(
-            f"late chunking {name} must be an int, got {type(value).__name__}"
-        ) from None
+    number = int_value(value, name=f"late chunking {name}", expected="an int")
     if number < minimum:
         raise ValueError(f"late chunking {name} must be at least {minimum}, got {number}")
     return number

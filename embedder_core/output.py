@@ -10,29 +10,43 @@
   [0, 255]. The calibration range of each vector is its own [-m, m], so the result never
   depends on the rest of the batch and nothing is clipped; the scale is per vector, so
   compare quantized vectors by cosine, not raw dot product.
-- ``base64``: each float32 vector as little-endian bytes, base64-encoded, as ``str``.
+- ``base64`` (deprecated, goes in the next release): each float32 vector as little-endian
+  bytes, base64-encoded, as ``str``; the only type that is not an ``np.ndarray``. base64 is
+  a wire format: the server and its client encode and decode it, the core returns arrays.
 """
 
 from __future__ import annotations
 
 import base64
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Any, Literal
 
 import numpy as np
 
+from .errors import user_stacklevel
+
+#: Every ``embedding_type`` the core accepts ("base64" is deprecated).
 EmbeddingType = Literal["float", "binary", "ubinary", "int8", "uint8", "base64"]
-#: The embedding types returned as one ``np.ndarray`` (every one but "base64").
+#: The embedding types returned as one ``np.ndarray`` (every one but the deprecated "base64").
 ArrayEmbeddingType = Literal["float", "binary", "ubinary", "int8", "uint8"]
 EMBEDDING_TYPES: tuple[str, ...] = ("float", "binary", "ubinary", "int8", "uint8", "base64")
 
 
 def check_embedding_type(embedding_type: str) -> None:
+    """Refuse an unknown type; warn (DeprecationWarning) for "base64", at the caller's line."""
     if embedding_type not in EMBEDDING_TYPES:
         raise ValueError(
             f"unknown embedding_type {embedding_type!r}; "
             f"expected one of {', '.join(EMBEDDING_TYPES)}"
+        )
+    if embedding_type == "base64":
+        warnings.warn(
+            'embedding_type="base64" is deprecated and goes in the next release: the core '
+            "returns arrays (take the float32 rows; base64 is the server's wire format)",
+            DeprecationWarning,
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -47,15 +61,17 @@ def truncate_and_normalize(
     return out
 
 
-@overload
-def convert_embeddings(vectors: np.ndarray, embedding_type: ArrayEmbeddingType) -> np.ndarray: ...
-@overload
-def convert_embeddings(vectors: np.ndarray, embedding_type: Literal["base64"]) -> list[str]: ...
-@overload
-def convert_embeddings(vectors: np.ndarray, embedding_type: str) -> np.ndarray | list[str]: ...
-def convert_embeddings(vectors: np.ndarray, embedding_type: str) -> np.ndarray | list[str]:
-    """Convert float rows to ``embedding_type`` (see the module docstring for the formats)."""
+def convert_embeddings(vectors: np.ndarray, embedding_type: EmbeddingType) -> np.ndarray:
+    """Convert float rows to ``embedding_type`` (see the module docstring for the formats).
+
+    The deprecated "base64" warns and still returns ``list[str]`` for one release.
+    """
     check_embedding_type(embedding_type)
+    return convert_checked(vectors, embedding_type)
+
+
+def convert_checked(vectors: np.ndarray, embedding_type: str) -> Any:
+    """``convert_embeddings`` for a type already checked (and warned about)."""
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2:
         raise ValueError(f"expected a 2-D array of embeddings, got shape {vectors.shape}")

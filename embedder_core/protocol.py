@@ -8,14 +8,14 @@ Haystack adapters, the ingestion pipeline, the sinks' ``search`` and the CLI tak
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, Protocol, overload, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # annotations only: importing the protocol imports no numpy or torch
     import numpy as np
 
     from .chunking import Chunker, Span
     from .late_chunking import LateChunkingOptions
-    from .output import ArrayEmbeddingType, DocumentChunk
+    from .output import DocumentChunk, EmbeddingType
 
 __all__ = ["EmbedderProtocol"]
 
@@ -66,51 +66,21 @@ class EmbedderProtocol(Protocol):
         """Tokens each text takes, special tokens and task instruction included."""
         ...
 
-    @overload
     def encode(
         self,
         texts: str | Sequence[str],
         *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: ArrayEmbeddingType = ...,
-        truncate: bool = ...,
-        show_progress: bool = ...,
-    ) -> np.ndarray: ...
-
-    @overload
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: Literal["base64"],
-        truncate: bool = ...,
-        show_progress: bool = ...,
-    ) -> list[str]: ...
-
-    @overload
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: str,
-        truncate: bool = ...,
-        show_progress: bool = ...,
-    ) -> np.ndarray | list[str]:
-        """One row per input, in input order (``list[str]`` for ``"base64"``)."""
+        task: str | Sequence[str | None] | None = None,
+        dimensions: int | None = None,
+        late_chunking: bool = False,
+        late_chunking_options: LateChunkingOptions | None = None,
+        normalized: bool = True,
+        embedding_type: EmbeddingType = "float",
+        truncate: bool = True,
+        show_progress: bool = False,
+    ) -> np.ndarray:
+        """One row per input, in input order, as an ``np.ndarray`` of ``embedding_type``
+        (the deprecated ``"base64"`` still gives ``list[str]`` for one release)."""
         ...
 
     def chunk(

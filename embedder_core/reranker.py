@@ -1,5 +1,6 @@
-"""Local rerankers: ``get_reranker(model)`` -> a :class:`Reranker` that scores documents
-against a query, with the released checkpoints' published ``rerank`` semantics.
+"""Local rerankers: ``get_reranker(model)`` (in :mod:`embedder_core.registry`) -> a
+:class:`Reranker` that scores documents against a query, with the released checkpoints'
+published ``rerank`` semantics.
 
 - jina-reranker-v2-base-multilingual (:class:`CrossEncoderReranker`): one forward per
   query-document pair ``<s> query </s></s> document </s>``; the score is the sigmoid of the
@@ -34,36 +35,42 @@ checkpoints; ``benchmarks.gpu_check`` checks <= 0.02 and the same best document 
 from __future__ import annotations
 
 import math
-import operator
 import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .devices import (
+    OnModelDevice,
+    default_batch_tokens,
+    pick_device,
+    pick_dtype,
+    warn_if_slow_dtype,
+)
 from .errors import (
     ModelNotFoundError,
     QueueFullError,
     RerankInputError,
     SchedulerClosedError,
     UnsupportedModelError,
+    moved_name,
 )
 from .late_chunking import SequenceJob
-from .loading import (
-    canonical_model_id,
-    model_dir_of,
-    model_url,
-    read_config,
-    read_json,
-    resolve_model_ref,
-    url_backend,
+from .loading import model_dir_of, read_config, read_json, resolve_model_ref
+from .pending import PendingEmbeddings
+from .reranking import (  # the torch-free surface, re-exported here
+    Reranker,
+    RerankResult,
+    check_rerank_input,
+    check_top_n,
+    rank_results,
 )
-from .scheduler import EmbeddingScheduler, PendingEmbeddings
+from .scheduler import EmbeddingScheduler
 from .tokenization import TextTokenizer
 
 __all__ = [
@@ -72,7 +79,7 @@ __all__ = [
     "RerankResult",
     "Reranker",
     "check_rerank_input",
-    "get_reranker",
+    "check_top_n",
     "rank_results",
 ]
 
@@ -91,120 +98,9 @@ V3_SYSTEM_PROMPT = (
     "provided, you should follow the instruction when determining the ranking."
 )
 
-_DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 65536}
-
-
-@dataclass(frozen=True)
-class RerankResult:
-    """One ranked document: its position in the input, its score and (optionally) text."""
-
-    index: int
-    relevance_score: float
-    document: str | None = None
-
-
-def check_rerank_input(query: object, documents: object, top_n: object = None) -> list[str]:
-    """The documents as a list, after the checks every reranker (local or remote) makes
-    before doing any work; see the module doc for the rules."""
-    if not isinstance(query, str):
-        raise TypeError(f"query must be a str, got {type(query).__name__}")
-    if not query.strip():
-        raise RerankInputError("query is empty or whitespace-only")
-    if isinstance(documents, (str, bytes, bytearray)) or not isinstance(
-        documents, (Sequence, np.ndarray)
-    ):
-        raise TypeError(f"documents must be a sequence of str, got {type(documents).__name__}")
-    items = list(documents)
-    if not items:
-        raise RerankInputError("documents is empty: give at least one document")
-    for i, document in enumerate(items):
-        if not isinstance(document, str):
-            raise TypeError(f"document {i} is {type(document).__name__}, not str")
-    check_top_n(top_n)
-    return items
-
-
-def check_top_n(top_n: object) -> int | None:
-    if top_n is None:
-        return None
-    if isinstance(top_n, bool):
-        raise RerankInputError(f"top_n must be an int >= 1 or None, got {top_n!r}")
-    try:
-        value = operator.index(top_n)  # type: ignore[call-overload]
-    except TypeError:
-        raise RerankInputError(
-            f"top_n must be an int >= 1 or None, got {type(top_n).__name__}"
-        ) from None
-    if value < 1:
-        raise RerankInputError(f"top_n must be at least 1, got {value}")
-    return int(value)
-
-
-def rank_results(
-    scores: np.ndarray,
-    documents: Sequence[str],
-    top_n: int | None = None,
-    return_documents: bool = True,
-) -> list[RerankResult]:
-    """Results sorted by score, highest first (ties: input order), cut to ``top_n``."""
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    if top_n is not None:
-        order = order[:top_n]
-    return [
-        RerankResult(int(i), float(scores[i]), documents[i] if return_documents else None)
-        for i in order
-    ]
-
-
-class Reranker:
-    """Scores documents against a query. Subclasses implement :meth:`submit`."""
-
-    model_name: str
-    #: "jina-reranker-v2-base-multilingual" or "jina-reranker-v3": which published
-    #: semantics the scores follow (v2: sigmoid in [0, 1]; v3: cosine in [-1, 1]).
-    kind: str
-
-    def submit(self, query: str, documents: Sequence[str]) -> PendingEmbeddings[np.ndarray]:
-        """Check and tokenize now, score in the background: the handle's ``result()`` is
-        :meth:`score`'s array and its ``tokens`` the tokens the model runs."""
-        raise NotImplementedError
-
-    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
-        """Relevance scores (float32), in input order."""
-        return self.submit(query, documents).result()
-
-    def rerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        *,
-        top_n: int | None = None,
-        return_documents: bool = True,
-    ) -> list[RerankResult]:
-        """The documents sorted by relevance to ``query``, highest first; the first
-        ``top_n`` only when given. ``document`` is None when ``return_documents=False``."""
-        items = check_rerank_input(query, documents, top_n)
-        return rank_results(self.score(query, items), items, top_n, return_documents)
-
-    @property
-    def max_queued_tokens(self) -> int | None:
-        """Refuse a submit (``QueueFullError``) past this many queued tokens; None: no limit."""
-        raise NotImplementedError
-
-    @max_queued_tokens.setter
-    def max_queued_tokens(self, value: int | None) -> None:
-        raise NotImplementedError
-
-    @property
-    def queued_tokens(self) -> int:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Accept no more work; finish what was accepted."""
-
 
 # ------------------------------------------------------------------ jina-reranker-v2
-class CrossEncoderReranker(Reranker):
+class CrossEncoderReranker(OnModelDevice, Reranker):
     """jina-reranker-v2-base-multilingual on the native packed encoder (see module doc)."""
 
     kind = "jina-reranker-v2-base-multilingual"
@@ -228,7 +124,7 @@ class CrossEncoderReranker(Reranker):
                 f"{model_name}: a limit of {max_tokens} tokens leaves no document window after "
                 f"a {V2_MAX_QUERY_TOKENS}-token query; the released model has 1024"
             )
-        budget = max_batch_tokens or _DEFAULT_BATCH_TOKENS.get(model.device.type, 16384)
+        budget = max_batch_tokens or default_batch_tokens(model.device)
         # Every window must fit a batch: at least the longest pair.
         self._scheduler = EmbeddingScheduler(model, max_batch_tokens=max(int(budget), max_tokens))
 
@@ -261,14 +157,6 @@ class CrossEncoderReranker(Reranker):
             max_tokens=max_tokens,
             max_batch_tokens=max_batch_tokens,
         )
-
-    @property
-    def device(self) -> torch.device:
-        return self._model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._model.dtype
 
     @property
     def scheduler(self) -> EmbeddingScheduler:
@@ -336,7 +224,7 @@ def windows(length: int, window: int, overlap: int = V2_OVERLAP) -> list[tuple[i
 
 
 # ------------------------------------------------------------------ jina-reranker-v3
-class ListwiseReranker(Reranker):
+class ListwiseReranker(OnModelDevice, Reranker):
     """jina-reranker-v3, listwise (see module doc)."""
 
     kind = "jina-reranker-v3"
@@ -384,14 +272,6 @@ class ListwiseReranker(Reranker):
             model_name=model_name,
             max_length=_declared_max_length(model_dir, limit),
         )
-
-    @property
-    def device(self) -> torch.device:
-        return self._model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._model.dtype
 
     @property
     def max_queued_tokens(self) -> int | None:
@@ -565,18 +445,18 @@ def load_reranker(
     local_files_only: bool = False,
     revision: str | None = None,
 ) -> Reranker:
-    """Load a reranker checkpoint (a new instance; :func:`get_reranker` shares them).
+    """Load a reranker checkpoint (a new instance;
+    :func:`~embedder_core.registry.get_reranker` shares them).
 
     ``model``: a local directory, a Hub id (``@revision`` or ``revision=``) or a hosted
     name (``jina-reranker-v2-base-multilingual``, ``jina-reranker-v3``). Weights come from
     safetensors only, no code from the checkpoint runs, and every tensor must be used.
     """
-    from .embedder import _pick_device, _pick_dtype, _warn_if_slow_dtype
     from .models.qwen3_reranker import is_listwise_config
     from .models.xlmr_reranker import is_cross_encoder_config
 
-    torch_device = _pick_device(device)
-    torch_dtype = _pick_dtype(dtype, torch_device)
+    torch_device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, torch_device)
     if max_batch_tokens is not None and (
         isinstance(max_batch_tokens, bool) or int(max_batch_tokens) < 1
     ):
@@ -585,7 +465,7 @@ def load_reranker(
     model_dir = model_dir_of(ref, local_files_only=local_files_only)
     config = read_config(model_dir)
     if is_cross_encoder_config(config):
-        _warn_if_slow_dtype(torch_device, torch_dtype)
+        warn_if_slow_dtype(torch_device, torch_dtype)
         return CrossEncoderReranker.from_dir(
             model_dir,
             config,
@@ -595,7 +475,7 @@ def load_reranker(
             max_batch_tokens=max_batch_tokens,
         )
     if is_listwise_config(config):
-        _warn_if_slow_dtype(torch_device, torch_dtype)
+        warn_if_slow_dtype(torch_device, torch_dtype)
         return ListwiseReranker.from_dir(
             model_dir, config, model_name=ref.canonical_id, device=torch_device, dtype=torch_dtype
         )
@@ -607,33 +487,8 @@ def load_reranker(
     )
 
 
-_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], Reranker] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def get_reranker(model: str | os.PathLike[str], **options: Any) -> Reranker:
-    """The process-wide reranker for ``model`` and ``options`` (those of
-    :func:`load_reranker`): loaded once, then shared, so concurrent callers share the
-    model's forward batches. A server URL (``http://host:port``) returns the remote
-    reranker of the installed URL backend (jina-connectors[remote]: ``RemoteReranker``)."""
-    url = model_url(model)
-    if url is not None:
-        backend = url_backend(url)
-        factory = getattr(backend, "reranker_backend", None)
-        if factory is None:
-            raise ModelNotFoundError(f"the backend for {url!r} serves no rerankers")
-        given = {k: v for k, v in options.items() if v is not None}
-        key = (url, tuple(sorted((k, str(v)) for k, v in given.items())))
-        with _CACHE_LOCK:
-            if key not in _CACHE:
-                _CACHE[key] = factory(url, **given)
-            return _CACHE[key]
-    model_id = canonical_model_id(model, options.get("revision"))
-    fetch = {"local_files_only", "revision"}
-    given = {k: v for k, v in options.items() if v is not None and k not in fetch}
-    key = (model_id, tuple(sorted((k, str(v)) for k, v in given.items())))
-    with _CACHE_LOCK:
-        reranker = _CACHE.get(key)
-        if reranker is None:
-            reranker = _CACHE[key] = load_reranker(model, **options)
-        return reranker
+def __getattr__(name: str) -> Any:
+    """``get_reranker`` moved to :mod:`embedder_core.registry`; the old path warns."""
+    if name == "get_reranker":
+        return moved_name(__name__, name, "embedder_core.registry")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -404,7 +404,7 @@ def embed_records(
     """
     import numpy as np
 
-    from embedder_core import convert_embeddings
+    from embedder_core.output import convert_embeddings
 
     if not prepared:
         return []

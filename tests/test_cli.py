@@ -204,7 +204,9 @@ def test_quantization_flag_loads_the_int8_model_for_ingest_and_search(
 ) -> None:
     import warnings
 
-    import embedder_core.embedder
+    import torch
+
+    import embedder_core.registry
 
     (workdir / "a.txt").write_text(
         "Tomatoes grow best in full sun. Rust has no garbage collector.", encoding="utf-8"
@@ -220,10 +222,10 @@ def test_quantization_flag_loads_the_int8_model_for_ingest_and_search(
     assert "a.txt" in out
     loaded = [
         (options.get("quantization"), embedder.quantization)
-        for model, options, embedder in embedder_core.embedder._CACHE
+        for model, options, embedder in embedder_core.registry._CACHE
         if model == str(minilm_dir)
     ]
     from embedder_core.models.quantization import int8_support
 
-    usable = int8_support(embedder_core.embedder.torch.device("cpu")).usable
+    usable = int8_support(torch.device("cpu")).usable
     assert ("int8", "int8" if usable else None) in loaded

@@ -14,7 +14,7 @@ import torch
 from ..loading import check_tensor_accounting, read_config, safetensors_shapes
 from ..model_info import check_transformers_config, hf_max_tokens
 from .base import PackedBatch
-from .quantization import Int8Linear, quantize_linear_layers
+from .quantization import Int8Linear, check_int8_ready, quantize_linear_layers
 
 __all__ = ["HFEncoder", "check_loaded_weights", "hf_max_tokens"]
 
@@ -116,8 +116,7 @@ class HFEncoder:
 
     def quantize_int8(self, *, reduce_range: bool = False) -> None:
         """Run every ``nn.Linear`` of the model with int8 weights and per-token activations."""
-        if self.device.type != "cpu" or self.dtype != torch.float32:
-            raise ValueError("int8 quantization needs the float32 model on CPU")
+        check_int8_ready(self.device, self.dtype)
         quantize_linear_layers(self.model, reduce_range=reduce_range)
 
     @property

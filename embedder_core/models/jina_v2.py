@@ -32,8 +32,8 @@ from torch import nn
 from ..errors import UnsupportedModelError
 from ..loading import check_tensor_accounting, iter_safetensors
 from ..model_info import V2_BASE_CODE_REFUSAL, JinaV2Config
-from .base import PackedBatch
-from .quantization import Int8Linear, quantize_linear_layers
+from .base import NativeEncoder, PackedBatch
+from .quantization import Int8Linear, check_int8_ready, quantize_linear_layers
 
 __all__ = ["JinaV2Model", "alibi_slopes", "expected_v2_tensors"]
 
@@ -216,7 +216,7 @@ def _rows_per_block(heads: int, length: int) -> int:
     return max(1, _BIAS_BLOCK_ELEMENTS // (heads * length))
 
 
-class JinaV2Model(nn.Module):
+class JinaV2Model(NativeEncoder):
     """The JinaBERT encoder stack; ``token_states`` runs one packed batch."""
 
     packed = True  # no padding: a batch costs the sum of its sequences' lengths
@@ -249,18 +249,9 @@ class JinaV2Model(nn.Module):
         tensors = load_v2_tensors(model_dir, config, dtype)
         return cls(config, tensors).to(device).eval()
 
-    @property
-    def device(self) -> torch.device:
-        return self.emb_ln_weight.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.emb_ln_weight.dtype
-
     def quantize_int8(self, *, reduce_range: bool = False) -> None:
         """Run every encoder Linear with int8 weights (CPU); attention, norms stay float32."""
-        if self.device.type != "cpu" or self.dtype != torch.float32:
-            raise ValueError("int8 quantization needs the float32 model on CPU")
+        check_int8_ready(self.device, self.dtype)
         quantize_linear_layers(self.layers, reduce_range=reduce_range)
 
     @property

@@ -37,8 +37,8 @@ from torch import nn
 from ..errors import UnsupportedModelError
 from ..loading import check_tensor_accounting, iter_safetensors
 from ..model_info import is_jina_v3_config  # noqa: F401 - re-exported for the loader
-from .base import PackedBatch
-from .quantization import Int8Weight, int8_linear
+from .base import NativeEncoder, PackedBatch, encoder_shape
+from .quantization import Int8Weight, check_int8_ready, int8_linear
 
 _LORA_SUFFIXES = (
     ".parametrizations.weight.original",
@@ -80,14 +80,7 @@ class JinaV3Config:
                 f"supported: {', '.join(_GELU_ACTIVATIONS)}"
             )
         return cls(
-            hidden_size=int(config["hidden_size"]),
-            num_hidden_layers=int(config["num_hidden_layers"]),
-            num_attention_heads=int(config["num_attention_heads"]),
-            intermediate_size=int(config["intermediate_size"]),
-            hidden_act=str(config.get("hidden_act", "gelu")),
-            layer_norm_eps=float(config.get("layer_norm_eps", 1e-5)),
-            vocab_size=int(config["vocab_size"]),
-            max_position_embeddings=int(config["max_position_embeddings"]),
+            **encoder_shape(config),
             rotary_emb_base=float(config.get("rotary_emb_base", 10000.0)),
             lora_adaptations=tuple(config["lora_adaptations"]),
             lora_rank=int(config.get("lora_rank", 4)),
@@ -394,7 +387,7 @@ def _lora_linear(tensors: dict[str, torch.Tensor], module: str, scaling: float) 
     return LoRALinear(weight, tensors.pop(f"{module}.bias", None), lora_a, lora_b, scaling)
 
 
-class JinaV3Model(nn.Module):
+class JinaV3Model(NativeEncoder):
     """The encoder stack; ``token_states`` runs one packed batch.
 
     ``attention``: "auto" (varlen on CUDA in fp16/bf16 where a kernel exists, padded on
@@ -443,18 +436,9 @@ class JinaV3Model(nn.Module):
         model = cls(config, tensors)
         return model.to(device).eval()
 
-    @property
-    def device(self) -> torch.device:
-        return self.emb_ln_weight.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.emb_ln_weight.dtype
-
     def quantize_int8(self, *, reduce_range: bool = False) -> None:
         """Run every encoder Linear with int8 weights (CPU); LoRA and embeddings stay float."""
-        if self.device.type != "cpu" or self.dtype != torch.float32:
-            raise ValueError("int8 quantization needs the float32 model on CPU")
+        check_int8_ready(self.device, self.dtype)
         for layer in self.layers:
             for linear in (layer.wqkv, layer.out_proj, layer.fc1, layer.fc2):
                 linear.quantize_int8(reduce_range=reduce_range)

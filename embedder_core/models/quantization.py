@@ -24,10 +24,12 @@ import functools
 import platform
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
+
+from .. import cpu_features
+from ..errors import user_stacklevel
 
 #: Accepted values of ``quantization``.
 QUANTIZATIONS: tuple[str, ...] = ("int8",)
@@ -63,15 +65,14 @@ def check_quantization(quantization: str | None) -> str | None:
 
 @functools.cache
 def cpu_flags() -> frozenset[str]:
-    """The instruction-set flags of this CPU from /proc/cpuinfo (empty where unreadable)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+    """The instruction-set flags of this CPU, read once (empty where unreadable)."""
+    return cpu_features.cpu_flags() or frozenset()
+
+
+def check_int8_ready(device: torch.device, dtype: torch.dtype) -> None:
+    """int8 Linear layers are made from the float32 weights of a model on the CPU."""
+    if device.type != "cpu" or dtype != torch.float32:
+        raise ValueError("int8 quantization needs the float32 model on CPU")
 
 
 def _onednn_int8_available() -> bool:
@@ -128,7 +129,7 @@ def warn_unquantized(reason: str) -> None:
     warnings.warn(
         f"quantization='int8' ignored: {reason}. Running unquantized.",
         QuantizationWarning,
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
 
 

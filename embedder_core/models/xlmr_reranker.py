@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import UnsupportedModelError
 from ..loading import iter_safetensors
-from .base import PackedBatch
+from .base import NativeEncoder, PackedBatch, encoder_shape
 from .jina_v3 import BatchLayout, _attention, choose_attention_mode
 
 
@@ -45,14 +45,7 @@ class CrossEncoderConfig:
     def from_dict(cls, config: dict[str, Any]) -> CrossEncoderConfig:
         labels = config.get("id2label")
         return cls(
-            hidden_size=int(config["hidden_size"]),
-            num_hidden_layers=int(config["num_hidden_layers"]),
-            num_attention_heads=int(config["num_attention_heads"]),
-            intermediate_size=int(config["intermediate_size"]),
-            hidden_act=str(config.get("hidden_act", "gelu")),
-            layer_norm_eps=float(config.get("layer_norm_eps", 1e-5)),
-            vocab_size=int(config["vocab_size"]),
-            max_position_embeddings=int(config["max_position_embeddings"]),
+            **encoder_shape(config),
             type_vocab_size=int(config.get("type_vocab_size", 1)),
             num_labels=int(config.get("num_labels", len(labels) if labels else 1)),
             pad_token_id=int(config.get("pad_token_id", 1)),
@@ -161,7 +154,7 @@ class CrossEncoderLayer(nn.Module):
         )
 
 
-class CrossEncoderModel(nn.Module):
+class CrossEncoderModel(NativeEncoder):
     """The encoder stack (``token_states``: one packed batch) and the classification head
     (``logits``: on the pooled first-token states)."""
 
@@ -204,14 +197,6 @@ class CrossEncoderModel(nn.Module):
         tensors = {name.removeprefix("roberta."): tensor for name, tensor in tensors.items()}
         model = cls(config, tensors)
         return model.to(device).eval()
-
-    @property
-    def device(self) -> torch.device:
-        return self.emb_ln_weight.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.emb_ln_weight.dtype
 
     def attention_mode(self) -> str:
         return choose_attention_mode(self.attention, self.device, self.dtype)

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
-    from embedder_core import BatchStats, Embedder
+    from embedder_core import Embedder
+    from embedder_core.scheduler import BatchStats
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _POWERS_OF_TWO = tuple(float(2**i) for i in range(0, 18))

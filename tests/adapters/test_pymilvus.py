@@ -89,7 +89,7 @@ def test_embedding_function_takes_the_hosted_call_unchanged(
     stands in for it, offline)."""
     import huggingface_hub
 
-    import embedder_core.embedder as embedder_module
+    import embedder_core.registry as registry
     from embedder_core import DEFAULT_MODEL, get_embedder
 
     requested: list[str] = []
@@ -100,7 +100,7 @@ def test_embedding_function_takes_the_hosted_call_unchanged(
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", hub_is_the_tiny_checkpoint)
     # The stand-in must not stay in the process-wide cache as the real jina-embeddings-v3.
-    monkeypatch.setattr(embedder_module, "_CACHE", [])
+    monkeypatch.setattr(registry, "_CACHE", [])
     ef = JinaEmbeddingFunction(
         model_name="jina-embeddings-v3",
         api_key=None,

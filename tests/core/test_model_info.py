@@ -35,8 +35,9 @@ def test_importing_the_core_and_inspecting_a_model_imports_no_torch(minilm_dir: 
 
 
 def test_lazy_names_are_the_modules_own(minilm_dir: Path) -> None:
-    from embedder_core.embedder import Embedder, get_embedder
+    from embedder_core.embedder import Embedder
     from embedder_core.output import convert_embeddings
+    from embedder_core.registry import get_embedder
 
     assert embedder_core.Embedder is Embedder
     assert embedder_core.get_embedder is get_embedder

@@ -26,8 +26,8 @@ from paths import REPO_ROOT
 from server_support import free_port, serve_app
 
 import embedder_core
-import embedder_core.embedder
 import embedder_core.loading
+import embedder_core.registry
 import jina_connectors.server.client
 from embedder_core import (
     Embedder,
@@ -73,8 +73,9 @@ def min_cosine(a: Any, b: Any) -> float:
 def declared_backends() -> list[EntryPoint]:
     """The ``embedder_core.backends`` entry points pyproject.toml declares."""
     project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
-    table = project["entry-points"][embedder_core.BACKENDS_GROUP]
-    return [EntryPoint(name, value, embedder_core.BACKENDS_GROUP) for name, value in table.items()]
+    table = project["entry-points"][embedder_core.loading.BACKENDS_GROUP]
+    group = embedder_core.loading.BACKENDS_GROUP
+    return [EntryPoint(name, value, group) for name, value in table.items()]
 
 
 @pytest.fixture
@@ -88,9 +89,9 @@ def installed_backends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         lambda group: [entry for entry in entries if entry.group == group],
     )
     yield
-    for remote in embedder_core.embedder._URL_CACHE.values():
+    for remote in embedder_core.registry._URL_CACHE.values():
         remote.close()
-    embedder_core.embedder._URL_CACHE.clear()
+    embedder_core.registry._URL_CACHE.clear()
 
 
 @pytest.fixture(scope="module")
@@ -731,7 +732,8 @@ def test_the_client_imports_no_torch() -> None:
     code = (
         "import sys\n"
         "from jina_connectors.server.client import RemoteEmbedder\n"
-        "from embedder_core import DocumentChunk, convert_embeddings\n"
+        "from embedder_core import DocumentChunk\n"
+        "from embedder_core.output import convert_embeddings\n"
         "print('torch' in sys.modules)\n"
     )
     result = subprocess.run(

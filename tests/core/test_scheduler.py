@@ -26,20 +26,14 @@ import pytest
 import torch
 from paths import REPO_ROOT
 
-from embedder_core import (
-    BatchStats,
-    Embedder,
-    EmbeddingScheduler,
-    PendingEmbeddings,
-    QueueFullError,
-    SchedulerClosedError,
-)
+from embedder_core import Embedder, QueueFullError, SchedulerClosedError
 from embedder_core.batching import batch_cost, padded_batch_with, plan_batches
 from embedder_core.late_chunking import SequenceJob
 from embedder_core.loading import read_config
 from embedder_core.models.base import PackedBatch, TokenEncoder
 from embedder_core.models.hf_encoder import HFEncoder
 from embedder_core.models.jina_v3 import JinaV3Config, JinaV3Model
+from embedder_core.scheduler import BatchStats, EmbeddingScheduler, PendingEmbeddings
 
 COSINE_MATCH = 0.99999
 CPU = torch.device("cpu")

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from embedder_core import EMBEDDING_TYPES, Embedder, convert_embeddings
+from embedder_core import EMBEDDING_TYPES, Embedder
+from embedder_core.output import convert_embeddings
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",

@@ -135,7 +135,7 @@ def fake_hub(tiny_jina_dir: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[
     """A Hub whose every repository is the tiny checkpoint; records what was asked for."""
     import huggingface_hub
 
-    import embedder_core.embedder as embedder_module
+    import embedder_core.registry as registry
 
     calls: list[dict[str, Any]] = []
 
@@ -145,7 +145,7 @@ def fake_hub(tiny_jina_dir: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
     # Hub ids loaded from the stand-in stay out of the process-wide cache of other tests.
-    monkeypatch.setattr(embedder_module, "_CACHE", [])
+    monkeypatch.setattr(registry, "_CACHE", [])
     return calls
 
 

@@ -149,7 +149,7 @@ def test_v2_config_refusals_come_before_the_load_and_from_inspect(
 def test_v2_through_transformers_is_refused(tiny_jina_v2_dir: Path, tmp_path: Path) -> None:
     """What used to happen: AutoModel ran a v2 checkpoint as plain BERT (random positions,
     gated MLP dropped) and gave garbage. Through AutoModel each layer of the check refuses
-    it; through the Embedder it now runs natively (tests/test_jina_v2.py)."""
+    it; through the Embedder it now runs natively (tests/core/test_jina_v2.py)."""
     cpu, f32 = torch.device("cpu"), torch.float32
     with pytest.raises(UnsupportedModelError, match="auto_map"):
         HFEncoder.from_dir(tiny_jina_v2_dir, cpu, f32)
