@@ -36,7 +36,8 @@ from llama_index.core.schema import (
     TransformComponent,
 )
 
-from embedder_core import EmbedderProtocol, convert_embeddings
+from embedder_core import EmbedderProtocol
+from embedder_core.output import convert_embeddings
 
 from .._loading import check_options, load_embedder
 from .models import DEFAULT_RERANKER, load_reranker

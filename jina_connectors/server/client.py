@@ -49,10 +49,9 @@ from embedder_core import (
     DocumentChunk,
     LateChunkingOptions,
     ModelInfo,
-    convert_embeddings,
 )
 from embedder_core.chunking import Chunker, Span, check_spans
-from embedder_core.output import document_chunks
+from embedder_core.output import convert_embeddings, document_chunks
 
 from .wire import (
     API_KEY_ENV_VAR,

@@ -29,7 +29,7 @@ from .state import ServerState
 from .wire import ErrorCode
 
 if TYPE_CHECKING:
-    from embedder_core import PendingEmbeddings
+    from embedder_core.pending import PendingEmbeddings
 
 __all__ = [
     "await_result",
