@@ -101,7 +101,7 @@ LEFT_THE_FACE = {
     "CollectionInfo": "jina_connectors.sinks",
     "chunk_id": "jina_connectors.sinks",
     "EmbeddingSettings": "jina_connectors.pipeline",
-    "RemoteReranker": "jina_connectors.remote_reranker",
+    "RemoteReranker": "jina_connectors.server.rerank_client",
 }
 
 #: Old module paths of the sinks and adapters -> (a name in them, its new home).
