@@ -22,10 +22,12 @@ from .errors import (
     EmptyDocumentError,
     IdSchemeError,
     InvalidDocumentError,
+    OptionError,
     SourcePathError,
     StoreLockedError,
     StoreNotFoundError,
 )
+from .ingestion.options import IngestOptions
 from .pipeline import EmbeddingSettings, IngestInterrupted, IngestReport, ingest
 from .sink import (
     ChunkRecord,
@@ -70,6 +72,7 @@ __all__ = [
     "Hit",
     "IdSchemeError",
     "IngestInterrupted",
+    "IngestOptions",
     "IngestReport",
     "InvalidDocumentError",
     "JinaEmbeddingFunction",
@@ -77,6 +80,7 @@ __all__ = [
     "JinaRerank",
     "JinaRerankFunction",
     "MilvusSink",
+    "OptionError",
     "PineconeSink",
     "QdrantSink",
     "RemoteReranker",

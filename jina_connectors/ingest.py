@@ -46,10 +46,12 @@ from .errors import (
     EmptyDocumentError,
     IdSchemeError,
     InvalidDocumentError,
+    OptionError,
     SourcePathError,
     StoreLockedError,
     StoreNotFoundError,
 )
+from .ingestion.options import BadRecords, IngestOptions
 from .pipeline import (
     Chunker,
     EmbeddingSettings,
@@ -107,6 +109,7 @@ __all__ = [
     "QUERY_TASK",
     "SOURCE_KEY",
     "BackgroundWriter",
+    "BadRecords",
     "ChunkRecord",
     "ChunkState",
     "Chunker",
@@ -122,8 +125,10 @@ __all__ = [
     "Hit",
     "IdSchemeError",
     "IngestInterrupted",
+    "IngestOptions",
     "IngestReport",
     "InvalidDocumentError",
+    "OptionError",
     "PreparedDocument",
     "SearchFilter",
     "SinkEmbeddingType",

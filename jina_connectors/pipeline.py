@@ -19,11 +19,9 @@ See :mod:`jina_connectors.ingest` for the guarantees this gives.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
-import logging
 import os
 import re
 import threading
@@ -31,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .documents import (
     Document,
@@ -45,13 +43,17 @@ from .documents import (
     sync_scope,
 )
 from .errors import EmptyDocumentError, IdSchemeError, InvalidDocumentError
+from .ingestion.options import BUILTIN_CHUNKERS as BUILTIN_CHUNKERS  # re-exported
+from .ingestion.options import CUSTOM_CHUNKER as CUSTOM_CHUNKER
+from .ingestion.options import Chunker as Chunker
+from .ingestion.options import EmbeddingSettings, IngestOptions, Span, sink_options
+from .ingestion.options import bad_record_logger as bad_record_logger
 from .progress import BatchProgress, IngestProgress
 from .sink import (
     PASSAGE_TASK,
     ChunkRecord,
     ChunkState,
     CollectionSpec,
-    SinkEmbeddingType,
     VectorSink,
     chunk_id,
     resolve_embedder,
@@ -63,16 +65,8 @@ if TYPE_CHECKING:
 
     from embedder_core import Embedder, LateChunkingOptions
 
-# Bad records, one warning each (also listed in IngestReport.errors).
-bad_record_logger = logging.getLogger("jina_connectors.ingest.records")
-
-Span = tuple[int, int]
 #: The ids a path owns for ``sync=True``: (prefix they start with, pattern they fully match).
 SyncScope = tuple[str, re.Pattern[str]]
-#: A custom chunker: a document's text in, the character spans of its chunks out.
-Chunker = Callable[[str], Sequence[Span]]
-BUILTIN_CHUNKERS = ("sentences", "tokens")
-CUSTOM_CHUNKER = "custom"
 
 
 @dataclass
@@ -123,72 +117,6 @@ class IngestInterrupted(KeyboardInterrupt):
 # --------------------------------------------------------------------------------------
 
 
-# Carried along for the embedding stage; what they change is hashed in other fields.
-_NOT_HASHED: Any = {"hashed": False}
-
-
-@dataclass(frozen=True)
-class EmbeddingSettings:
-    """Every setting that changes a document's chunks or vectors, as one frozen value.
-
-    The content hash of every document covers all hashed fields (:meth:`fingerprint`), so a
-    change to any of them re-embeds every document. ``model`` is the embedder's canonical
-    ``model_name``; ``chunker`` is ``"sentences"``, ``"tokens"`` or ``"custom"`` (a custom
-    chunker's spans are hashed per document instead, see :func:`prepare_document`);
-    ``chunk_size`` is None for a custom chunker, ``late_chunking_window``/``_overlap`` are
-    None without late chunking (they change nothing then).
-    """
-
-    model: str
-    task: str
-    dimensions: int
-    embedding_type: SinkEmbeddingType
-    late_chunking: bool
-    chunker: str
-    chunk_size: int | None
-    late_chunking_window: int | None
-    late_chunking_overlap: int | None
-    #: The custom chunker (when ``chunker == "custom"``).
-    custom_chunker: Chunker | None = field(
-        default=None, compare=False, repr=False, metadata=_NOT_HASHED
-    )
-    #: Passed as is to the embedder's ``late_chunking_options=`` (when not None).
-    late_chunking_options: LateChunkingOptions | None = field(
-        default=None, compare=False, repr=False, metadata=_NOT_HASHED
-    )
-
-    @property
-    def spec(self) -> CollectionSpec:
-        """The collection spec that points written with these settings record."""
-        return CollectionSpec(self.model, self.dimensions, self.embedding_type, self.task)
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The hashed fields (every field not marked otherwise), as JSON values."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.metadata.get("hashed", True)
-        }
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _late_chunking_windows(options: LateChunkingOptions | None) -> tuple[int | None, int]:
-    """(window, overlap) in effect for late chunking: ``options``, else the core's defaults."""
-    from embedder_core import LateChunkingOptions
-
-    if options is None:
-        options = LateChunkingOptions()
-    elif not isinstance(options, LateChunkingOptions):
-        raise TypeError(
-            f"late_chunking_options must be a LateChunkingOptions, got {type(options).__name__}"
-        )
-    return options.window, options.overlap
-
-
 def resolve_settings(
     embedder: Embedder,
     *,
@@ -200,53 +128,17 @@ def resolve_settings(
     chunk_size: int = 256,
     task: str = PASSAGE_TASK,
 ) -> EmbeddingSettings:
-    """Validate the options of :func:`ingest` against ``embedder`` and freeze them.
-
-    ``task`` is ``retrieval.passage`` for everything written to a sink; another task (one of
-    ``embedder.tasks``) is for embedding without a sink (``jina_connectors.ray.embed_dataset``).
-    """
-    if not isinstance(task, str) or task not in embedder.tasks:
-        raise ValueError(f"task must be one of {', '.join(embedder.tasks)}, got {task!r}")
-    if embedding_type not in ("float", "ubinary"):
-        raise ValueError(f"embedding_type must be 'float' or 'ubinary', got {embedding_type!r}")
-    if dimensions is not None and (
-        isinstance(dimensions, bool)
-        or not isinstance(dimensions, int)
-        or not 1 <= dimensions <= embedder.dimension
-    ):
-        raise ValueError(
-            f"dimensions must be an integer in [1, {embedder.dimension}] for "
-            f"{embedder.model_name!r}, got {dimensions!r}"
-        )
-    # The model's own rules too (a model without Matryoshka training takes its full width
-    # only); an empty call checks them and runs nothing. Only a narrower width has such a
-    # rule, so the common run does not load a deferred model just to check it.
-    if dimensions is not None and dimensions != embedder.dimension:
-        embedder.encode([], task=task, dimensions=dimensions)
-    if not isinstance(late_chunking, bool):
-        raise ValueError(f"late_chunking must be True or False, got {late_chunking!r}")
-    _positive_int("chunk_size", chunk_size)
-    custom = callable(chunker)
-    if not (custom or chunker in BUILTIN_CHUNKERS):
-        raise ValueError(f"chunker must be 'sentences', 'tokens' or a callable, got {chunker!r}")
-    if late_chunking_options is not None and not late_chunking:
-        raise ValueError("late_chunking_options needs late_chunking=True")
-    window, overlap = (
-        _late_chunking_windows(late_chunking_options) if late_chunking else (None, None)
-    )
-    return EmbeddingSettings(
-        model=embedder.model_name,
-        task=task,
-        dimensions=dimensions or embedder.dimension,
-        embedding_type=embedding_type,  # type: ignore[arg-type]
+    """``IngestOptions.of(...).settings(embedder)``: the options checked against
+    ``embedder`` and frozen (kept for callers of the stages)."""
+    return IngestOptions.of(
+        dimensions=dimensions,
+        embedding_type=embedding_type,
         late_chunking=late_chunking,
-        chunker=CUSTOM_CHUNKER if custom else str(chunker),
-        chunk_size=None if custom else chunk_size,
-        late_chunking_window=window,
-        late_chunking_overlap=overlap,
-        custom_chunker=chunker if custom else None,  # type: ignore[arg-type]
         late_chunking_options=late_chunking_options,
-    )
+        chunker=chunker,
+        chunk_size=chunk_size,
+        task=task,
+    ).settings(embedder)
 
 
 def passage_spec(
@@ -719,21 +611,14 @@ def ingest(
     sink: VectorSink,
     *,
     model: str | Embedder | None = None,
-    dimensions: int | None = None,
-    embedding_type: SinkEmbeddingType = "float",
-    late_chunking: bool = True,
-    late_chunking_options: LateChunkingOptions | None = None,
-    chunker: str | Chunker = "sentences",
-    chunk_size: int = 256,
-    batch_size: int = 16,
-    write_batch_size: int = 256,
-    max_pending_batches: int = 2,
-    on_error: Literal["skip", "raise"] = "skip",
-    show_progress: bool = True,
-    root: str | os.PathLike[str] | None = None,
-    sync: bool = False,
+    options: IngestOptions | None = None,
+    **keywords: Any,
 ) -> IngestReport:
     """Chunk, embed (``retrieval.passage``) and write ``documents`` into ``sink``.
+
+    The options are :class:`~jina_connectors.ingestion.options.IngestOptions`' fields,
+    given as keywords (``chunk_size=128``), as ``options=IngestOptions(...)``, or both (the
+    keywords win); they are checked before anything is read.
 
     Args:
         documents: texts, ``{"id", "text", "metadata"}`` records, ``Path``s of
@@ -778,41 +663,20 @@ def ingest(
     killed at any point is completed by running it again (see
     :mod:`jina_connectors.ingest`); Ctrl-C raises :class:`IngestInterrupted` with the report.
     """
-    for name, value in (
-        ("batch_size", batch_size),
-        ("write_batch_size", write_batch_size),
-        ("max_pending_batches", max_pending_batches),
-    ):
-        _positive_int(name, value)
-    if on_error not in ("skip", "raise"):
-        raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
-    _positive_int("chunk_size", chunk_size)
-    if not (callable(chunker) or chunker in BUILTIN_CHUNKERS):
-        raise ValueError(f"chunker must be 'sentences', 'tokens' or a callable, got {chunker!r}")
-    scopes = check_sources(documents, root=root, sync=sync)
+    options = sink_options(options, keywords)
+    root = options.root
+    scopes = check_sources(documents, root=root, sync=options.sync)
     check_id_scheme(sink, documents, root)
     embedder = resolve_embedder(model)
-    settings = resolve_settings(
-        embedder,
-        dimensions=dimensions,
-        embedding_type=embedding_type,
-        late_chunking=late_chunking,
-        late_chunking_options=late_chunking_options,
-        chunker=chunker,
-        chunk_size=chunk_size,
-    )
+    settings = options.settings(embedder)
     sink.ensure_collection(settings.spec, lazy=True)
 
     report = IngestReport()
+    bad = options.bad_records()
+    report.errors = bad.errors
     report_lock = threading.Lock()  # the writer thread reports too
     seen: set[str] = set()
-
-    def on_bad(error: InvalidDocumentError) -> None:
-        if on_error == "raise":
-            raise error
-        bad_record_logger.warning("skipped bad record %s", error)
-        with report_lock:
-            report.errors.append(error)
+    on_bad = bad.add
 
     def on_empty(empty: EmptyDocumentError) -> None:
         report.empty.append(empty)  # its few bytes count when the bar closes
@@ -821,7 +685,7 @@ def ingest(
     progress = IngestProgress(
         input_size(documents),
         description=f"ingest → {sink.collection}",
-        enabled=show_progress,
+        enabled=options.show_progress,
     )
 
     def on_written(documents: int, points: int) -> None:
@@ -831,13 +695,15 @@ def ingest(
             counts = {"docs": report.completed, "points": report.points_written}
         progress.stats(**counts)
 
-    batches = document_batches(documents, batch_size, sink, on_bad, root=root, on_empty=on_empty)
+    batches = document_batches(
+        documents, options.batch_size, sink, on_bad, root=root, on_empty=on_empty
+    )
     complete = False
     try:
         with BackgroundWriter(
             sink,
-            write_batch_size=write_batch_size,
-            max_pending=max_pending_batches,
+            write_batch_size=options.write_batch_size,
+            max_pending=options.max_pending_batches,
             on_written=on_written,
             on_bad=on_bad,
         ) as writer:

@@ -60,16 +60,20 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
         "jina_connectors.ray needs Ray Data: pip install 'jina-connectors[ray]'"
     ) from error
 
-from ._loading import load_embedder
+from ._loading import deferred_embedder
 from .documents import Document, DocumentSource, iter_documents, text_document_id
 from .errors import EmptyDocumentError, InvalidDocumentError
-from .pipeline import (
-    BUILTIN_CHUNKERS,
-    Chunker,
+from .ingestion.options import (
+    BadRecords,
     EmbeddingSettings,
+    IngestOptions,
+    RayOptions,
+    bad_record_logger,
+    sink_options,
+)
+from .pipeline import (
     IngestReport,
     PreparedDocument,
-    bad_record_logger,
     changed_documents,
     check_id_scheme,
     check_records,
@@ -78,19 +82,19 @@ from .pipeline import (
     embed_batch,
     metadata_error,
     prepare_document,
-    resolve_settings,
 )
-from .sink import PASSAGE_TASK, ChunkRecord, SinkEmbeddingType, VectorSink
+from .sink import ChunkRecord, VectorSink
 from .writer import BackgroundWriter, WriteJob, write_job
 
 if TYPE_CHECKING:
-    from embedder_core import Embedder, LateChunkingOptions
+    from embedder_core import Embedder
 
 __all__ = [
     "CHUNK_COLUMNS",
     "TASK_CPUS",
     "ActorResources",
     "RayIngestReport",
+    "RayOptions",
     "actor_resources",
     "check_actor_options",
     "connect",
@@ -220,11 +224,9 @@ def plan_actors(
 def check_actor_options(
     actors: int | None, gpus_per_actor: float | None, cpus_per_actor: float | None
 ) -> None:
-    """Raise ``ValueError`` for an actor pool option that is not a positive number (or
-    None), before any Ray work."""
-    _check_optional_positive_int("actors", actors)
-    _check_optional_positive_number("gpus_per_actor", gpus_per_actor)
-    _check_optional_positive_number("cpus_per_actor", cpus_per_actor)
+    """Raise :class:`~jina_connectors.errors.OptionError` (a ``ValueError``) for an actor
+    pool option that is not a positive number (or None), before any Ray work."""
+    RayOptions(actors, gpus_per_actor, cpus_per_actor)
 
 
 def actor_resources(
@@ -259,31 +261,6 @@ def connect(address: str | None = None, **init_options: Any) -> None:
     if ray.is_initialized():
         return
     ray.init(address=address, **init_options)
-
-
-# --------------------------------------------------------------------------------------
-# Checks
-# --------------------------------------------------------------------------------------
-
-
-def _check_optional_positive_int(name: str, value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-
-
-def _check_optional_positive_number(name: str, value: Any) -> None:
-    if value is not None and (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a positive number or None, got {value!r}")
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -333,7 +310,11 @@ class _Options:
     settings: EmbeddingSettings
     columns: _Columns
     resources: ActorResources
-    batch_size: int
+    options: IngestOptions
+
+    @property
+    def batch_size(self) -> int:
+        return self.options.batch_size
 
     def job(self, **fields: Any) -> _EmbedJob:
         """The actors' job: this model's settings, and its quantization when the caller
@@ -344,55 +325,35 @@ class _Options:
             self.resources.device,
             self.resources.threads,
             quantization=getattr(self.embedder, "quantization", None),
+            on_error=self.options.on_error,
             **fields,
         )
 
 
-def _resolve(
-    *,
-    model: str | Embedder | None,
-    task: str,
-    dimensions: int | None,
-    embedding_type: str,
-    late_chunking: bool,
-    late_chunking_options: LateChunkingOptions | None,
-    chunker: str | Chunker,
-    chunk_size: int,
-    text_column: str,
-    id_column: str,
-    record_column: str | None,
-    actors: int | None,
-    gpus_per_actor: float | None,
-    cpus_per_actor: float | None,
-    batch_size: int,
-    on_error: str,
-) -> _Options:
-    """Options checked in order of cost: plain values, then the model, then the cluster."""
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("chunk_size", chunk_size)
-    check_actor_options(actors, gpus_per_actor, cpus_per_actor)
-    if on_error not in ("skip", "raise"):
-        raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
-    if not (callable(chunker) or chunker in BUILTIN_CHUNKERS):
-        raise ValueError(f"chunker must be 'sentences', 'tokens' or a callable, got {chunker!r}")
-    columns = _columns(text_column, id_column, record_column)
+def _driver_embedder(model: str | os.PathLike[str] | Embedder | None) -> Embedder:
+    """The model as the driver sees it: a given embedder, or the named model described from
+    its configuration (loaded here, on CPU, only if a check needs its weights: the actors
+    load their own)."""
     if model is None or isinstance(model, (str, os.PathLike)):
-        # On CPU: the driver only checks the settings against the model; the actors embed.
-        embedder = load_embedder(None if model is None else os.fspath(model), device="cpu")
-    else:
-        embedder = model
-    settings = resolve_settings(
-        embedder,
-        dimensions=dimensions,
-        embedding_type=embedding_type,
-        late_chunking=late_chunking,
-        late_chunking_options=late_chunking_options,
-        chunker=chunker,
-        chunk_size=chunk_size,
-        task=task,
-    )
-    resources = actor_resources(actors, gpus_per_actor, cpus_per_actor)
-    return _Options(embedder, settings, columns, resources, batch_size)
+        return deferred_embedder(  # type: ignore[return-value]
+            None if model is None else os.fspath(model), device="cpu"
+        )
+    return model
+
+
+def _resolve(
+    model: str | Embedder | None,
+    options: IngestOptions,
+    columns: _Columns,
+    pool: RayOptions,
+    settings: EmbeddingSettings | None = None,
+) -> _Options:
+    """The model check (unless the caller made ``settings`` already), then the cluster."""
+    embedder = _driver_embedder(model)
+    if settings is None:
+        settings = options.settings(embedder)
+    resources = actor_resources(pool.actors, pool.gpus_per_actor, pool.cpus_per_actor)
+    return _Options(embedder, settings, columns, resources, options)
 
 
 # --------------------------------------------------------------------------------------
@@ -664,7 +625,15 @@ class _DocumentEmbedder:
     def __call__(self, table: pa.Table) -> dict[str, np.ndarray]:
         job = self._job
         rows = _Rows(job.settings, job.with_status)
+        # Raised (on_error="raise"), or reported as status rows (the ingestion stream),
+        # else logged here.
+        policy = BadRecords(job.on_error, log=not job.with_status)
         statuses: list[tuple[str, InvalidDocumentError]] = []
+
+        def bad(kind: str, error: InvalidDocumentError) -> None:
+            policy.add(error)
+            statuses.append((kind, error))
+
         documents: list[Document] = []
         for item in _read_rows(table, job.columns):
             if self._todo is not None:  # the driver's first pass has seen every row
@@ -674,23 +643,18 @@ class _DocumentEmbedder:
             if isinstance(item, Document) and self._sink is not None:
                 item = metadata_error(self._sink, item) or item
             if isinstance(item, InvalidDocumentError):
-                statuses.append((_BAD_RECORD, item))
+                bad(_BAD_RECORD, item)
             else:
                 documents.append(item)
 
         def on_bad(error: InvalidDocumentError) -> None:
-            statuses.append((_BAD_DOCUMENT, error))
+            bad(_BAD_DOCUMENT, error)
 
         # With a sink (the workers path): only changed documents, checked against its
         # limits. Without (embed_dataset, the driver path): every document given.
         result = embed_batch(self._embedder, job.settings, documents, on_bad, sink=self._sink)
-        for kind, error in statuses:
-            if job.on_error == "raise":
-                raise error
-            if job.with_status:
-                rows.add_status(kind, error.record, error.reason)
-            else:
-                bad_record_logger.warning("skipped bad record %s", error)
+        for kind, error in statuses if job.with_status else ():
+            rows.add_status(kind, error.record, error.reason)
         for _ in range(result.skipped):
             rows.add_status(_SKIPPED)
         for prepared, records in result.embedded:
@@ -726,18 +690,11 @@ def embed_dataset(
     id_column: str = "id",
     record_column: str | None = None,
     model: str | Embedder | None = None,
-    task: str = PASSAGE_TASK,
-    dimensions: int | None = None,
-    embedding_type: SinkEmbeddingType = "float",
-    late_chunking: bool = True,
-    late_chunking_options: LateChunkingOptions | None = None,
-    chunker: str | Chunker = "sentences",
-    chunk_size: int = 256,
+    options: IngestOptions | None = None,
     actors: int | None = None,
     gpus_per_actor: float | None = None,
     cpus_per_actor: float | None = None,
-    batch_size: int = 16,
-    on_error: Literal["skip", "raise"] = "skip",
+    **keywords: Any,
 ) -> Dataset:
     """A Dataset of the chunks of ``ds``'s documents, embedded by a pool of actors.
 
@@ -753,8 +710,9 @@ def embed_dataset(
     bits for ``"ubinary"``), ``content_hash`` (``ingest``'s, for these settings) and
     ``metadata`` (JSON text).
 
-    The options mean what they mean for :func:`~jina_connectors.ingest` (``task`` may be
-    any of the model's tasks); ``batch_size`` is documents per actor call. Each actor loads
+    The options (keywords, or ``options=IngestOptions(...)``) mean what they mean for
+    :func:`~jina_connectors.ingest` (``task`` may be any of the model's tasks);
+    ``batch_size`` is documents per actor call. Each actor loads
     ``model`` once (``embedder_core.get_embedder``, by the canonical id the driver resolved:
     a directory must exist at the same path on every node, a Hub id in each node's cache).
     See :func:`plan_actors` for ``actors``, ``gpus_per_actor`` and ``cpus_per_actor``.
@@ -765,29 +723,12 @@ def embed_dataset(
     against the model, which this process loads once, on CPU, to do so (or pass a loaded
     ``Embedder``: its ``model_name`` is what the actors load).
     """
-    _check_dataset(ds, _columns(text_column, id_column, record_column))
-    options = _resolve(
-        model=model,
-        task=task,
-        dimensions=dimensions,
-        embedding_type=embedding_type,
-        late_chunking=late_chunking,
-        late_chunking_options=late_chunking_options,
-        chunker=chunker,
-        chunk_size=chunk_size,
-        text_column=text_column,
-        id_column=id_column,
-        record_column=record_column,
-        actors=actors,
-        gpus_per_actor=gpus_per_actor,
-        cpus_per_actor=cpus_per_actor,
-        batch_size=batch_size,
-        on_error=on_error,
-    )
-    job = options.job(
-        on_error=on_error,
-    )
-    return _embedded(ds, options, job)
+    checked = IngestOptions.of(options, **keywords)
+    pool = RayOptions(actors, gpus_per_actor, cpus_per_actor)
+    columns = _columns(text_column, id_column, record_column)
+    _check_dataset(ds, columns)
+    run = _resolve(model, checked, columns, pool)
+    return _embedded(ds, run, run.job())
 
 
 # --------------------------------------------------------------------------------------
@@ -829,20 +770,11 @@ def ingest_dataset(
     id_column: str = "id",
     record_column: str | None = None,
     model: str | Embedder | None = None,
-    dimensions: int | None = None,
-    embedding_type: SinkEmbeddingType = "float",
-    late_chunking: bool = True,
-    late_chunking_options: LateChunkingOptions | None = None,
-    chunker: str | Chunker = "sentences",
-    chunk_size: int = 256,
+    options: IngestOptions | None = None,
     actors: int | None = None,
     gpus_per_actor: float | None = None,
     cpus_per_actor: float | None = None,
-    batch_size: int = 16,
-    write_batch_size: int = 256,
-    max_pending_batches: int = 2,
-    on_error: Literal["skip", "raise"] = "skip",
-    show_progress: bool = True,
+    **keywords: Any,
 ) -> RayIngestReport:
     """Chunk, embed (``retrieval.passage``) and write the documents of ``ds`` into ``sink``
     with a pool of Ray actors; the same result as :func:`~jina_connectors.ingest` on the
@@ -860,73 +792,33 @@ def ingest_dataset(
     Where the writes run is ``report.write_path`` (see the module docs): from the workers
     for a database with a server (``sink.remote_opener()``), else from this process.
     """
-    for name, value in (
-        ("write_batch_size", write_batch_size),
-        ("max_pending_batches", max_pending_batches),
-    ):
-        _check_positive_int(name, value)
-    _check_dataset(ds, _columns(text_column, id_column, record_column))
-    options = _resolve(
-        model=model,
-        task=PASSAGE_TASK,
-        dimensions=dimensions,
-        embedding_type=embedding_type,
-        late_chunking=late_chunking,
-        late_chunking_options=late_chunking_options,
-        chunker=chunker,
-        chunk_size=chunk_size,
-        text_column=text_column,
-        id_column=id_column,
-        record_column=record_column,
-        actors=actors,
-        gpus_per_actor=gpus_per_actor,
-        cpus_per_actor=cpus_per_actor,
-        batch_size=batch_size,
-        on_error=on_error,
-    )
-    sink.ensure_collection(options.settings.spec)
+    checked = sink_options(options, keywords)
+    pool = RayOptions(actors, gpus_per_actor, cpus_per_actor)
+    columns = _columns(text_column, id_column, record_column)
+    _check_dataset(ds, columns)
+    return _ingest_dataset(ds, sink, _resolve(model, checked, columns, pool))
+
+
+def _ingest_dataset(ds: Dataset, sink: VectorSink, run: _Options) -> RayIngestReport:
+    """:func:`ingest_dataset` on checked options."""
+    sink.ensure_collection(run.settings.spec)
     started = time.perf_counter()
     opener = sink.remote_opener()
     if opener is not None:
-        report = _ingest_from_workers(
-            ds,
-            options,
-            opener,
-            write_batch_size=write_batch_size,
-            on_error=on_error,
-            show_progress=show_progress,
-        )
+        report = _ingest_from_workers(ds, run, opener)
         report.write_path_reason = (
             f"{sink!r} is a database server every worker can reach: the actors check and "
             "embed, Ray write tasks write"
         )
     else:
-        report = _ingest_from_driver(
-            ds,
-            sink,
-            options,
-            write_batch_size=write_batch_size,
-            max_pending_batches=max_pending_batches,
-            on_error=on_error,
-            show_progress=show_progress,
-        )
+        report = _ingest_from_driver(ds, sink, run)
         report.write_path_reason = (
             f"{sink!r} is an embedded database (or a client object) that only this process "
             "may open: the driver checks and writes, the actors embed"
         )
-    report.resources = options.resources
+    report.resources = run.resources
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _record_bad(
-    report: IngestReport, error: InvalidDocumentError, on_error: str, lock: threading.Lock
-) -> None:
-    if on_error == "raise":
-        raise error
-    bad_record_logger.warning("skipped bad record %s", error)
-    with lock:
-        report.errors.append(error)
 
 
 # -- the workers path --------------------------------------------------------------------
@@ -967,6 +859,8 @@ class _ChunkDatasink(Datasink[_WriteSummary]):
 
     def write(self, blocks: Iterable[Any], ctx: Any) -> _WriteSummary:
         summary = _WriteSummary()
+        # Raised, or returned to the driver (which logs them).
+        bad = BadRecords(self._on_error, summary.errors, log=False)
         sink = self._opener()
         try:
             for block in blocks:
@@ -979,7 +873,7 @@ class _ChunkDatasink(Datasink[_WriteSummary]):
                 summary.documents += stream.skipped + stream.embedded
                 for error, counted in stream.bad:
                     summary.documents += counted
-                    self._bad(summary, error)
+                    bad.add(error)
                 if stream.documents:
                     outcome = write_job(
                         sink,
@@ -988,15 +882,10 @@ class _ChunkDatasink(Datasink[_WriteSummary]):
                     )
                     summary.points_written += outcome.points_written
                     for error in outcome.errors:
-                        self._bad(summary, error)
+                        bad.add(error)
         finally:
             sink.close()
         return summary
-
-    def _bad(self, summary: _WriteSummary, error: InvalidDocumentError) -> None:
-        if self._on_error == "raise":
-            raise error
-        summary.errors.append(error)
 
     def on_write_complete(self, write_result: Any) -> None:
         for part in write_result.write_returns:
@@ -1023,23 +912,17 @@ def _invalid_document_in(error: BaseException) -> InvalidDocumentError | None:
 
 
 def _ingest_from_workers(
-    ds: Dataset,
-    options: _Options,
-    opener: Callable[[], VectorSink],
-    *,
-    write_batch_size: int,
-    on_error: str,
-    show_progress: bool,
+    ds: Dataset, options: _Options, opener: Callable[[], VectorSink]
 ) -> RayIngestReport:
-    job = options.job(
-        opener=opener,
-        with_status=True,
+    on_error = options.options.on_error
+    job = options.job(opener=opener, with_status=True)
+    datasink = _ChunkDatasink(
+        opener,
+        options.settings,
+        write_batch_size=options.options.write_batch_size,
         on_error=on_error,
     )
-    datasink = _ChunkDatasink(
-        opener, options.settings, write_batch_size=write_batch_size, on_error=on_error
-    )
-    with _run_context(ds, show_progress):
+    with _run_context(ds, options.options.show_progress):
         try:
             _embedded(ds, options, job).write_datasink(
                 datasink,
@@ -1172,32 +1055,22 @@ def _documents_to_embed(
     return todo
 
 
-def _ingest_from_driver(
-    ds: Dataset,
-    sink: VectorSink,
-    options: _Options,
-    *,
-    write_batch_size: int,
-    max_pending_batches: int,
-    on_error: str,
-    show_progress: bool,
-) -> RayIngestReport:
+def _ingest_from_driver(ds: Dataset, sink: VectorSink, options: _Options) -> RayIngestReport:
     from tqdm import tqdm
 
+    run = options.options
+    on_error, show_progress = run.on_error, run.show_progress
     report = RayIngestReport(write_path="driver")
+    policy = run.bad_records()
+    report.errors = policy.errors
     lock = threading.Lock()  # the writer thread reports too
-
-    def bad(error: InvalidDocumentError) -> None:
-        _record_bad(report, error, on_error, lock)
+    bad = policy.add
 
     with _run_context(ds, show_progress):
         todo = _documents_to_embed(ds, sink, options, report, bad)
         if not todo:
             return report
-        job = options.job(
-            with_status=True,
-            on_error=on_error,
-        )
+        job = options.job(with_status=True)
         chunks = _embedded(ds, options, job, todo=ray.put(frozenset(todo)))
         with tqdm(
             desc=f"ingest → {sink.collection}",
@@ -1214,8 +1087,8 @@ def _ingest_from_driver(
 
             with BackgroundWriter(
                 sink,
-                write_batch_size=write_batch_size,
-                max_pending=max_pending_batches,
+                write_batch_size=run.write_batch_size,
+                max_pending=run.max_pending_batches,
                 on_written=on_written,
                 on_bad=bad,
             ) as writer:
@@ -1247,23 +1120,14 @@ _RECORD_COLUMN = "record"
 
 
 def _all_stored_unchanged(
-    rows: list[dict[str, Any]], sink: VectorSink, options: dict[str, Any]
+    rows: list[dict[str, Any]], sink: VectorSink, settings: EmbeddingSettings
 ) -> RayIngestReport | None:
     """When every row is stored complete with its content hash, the report of a run that
     skips them all (no Ray started, no model loaded); else None (a custom chunker, whose
     spans are the user's code, is left to the actors)."""
-    if not rows or callable(options["chunker"]):
+    if not rows or settings.custom_chunker is not None:
         return None
     started = time.perf_counter()
-    settings = resolve_settings(
-        options["model"],
-        dimensions=options["dimensions"],
-        embedding_type=options["embedding_type"],
-        late_chunking=options["late_chunking"],
-        late_chunking_options=options["late_chunking_options"],
-        chunker=options["chunker"],
-        chunk_size=options["chunk_size"],
-    )
     if not sink.check_collection(settings.spec):
         return None  # a new collection: everything is to embed
     prepared = [
@@ -1293,24 +1157,13 @@ def ingest_documents(
     sink: VectorSink,
     *,
     model: str | Embedder | None = None,
-    dimensions: int | None = None,
-    embedding_type: SinkEmbeddingType = "float",
-    late_chunking: bool = True,
-    late_chunking_options: LateChunkingOptions | None = None,
-    chunker: str | Chunker = "sentences",
-    chunk_size: int = 256,
+    options: IngestOptions | None = None,
     actors: int | None = None,
     gpus_per_actor: float | None = None,
     cpus_per_actor: float | None = None,
-    batch_size: int = 16,
-    write_batch_size: int = 256,
-    max_pending_batches: int = 2,
-    on_error: Literal["skip", "raise"] = "skip",
-    show_progress: bool = True,
-    root: str | os.PathLike[str] | None = None,
-    sync: bool = False,
     address: str | None = None,
     init_options: Mapping[str, Any] | None = None,
+    **keywords: Any,
 ) -> RayIngestReport:
     """:func:`ingest_dataset` on what :func:`~jina_connectors.ingest` takes (texts, records,
     ``.txt``/``.md``/``.jsonl`` files and folders): this process reads them with
@@ -1327,20 +1180,13 @@ def ingest_documents(
     with ``address`` and ``init_options``) only when something is to embed: when every
     document is stored unchanged (their content hashes, computed here), nothing runs on Ray.
     """
-    # The cheap checks before reading anything (the model and the sink are checked next).
-    for name, value in (
-        ("batch_size", batch_size),
-        ("chunk_size", chunk_size),
-        ("write_batch_size", write_batch_size),
-        ("max_pending_batches", max_pending_batches),
-    ):
-        _check_positive_int(name, value)
-    check_actor_options(actors, gpus_per_actor, cpus_per_actor)
-    if on_error not in ("skip", "raise"):
-        raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
-    scopes = check_sources(documents, root=root, sync=sync)
+    # Every option, before reading anything (the model and the sink are checked next).
+    checked = sink_options(options, keywords)
+    pool = RayOptions(actors, gpus_per_actor, cpus_per_actor)
+    root = checked.root
+    scopes = check_sources(documents, root=root, sync=checked.sync)
     check_id_scheme(sink, documents, root)
-    report_errors: list[InvalidDocumentError] = []
+    policy = checked.bad_records()
     empty: list[EmptyDocumentError] = []
     rows: list[dict[str, Any]] = []
     items = iter_documents(documents, root=root)
@@ -1350,10 +1196,7 @@ def ingest_documents(
                 empty.append(item)
                 continue
             if isinstance(item, InvalidDocumentError):
-                if on_error == "raise":
-                    raise item
-                bad_record_logger.warning("skipped bad record %s", item)
-                report_errors.append(item)
+                policy.add(item)
                 continue
             rows.append(
                 {
@@ -1365,38 +1208,22 @@ def ingest_documents(
             )
     finally:
         items.close()
-    options: dict[str, Any] = {
-        "model": model,
-        "dimensions": dimensions,
-        "embedding_type": embedding_type,
-        "late_chunking": late_chunking,
-        "late_chunking_options": late_chunking_options,
-        "chunker": chunker,
-        "chunk_size": chunk_size,
-        "batch_size": batch_size,
-        "write_batch_size": write_batch_size,
-        "max_pending_batches": max_pending_batches,
-        "on_error": on_error,
-        "show_progress": show_progress,
-    }
-    if isinstance(model, (str, os.PathLike)) or model is None:
-        # Once here, for the settings of the check below and of the run (on CPU: the
-        # actors load their own).
-        model = load_embedder(None if model is None else os.fspath(model), device="cpu")
-        options["model"] = model
-    unchanged = _all_stored_unchanged(rows, sink, options)
+    report_errors = policy.errors
+    # The model check, once, here (described from its configuration: the actors load it).
+    started = time.perf_counter()
+    embedder = _driver_embedder(model)
+    settings = checked.settings(embedder)
+    unchanged = _all_stored_unchanged(rows, sink, settings)
     if unchanged is not None:  # nothing to embed: start no Ray at all
         unchanged.errors, unchanged.empty = report_errors, empty
         if scopes:
             delete_unseen(sink, scopes, {row["id"] for row in rows}, unchanged)
         return unchanged
-    if not rows:  # nothing to embed: check the settings and the collection, start no actor
-        from .pipeline import ingest
-
-        nothing = ingest([], sink, **options)
+    if not rows:  # nothing to embed: check the collection, start no actor
+        sink.ensure_collection(settings.spec, lazy=True)
         report = RayIngestReport(
             documents=0,
-            seconds=nothing.seconds,
+            seconds=time.perf_counter() - started,
             errors=report_errors,
             empty=empty,
             write_path_reason="no document to embed, so no Ray work ran",
@@ -1405,15 +1232,9 @@ def ingest_documents(
             delete_unseen(sink, scopes, set(), report)
         return report
     connect(address, **(init_options or {}))
-    report = ingest_dataset(
-        ray.data.from_items(rows),
-        sink,
-        record_column=_RECORD_COLUMN,
-        actors=actors,
-        gpus_per_actor=gpus_per_actor,
-        cpus_per_actor=cpus_per_actor,
-        **options,
-    )
+    columns = _columns("text", "id", _RECORD_COLUMN)
+    run = _resolve(embedder, checked, columns, pool, settings)
+    report = _ingest_dataset(ray.data.from_items(rows), sink, run)
     report.errors[:0] = report_errors
     report.empty = empty
     if scopes:

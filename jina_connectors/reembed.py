@@ -39,18 +39,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .documents import Document
 from .errors import CollectionMismatchError, InvalidDocumentError
+from .ingestion.options import IngestOptions
 from .pipeline import (
     EmbeddingSettings,
     IngestInterrupted,
     IngestReport,
     PreparedDocument,
-    bad_record_logger,
     changed_documents,
     check_records,
     content_hash,
     embed_isolating,
     metadata_error,
-    resolve_settings,
 )
 from .sink import PASSAGE_TASK, ChunkRecord, CollectionSpec, VectorSink, resolve_embedder
 from .writer import BackgroundWriter, WriteJob
@@ -184,41 +183,36 @@ def reembed(
     :class:`CollectionMismatchError` for a source of foreign points;
     :class:`TextsNotStoredError` when the source does not store its texts.
     """
-    for name, value in (
-        ("batch_size", batch_size),
-        ("write_batch_size", write_batch_size),
-        ("max_pending_batches", max_pending_batches),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if on_error not in ("skip", "raise"):
-        raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+    options = IngestOptions.of(
+        task=task,
+        dimensions=dimensions,
+        embedding_type="float" if embedding_type is None else embedding_type,
+        late_chunking=late_chunking,
+        late_chunking_options=late_chunking_options,
+        chunker=_stored_chunks,
+        batch_size=batch_size,
+        write_batch_size=write_batch_size,
+        max_pending_batches=max_pending_batches,
+        on_error=on_error,
+        show_progress=show_progress,
+    )
     if source._where() == target._where() or source is target:
         raise ValueError(
             f"source and target are the same {source._where()}; re-embed into a new collection"
         )
     old = source_spec(source)
     embedder = resolve_embedder(model)
-    settings = resolve_settings(
-        embedder,
-        task=task,
-        dimensions=dimensions,
-        embedding_type=old.embedding_type if embedding_type is None else embedding_type,
-        late_chunking=late_chunking,
-        late_chunking_options=late_chunking_options,
-        chunker=_stored_chunks,
-    )
+    if embedding_type is None:
+        options = replace(options, embedding_type=old.embedding_type)
+    settings = options.settings(embedder)
     target.ensure_collection(settings.spec, lazy=True)
 
     report = IngestReport()
     lock = threading.Lock()  # the writer thread reports too
 
-    def on_bad(error: InvalidDocumentError) -> None:
-        if on_error == "raise":
-            raise error
-        bad_record_logger.warning("skipped bad record %s", error)
-        with lock:
-            report.errors.append(error)
+    bad = options.bad_records()
+    report.errors = bad.errors
+    on_bad = bad.add
 
     started = time.perf_counter()
     progress: _PointsProgress | None = None

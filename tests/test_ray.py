@@ -562,6 +562,38 @@ def test_only_a_database_server_is_opened_from_the_workers(
         assert other._options == sink._options
 
 
+# -- one IngestOptions for both engines -------------------------------------------------------
+
+
+def test_the_same_options_give_the_same_points_by_ingest_and_by_ray(
+    local_ray: LocalRay, tiny_jina_dir: Path
+) -> None:
+    """Options given once (``options=IngestOptions(...)``, not the defaults) mean the same to
+    both engines: the same point ids, payloads and vectors."""
+    from jina_connectors.ingestion.options import IngestOptions
+    from jina_connectors.ray import ingest_documents
+
+    options = IngestOptions(
+        dimensions=32,
+        chunker="tokens",
+        chunk_size=8,
+        late_chunking_window=24,
+        late_chunking_overlap=4,
+        batch_size=2,
+        show_progress=False,
+    )
+    records = CORPUS_V1[:3]
+    with QdrantSink("local", location=":memory:") as sink:
+        ingest(records, sink, model=str(tiny_jina_dir), options=options)
+        local = dump_qdrant(sink.client, "local")
+    with QdrantSink("ray", location=":memory:") as sink:
+        report = ingest_documents(records, sink, model=str(tiny_jina_dir), options=options)
+        assert report.resources is not None  # it ran on Ray
+        by_ray = dump_qdrant(sink.client, "ray")
+    assert len(local) > len(records)  # several chunks per document
+    assert_same_collection(by_ray, local)
+
+
 # -- the CLI -------------------------------------------------------------------------------
 
 
