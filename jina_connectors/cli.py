@@ -313,6 +313,9 @@ class IngestFlags:
     actors: int | None = None
     gpus_per_actor: float | None = None
     verbose: bool = False
+    #: ``paths`` checked (:func:`~jina_connectors.documents.check_sources`), as the run reads
+    #: them.
+    sources: Any = None
 
 
 def ingest_options(ctx: typer.Context, **flags: Any) -> IngestOptions:
@@ -340,12 +343,7 @@ def ingest(
     ctx: typer.Context,
     paths: Annotated[
         list[Path],
-        typer.Argument(
-            help="Files (.txt, .md, .jsonl) or folders of them.",
-            exists=True,
-            readable=True,
-            show_default=False,
-        ),
+        typer.Argument(help="Files (.txt, .md, .jsonl) or folders of them.", show_default=False),
     ],
     db: DbOption = Database.qdrant,
     collection: CollectionOption = DEFAULT_COLLECTION,
@@ -388,9 +386,7 @@ def ingest(
     root: Annotated[
         Path | None,
         typer.Option(
-            exists=True,
-            file_okay=False,
-            help="Make document ids paths relative to this folder [default: absolute paths].",
+            help="Make document ids paths relative to this folder [default: absolute paths]."
         ),
     ] = None,
     sync: Annotated[
@@ -534,8 +530,6 @@ def _sync_summary(report: IngestReport, paths: Sequence[Path]) -> str:
 
 def _check_ingest_flags(options: IngestFlags, ctx: typer.Context) -> IngestFlags:
     """Flag combinations and paths: no store, no model, no network."""
-    from .documents import check_source_path
-
     _check_quantization(options.model, options.quantization)
 
     ray_flags = {
@@ -568,14 +562,26 @@ def _check_ingest_flags(options: IngestFlags, ctx: typer.Context) -> IngestFlags
         raise typer.BadParameter(
             f"applies to --db qdrant, not {db.value}", param_hint="'--binary-quantization'"
         )
+    from .documents import check_sources
+
     root = options.options.root
-    for path in options.paths:
-        try:
-            check_source_path(path, root)
-        except SourcePathError as error:
-            hint = "'--root'" if root is not None and path.exists() else "'PATHS'"
-            raise typer.BadParameter(str(error), param_hint=hint) from None
-    return options
+    try:  # the paths' one check: the run reads them as checked here
+        sources = check_sources(options.paths, root=root, sync=options.options.sync)
+    except SourcePathError as error:
+        raise _source_path_error(error, root) from None
+    return replace(options, sources=sources)
+
+
+def _source_path_error(error: SourcePathError, root: Path | None) -> typer.BadParameter:
+    """A path (or --root) that cannot be read, worded as typer words a missing path."""
+    path = Path(error.path)
+    if root is not None and error.path == str(root):
+        reason = error.reason if path.exists() else f"dir {error.path!r} does not exist"
+        return typer.BadParameter(reason, param_hint="'--root'")
+    if not path.exists():
+        return typer.BadParameter(f"path {error.path!r} does not exist", param_hint="'paths'")
+    hint = "'--root'" if root is not None else "'PATHS'"
+    return typer.BadParameter(str(error), param_hint=hint)
 
 
 def _check_model(options: IngestOptions, info: ModelInfo) -> CollectionSpec | None:
@@ -624,7 +630,7 @@ def _check_id_scheme(options: IngestFlags, sink: VectorSink) -> None:
     from .pipeline import check_id_scheme
 
     try:
-        check_id_scheme(sink, options.paths, options.options.root)
+        check_id_scheme(sink, options.sources, options.options.root)
     except IdSchemeError as error:
         root = error.stored_root
         before = "without --root" if root is None else f"with --root {root}"
@@ -662,7 +668,7 @@ def _run_ingest(options: IngestFlags, sink: VectorSink) -> IngestReport:
         embedder = _embedder_for(options)
         # Bad records are listed after the run; per-record warnings would repeat them.
         logging.getLogger(bad_record_logger.name).setLevel(logging.ERROR)
-        return run_ingest(options.paths, sink, model=embedder, options=options.options)
+        return run_ingest(options.sources, sink, model=embedder, options=options.options)
     except IngestInterrupted as interrupted:
         raise Interrupted(_interrupted_message(interrupted.report, where)) from None
     except KeyboardInterrupt:  # while the model loaded

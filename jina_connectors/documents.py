@@ -185,6 +185,8 @@ def input_size(sources: object) -> int | None:
     """The input bytes of ``sources`` when known upfront (paths: their files' sizes; texts and
     records of a list: their texts' UTF-8 lengths); None for a stream (a generator)."""
     items: list[Any]
+    if isinstance(sources, CheckedSources):
+        sources = sources.documents
     if isinstance(sources, (str, Mapping, os.PathLike, Document)):
         items = [sources]
     elif isinstance(sources, (list, tuple)):
@@ -208,6 +210,66 @@ def input_size(sources: object) -> int | None:
         elif isinstance(item, Mapping) and isinstance(item.get("text"), str):
             total += len(item["text"].encode("utf-8", "surrogatepass"))
     return total
+
+
+#: The ids a path owns for ``sync=True``: (prefix they start with, pattern they fully match).
+SyncScope = tuple[str, re.Pattern[str]]
+
+
+@dataclass(frozen=True)
+class CheckedSources:
+    """Documents whose given paths were checked once (:func:`check_sources`), with the
+    ``root`` their ids are relative to and, for a sync, the scopes it deletes in.
+    :func:`iter_documents`, ``ingest`` and the Ray engine read them without checking those
+    paths again (a path a stream yields is checked when it is reached)."""
+
+    documents: Any
+    root: Path | None = None
+    #: With ``sync=True``: the ids each given path owns (:func:`sync_scope`); else None.
+    scopes: tuple[SyncScope, ...] | None = None
+    checked: frozenset[str] = frozenset()
+
+
+def given_paths(documents: object) -> list[os.PathLike[str]]:
+    """The paths among ``documents`` that can be checked before the run (not a stream's)."""
+    if isinstance(documents, CheckedSources):
+        documents = documents.documents
+    if isinstance(documents, os.PathLike):
+        return [documents]
+    if isinstance(documents, (list, tuple)):
+        return [d for d in documents if isinstance(d, os.PathLike)]
+    return []
+
+
+def check_sources(
+    documents: object, *, root: str | os.PathLike[str] | None = None, sync: bool = False
+) -> CheckedSources:
+    """Check the paths among ``documents`` once, before anything is read or written
+    (:class:`SourcePathError`); with ``sync``, also the scopes whose unseen documents the
+    run deletes after it (``documents`` must then be paths: ``ValueError``). Sources
+    checked already with the same ``root`` (and scopes, for a sync) come back as they are."""
+    root_path = None if root is None else Path(root)
+    if isinstance(documents, CheckedSources):
+        same_root = root is None or root_path == documents.root
+        if same_root and (not sync or documents.scopes is not None):
+            return documents
+        root_path = root_path if root is not None else documents.root
+        documents = documents.documents
+    paths = given_paths(documents)
+    not_all_paths = isinstance(documents, (list, tuple)) and len(paths) != len(documents)
+    if sync and (not paths or not_all_paths):
+        raise ValueError(
+            "sync=True needs documents given as paths (a Path, or a list of Paths of files "
+            "and folders): only then is it known which stored documents they own"
+        )
+    for path in paths:
+        check_source_path(path, root_path)
+    scopes = None
+    if sync:
+        scopes = tuple(
+            scope for scope in (sync_scope(path, root_path) for path in paths) if scope is not None
+        )
+    return CheckedSources(documents, root_path, scopes, frozenset(os.fspath(p) for p in paths))
 
 
 def check_source_path(path: str | os.PathLike[str], root: str | os.PathLike[str] | None) -> None:
@@ -239,12 +301,14 @@ def _files_of(path: Path) -> Iterator[Path]:
 
 
 def _documents_of_path(
-    path: Path, root: Path | None, seen_files: set[Path]
+    path: Path, root: Path | None, seen_files: set[Path], *, checked: bool = False
 ) -> Generator[Document | InvalidDocumentError, None, None]:
     """The documents of a file or folder; a file already read in this run (reached again
     through another path) is skipped. A ``.jsonl`` file is read lazily and its handle is
-    closed as soon as the generator is closed (``with`` inside a generator)."""
-    check_source_path(path, root)
+    closed as soon as the generator is closed (``with`` inside a generator). ``checked``:
+    :func:`check_sources` checked ``path`` (else it is checked here, when reached)."""
+    if not checked:
+        check_source_path(path, root)
     for file in _files_of(path):
         resolved = file.resolve()
         if resolved in seen_files:
@@ -306,7 +370,7 @@ def _documents_of_jsonl(
 
 
 def iter_documents(
-    sources: DocumentSource | Iterable[DocumentSource],
+    sources: DocumentSource | Iterable[DocumentSource] | CheckedSources,
     *,
     root: str | os.PathLike[str] | None = None,
 ) -> Generator[Document | InvalidDocumentError, None, None]:
@@ -318,16 +382,22 @@ def iter_documents(
     the scheme of this module's docstring (``root``: make file ids relative to it). A file
     reached twice (``docs`` and ``docs/sub``, a symlink) is read once; other duplicate ids are
     bad records. A path that does not exist, is not a document file or folder, or lies
-    outside ``root`` raises :class:`SourcePathError` when it is reached.
+    outside ``root`` raises :class:`SourcePathError` when it is reached, unless
+    :func:`check_sources` checked it (``sources`` is its :class:`CheckedSources`, whose
+    ``root`` applies).
 
     Files are read lazily. Close the generator (``close()``, or ``contextlib.closing``) when
     you stop early: that closes the file being read at once, and ``sources`` too when it is a
     generator. :func:`~jina_connectors.pipeline.ingest` always closes it.
     """
+    checked: frozenset[str] = frozenset()
+    if isinstance(sources, CheckedSources):
+        sources = check_sources(sources, root=root)
+        root, checked, sources = sources.root, sources.checked, sources.documents
     if isinstance(sources, (str, Mapping, os.PathLike, Document)):
         sources = [sources]
     try:
-        yield from _validated(sources, None if root is None else Path(root))
+        yield from _validated(sources, None if root is None else Path(root), checked)
     finally:
         # A generator handed in (``iter_documents(...)`` itself, a generator of the
         # caller's) is closed with this one: a failed ingest must not keep its file open
@@ -337,7 +407,7 @@ def iter_documents(
 
 
 def _validated(
-    sources: Iterable[DocumentSource], root: Path | None
+    sources: Iterable[DocumentSource], root: Path | None, checked: frozenset[str]
 ) -> Generator[Document | InvalidDocumentError, None, None]:
     seen: dict[str, str] = {}
     seen_files: set[Path] = set()
@@ -351,7 +421,9 @@ def _validated(
         elif isinstance(source, Mapping):
             items = [_guarded(_document_from_record, source, record, None)]
         elif isinstance(source, os.PathLike):
-            items = _documents_of_path(Path(source), root, seen_files)
+            items = _documents_of_path(
+                Path(source), root, seen_files, checked=os.fspath(source) in checked
+            )
         else:
             items = [InvalidDocumentError(record, f"unsupported type {type(source).__name__}")]
         try:

@@ -23,7 +23,6 @@ import hashlib
 import itertools
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,16 +31,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .documents import (
+    CheckedSources,
     Document,
     DocumentSource,
-    check_source_path,
+    check_sources,
     document_files,
     file_id,
     file_id_spellings,
+    given_paths,
     input_size,
     iter_documents,
-    sync_scope,
 )
+from .documents import SyncScope as SyncScope  # re-exported
 from .errors import EmptyDocumentError, IdSchemeError, InvalidDocumentError
 from .ingestion.options import BUILTIN_CHUNKERS as BUILTIN_CHUNKERS  # re-exported
 from .ingestion.options import CUSTOM_CHUNKER as CUSTOM_CHUNKER
@@ -64,9 +65,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from embedder_core import Embedder, LateChunkingOptions
-
-#: The ids a path owns for ``sync=True``: (prefix they start with, pattern they fully match).
-SyncScope = tuple[str, re.Pattern[str]]
 
 
 @dataclass
@@ -565,7 +563,7 @@ def metadata_error(sink: VectorSink, document: Document) -> InvalidDocumentError
 
 
 def document_batches(
-    documents: DocumentSource | Iterable[DocumentSource],
+    documents: DocumentSource | Iterable[DocumentSource] | CheckedSources,
     batch_size: int,
     sink: VectorSink,
     on_bad: Callable[[InvalidDocumentError], None],
@@ -607,7 +605,7 @@ def document_batches(
 
 
 def ingest(
-    documents: DocumentSource | Iterable[DocumentSource],
+    documents: DocumentSource | Iterable[DocumentSource] | CheckedSources,
     sink: VectorSink,
     *,
     model: str | Embedder | None = None,
@@ -664,9 +662,9 @@ def ingest(
     :mod:`jina_connectors.ingest`); Ctrl-C raises :class:`IngestInterrupted` with the report.
     """
     options = sink_options(options, keywords)
-    root = options.root
-    scopes = check_sources(documents, root=root, sync=options.sync)
-    check_id_scheme(sink, documents, root)
+    sources = check_sources(documents, root=options.root, sync=options.sync)
+    root = sources.root
+    check_id_scheme(sink, sources, root)
     embedder = resolve_embedder(model)
     settings = options.settings(embedder)
     sink.ensure_collection(settings.spec, lazy=True)
@@ -683,7 +681,7 @@ def ingest(
 
     started = time.perf_counter()
     progress = IngestProgress(
-        input_size(documents),
+        input_size(sources),
         description=f"ingest → {sink.collection}",
         enabled=options.show_progress,
     )
@@ -696,7 +694,7 @@ def ingest(
         progress.stats(**counts)
 
     batches = document_batches(
-        documents, options.batch_size, sink, on_bad, root=root, on_empty=on_empty
+        sources, options.batch_size, sink, on_bad, root=root, on_empty=on_empty
     )
     complete = False
     try:
@@ -721,8 +719,8 @@ def ingest(
                 )
                 report.chunks += len(job.records)
                 writer.put(job)
-        if scopes:
-            delete_unseen(sink, scopes, seen, report)
+        if sources.scopes:
+            delete_unseen(sink, sources.scopes, seen, report)
         complete = True
     except KeyboardInterrupt as interrupt:
         report.seconds = time.perf_counter() - started
@@ -732,27 +730,6 @@ def ingest(
         progress.close(complete=complete)
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _given_paths(documents: object) -> list[os.PathLike[str]]:
-    """The paths among ``documents`` that can be checked before the run (not a stream's)."""
-    if isinstance(documents, os.PathLike):
-        return [documents]
-    if isinstance(documents, (list, tuple)):
-        return [d for d in documents if isinstance(d, os.PathLike)]
-    return []
-
-
-def check_sources(
-    documents: object, *, root: str | os.PathLike[str] | None, sync: bool
-) -> list[SyncScope]:
-    """Check the paths among ``documents`` before anything is read or written
-    (:class:`~jina_connectors.errors.SourcePathError`); with ``sync``, the scopes whose
-    unseen documents :func:`delete_unseen` deletes after the run."""
-    scopes = _sync_scopes(documents, root) if sync else []
-    for path in _given_paths(documents):
-        check_source_path(path, root)
-    return scopes
 
 
 #: Files of a run whose other ids :func:`check_id_scheme` looks up: a collection written
@@ -769,7 +746,7 @@ def check_id_scheme(
     anything is written: the file would be stored twice. One lookup of at most
     :data:`ID_SCHEME_SAMPLE` files' other ids (every folder above each could have been a
     root)."""
-    files = (f for f in document_files(_given_paths(documents)) if f.suffix.lower() != ".jsonl")
+    files = (f for f in document_files(given_paths(documents)) if f.suffix.lower() != ".jsonl")
     others: dict[str, tuple[Path, str, str]] = {}  # chunk 0 id -> (file, its id, other id)
     for file in itertools.islice(files, ID_SCHEME_SAMPLE):
         try:
@@ -788,24 +765,8 @@ def check_id_scheme(
         raise IdSchemeError(sink._where(), str(file), stored, own, stored_root)
 
 
-def _sync_scopes(documents: object, root: str | os.PathLike[str] | None) -> list[SyncScope]:
-    paths = _given_paths(documents)
-    if not paths or (isinstance(documents, (list, tuple)) and len(paths) != len(documents)):
-        raise ValueError(
-            "sync=True needs documents given as paths (a Path, or a list of Paths of files "
-            "and folders): only then is it known which stored documents they own"
-        )
-    scopes = []
-    for path in paths:
-        check_source_path(path, root)
-        scope = sync_scope(path, root)
-        if scope is not None:
-            scopes.append(scope)
-    return scopes
-
-
 def delete_unseen(
-    sink: VectorSink, scopes: list[SyncScope], seen: set[str], report: IngestReport
+    sink: VectorSink, scopes: Sequence[SyncScope], seen: set[str], report: IngestReport
 ) -> None:
     """The deletion of ``sync=True``: stored documents in the scopes that the run did not
     read, except those a bad record of the run may still hold (an unreadable file would

@@ -61,7 +61,14 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
     ) from error
 
 from ._loading import deferred_embedder
-from .documents import Document, DocumentSource, iter_documents, text_document_id
+from .documents import (
+    CheckedSources,
+    Document,
+    DocumentSource,
+    check_sources,
+    iter_documents,
+    text_document_id,
+)
 from .errors import EmptyDocumentError, InvalidDocumentError
 from .ingestion.options import (
     BadRecords,
@@ -77,7 +84,6 @@ from .pipeline import (
     changed_documents,
     check_id_scheme,
     check_records,
-    check_sources,
     delete_unseen,
     embed_batch,
     metadata_error,
@@ -1153,7 +1159,7 @@ def _all_stored_unchanged(
 
 
 def ingest_documents(
-    documents: DocumentSource | Iterable[DocumentSource],
+    documents: DocumentSource | Iterable[DocumentSource] | CheckedSources,
     sink: VectorSink,
     *,
     model: str | Embedder | None = None,
@@ -1183,13 +1189,13 @@ def ingest_documents(
     # Every option, before reading anything (the model and the sink are checked next).
     checked = sink_options(options, keywords)
     pool = RayOptions(actors, gpus_per_actor, cpus_per_actor)
-    root = checked.root
-    scopes = check_sources(documents, root=root, sync=checked.sync)
-    check_id_scheme(sink, documents, root)
+    sources = check_sources(documents, root=checked.root, sync=checked.sync)
+    root, scopes = sources.root, sources.scopes
+    check_id_scheme(sink, sources, root)
     policy = checked.bad_records()
     empty: list[EmptyDocumentError] = []
     rows: list[dict[str, Any]] = []
-    items = iter_documents(documents, root=root)
+    items = iter_documents(sources)
     try:
         for item in items:
             if isinstance(item, EmptyDocumentError):
