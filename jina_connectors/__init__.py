@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 # The submodule first: importing it later would rebind ``jina_connectors.ingest`` from the
 # function to the module (the import system sets a package attribute on first import only).
 from . import ingest as _ingest_module  # noqa: F401
-from .documents import Document, iter_documents
 from .errors import (
     CollectionMismatchError,
     EmptyDocumentError,
@@ -27,8 +26,9 @@ from .errors import (
     StoreLockedError,
     StoreNotFoundError,
 )
-from .ingestion.options import IngestOptions
-from .pipeline import EmbeddingSettings, IngestInterrupted, IngestReport, ingest
+from .ingestion.documents import Document, iter_documents
+from .ingestion.options import EmbeddingSettings, IngestOptions
+from .ingestion.run import IngestInterrupted, IngestReport, ingest
 from .sink import (
     ChunkRecord,
     ChunkState,

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from embedder_core import Embedder, ModelInfo
 
     from .ingestion.options import IngestOptions
-    from .pipeline import IngestReport
+    from .ingestion.run import IngestReport
     from .sink import VectorSink
 
 #: The reranker of a bare ``search --rerank``: ``$JINA_CONNECTORS_RERANKER``, else this.
@@ -313,8 +313,8 @@ class IngestFlags:
     actors: int | None = None
     gpus_per_actor: float | None = None
     verbose: bool = False
-    #: ``paths`` checked (:func:`~jina_connectors.documents.check_sources`), as the run reads
-    #: them.
+    #: ``paths`` checked once (:func:`~jina_connectors.ingestion.documents.check_sources`),
+    #: as the run reads them.
     sources: Any = None
 
 
@@ -562,7 +562,7 @@ def _check_ingest_flags(options: IngestFlags, ctx: typer.Context) -> IngestFlags
         raise typer.BadParameter(
             f"applies to --db qdrant, not {db.value}", param_hint="'--binary-quantization'"
         )
-    from .documents import check_sources
+    from .ingestion.documents import check_sources
 
     root = options.options.root
     try:  # the paths' one check: the run reads them as checked here
@@ -627,7 +627,7 @@ def _check_id_scheme(options: IngestFlags, sink: VectorSink) -> None:
     """Files the collection holds under ids of another --root are refused (they would be
     stored twice), before the model loads."""
     from .errors import IdSchemeError
-    from .pipeline import check_id_scheme
+    from .ingestion.run import check_id_scheme
 
     try:
         check_id_scheme(sink, options.sources, options.options.root)
@@ -644,7 +644,8 @@ def _check_id_scheme(options: IngestFlags, sink: VectorSink) -> None:
 
 
 def _run_ingest(options: IngestFlags, sink: VectorSink) -> IngestReport:
-    from .pipeline import IngestInterrupted, IngestReport, bad_record_logger
+    from .ingestion.options import bad_record_logger
+    from .ingestion.run import IngestInterrupted, IngestReport
 
     run_ingest: Any
     if options.engine is Engine.ray:
@@ -662,7 +663,7 @@ def _run_ingest(options: IngestFlags, sink: VectorSink) -> IngestReport:
             },
         )
     else:
-        from .pipeline import ingest as run_ingest
+        from .ingestion.run import ingest as run_ingest
     where = f"{options.db.value} collection {options.collection!r} in {sink.location}"
     try:
         embedder = _embedder_for(options)
@@ -684,7 +685,7 @@ RAY_MIN_INPUT_BYTES = 4 * 1024 * 1024
 def _ray_fallback(options: IngestFlags) -> IngestFlags:
     """--engine ray on a small input, with no cluster named (--ray-address, $RAY_ADDRESS,
     --actors, --gpus-per-actor): the local engine, said in one line."""
-    from .documents import input_size
+    from .ingestion.documents import input_size
 
     named = options.ray_address or os.environ.get("RAY_ADDRESS")
     if options.engine is not Engine.ray or named or options.actors or options.gpus_per_actor:
@@ -1116,9 +1117,9 @@ def reembed(
     """Embed the collection -c again with another --model into a new collection --into, from
     the texts it stores: same point ids, texts, offsets and metadata, new vectors. Re-running
     skips what is already stored, so an interrupted run is completed by running it again."""
-    from .pipeline import IngestInterrupted
-    from .reembed import TextsNotStoredError, source_spec
-    from .reembed import reembed as run_reembed
+    from .ingestion.reembed import TextsNotStoredError, source_spec
+    from .ingestion.reembed import reembed as run_reembed
+    from .ingestion.run import IngestInterrupted
 
     options = ingest_options(
         ctx,
@@ -1220,7 +1221,7 @@ def _sink_beside(db: Database, source: VectorSink, name: str, location: str | No
 def _as_path_id(text: str) -> str:
     """``text`` read as a file path, in the form of a file's document id (its canonical
     absolute path, as ``ingest`` makes it without --root); a trailing / is kept."""
-    from .documents import file_id
+    from .ingestion.documents import file_id
 
     spelled = file_id(Path(text).expanduser())
     return spelled + "/" if text.endswith("/") and not spelled.endswith("/") else spelled

@@ -3,9 +3,9 @@
 Documents go in (strings, ``{"id", "text", "metadata"}`` dicts, or ``.txt``/``.md``/``.jsonl``
 paths and folders), are chunked and embedded with ``retrieval.passage`` (late chunking by
 default), and are written to a :class:`VectorSink` in batches while the next batch is
-being embedded. The code lives in :mod:`~jina_connectors.documents` (reading),
-:mod:`~jina_connectors.pipeline` (settings, hashing, change detection, embedding),
-:mod:`~jina_connectors.writer` (the background writer) and :mod:`~jina_connectors.sink`
+being embedded. The code lives in :mod:`jina_connectors.ingestion`: ``documents`` (reading),
+``options`` (the options, checked once), ``stages`` (hashing, change detection, embedding),
+``run`` (``ingest``), ``writer`` (the background writer); and :mod:`~jina_connectors.sink`
 (records and the sink base class); this module re-exports their public names.
 
 Idempotence and crash safety (the design every sink relies on):
@@ -30,17 +30,6 @@ Idempotence and crash safety (the design every sink relies on):
 
 from __future__ import annotations
 
-from .documents import (
-    DOCUMENT_SUFFIXES,
-    MAX_DOC_ID_CHARS,
-    SOURCE_KEY,
-    Document,
-    DocumentSource,
-    file_id,
-    iter_documents,
-    sync_scope,
-    text_document_id,
-)
 from .errors import (
     CollectionMismatchError,
     EmptyDocumentError,
@@ -51,15 +40,28 @@ from .errors import (
     StoreLockedError,
     StoreNotFoundError,
 )
-from .ingestion.options import BadRecords, IngestOptions
-from .pipeline import (
+from .ingestion.documents import (
+    DOCUMENT_SUFFIXES,
+    MAX_DOC_ID_CHARS,
+    SOURCE_KEY,
+    Document,
+    DocumentSource,
+    SyncScope,
+    file_id,
+    iter_documents,
+    sync_scope,
+    text_document_id,
+)
+from .ingestion.options import (
+    BadRecords,
     Chunker,
     EmbeddingSettings,
-    IngestInterrupted,
-    IngestReport,
-    PreparedDocument,
-    SyncScope,
+    IngestOptions,
     bad_record_logger,
+)
+from .ingestion.run import IngestInterrupted, IngestReport, ingest
+from .ingestion.stages import (
+    PreparedDocument,
     changed_documents,
     check_records,
     chunk_records,
@@ -67,12 +69,12 @@ from .pipeline import (
     document_batches,
     embed_isolating,
     embed_records,
-    ingest,
     is_input_error,
     passage_spec,
     prepare_document,
     resolve_settings,
 )
+from .ingestion.writer import BackgroundWriter, WriteJob, WriteOutcome, write_job
 from .sink import (
     CHUNK_NAMESPACE,
     DEFAULT_COLLECTION,
@@ -97,7 +99,6 @@ from .sink import (
     resolve_embedder,
     with_retries,
 )
-from .writer import BackgroundWriter, WriteJob, WriteOutcome, write_job
 
 __all__ = [
     "CHUNK_NAMESPACE",

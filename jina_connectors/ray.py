@@ -7,9 +7,9 @@ actors, one model each, keeping every guarantee of :func:`jina_connectors.ingest
   :func:`ingest_documents` does the same for what ``ingest`` reads (texts, records, files).
 - :func:`connect`: join a Ray cluster, or start a local Ray.
 
-The actors run the pipeline's own stages (:func:`~jina_connectors.pipeline.embed_batch`:
+The actors run the pipeline's own stages (:func:`~jina_connectors.ingestion.stages.embed_batch`:
 hashing, change detection, embedding with bad-record isolation, the sink's record checks);
-writes go through :func:`~jina_connectors.writer.write_job`. This module only moves rows
+writes go through :func:`~jina_connectors.ingestion.writer.write_job`. This module only moves rows
 between Ray and those stages.
 
 Documents stay whole: a row is a document, and a batch is whole rows, so late chunking sees
@@ -26,7 +26,7 @@ Where the writes happen (``RayIngestReport.write_path`` says which ran, and why)
   pass of Ray tasks hashes every document; the driver looks the hashes up in the database
   and hands the actors the ids still to embed (so unchanged documents are not embedded
   here either); the driver then streams the actors' output (``iter_batches``) through the
-  pipeline's :class:`~jina_connectors.writer.BackgroundWriter`. The input dataset is read
+  pipeline's :class:`~jina_connectors.ingestion.writer.BackgroundWriter`. The input dataset is read
   twice; ``ds.materialize()`` it first if reading it is expensive.
 
 Resources (see :func:`plan_actors`): actors reserve fractional CPUs, so that the read tasks and
@@ -61,7 +61,8 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
     ) from error
 
 from ._loading import deferred_embedder
-from .documents import (
+from .errors import EmptyDocumentError, InvalidDocumentError
+from .ingestion.documents import (
     CheckedSources,
     Document,
     DocumentSource,
@@ -69,7 +70,6 @@ from .documents import (
     iter_documents,
     text_document_id,
 )
-from .errors import EmptyDocumentError, InvalidDocumentError
 from .ingestion.options import (
     BadRecords,
     EmbeddingSettings,
@@ -78,19 +78,17 @@ from .ingestion.options import (
     bad_record_logger,
     sink_options,
 )
-from .pipeline import (
-    IngestReport,
+from .ingestion.run import IngestReport, check_id_scheme, delete_unseen
+from .ingestion.stages import (
     PreparedDocument,
     changed_documents,
-    check_id_scheme,
     check_records,
-    delete_unseen,
     embed_batch,
     metadata_error,
     prepare_document,
 )
+from .ingestion.writer import BackgroundWriter, WriteJob, write_job
 from .sink import ChunkRecord, VectorSink
-from .writer import BackgroundWriter, WriteJob, write_job
 
 if TYPE_CHECKING:
     from embedder_core import Embedder
@@ -596,7 +594,7 @@ class _EmbedJob:
 
 class _DocumentEmbedder:
     """A Ray Data actor: one model (``get_embedder`` in the constructor) that embeds batches
-    of document rows through :func:`~jina_connectors.pipeline.embed_batch`.
+    of document rows through :func:`~jina_connectors.ingestion.stages.embed_batch`.
 
     ``todo`` (the driver path): the ids still to embed, as the driver found them; every
     other row was counted, skipped or reported by the driver's first pass and is dropped.
@@ -744,7 +742,7 @@ def embed_dataset(
 
 @dataclass
 class RayIngestReport(IngestReport):
-    """:class:`~jina_connectors.pipeline.IngestReport` of a Ray run, plus where the writes
+    """:class:`~jina_connectors.ingestion.run.IngestReport` of a Ray run, plus where the writes
     ran (``"workers"``: Ray write tasks; ``"driver"``: this process's background writer),
     why, and the actor pool used."""
 
@@ -843,8 +841,8 @@ class _WriteSummary:
 
 class _ChunkDatasink(Datasink[_WriteSummary]):
     """Writes the ingestion stream from Ray write tasks: each task opens the sink, writes
-    every block's documents as one :func:`~jina_connectors.writer.write_job` (upserts, then
-    the stale-chunk deletion), and returns its counts and bad records."""
+    every block's documents as one :func:`~jina_connectors.ingestion.writer.write_job`
+    (upserts, then the stale-chunk deletion), and returns its counts and bad records."""
 
     def __init__(
         self,
@@ -1173,7 +1171,7 @@ def ingest_documents(
 ) -> RayIngestReport:
     """:func:`ingest_dataset` on what :func:`~jina_connectors.ingest` takes (texts, records,
     ``.txt``/``.md``/``.jsonl`` files and folders): this process reads them with
-    :func:`~jina_connectors.documents.iter_documents` (the same ids, record names, checks
+    :func:`~jina_connectors.ingestion.documents.iter_documents` (the same ids, record names, checks
     and duplicate detection as ``ingest``), then hands them to Ray as one Dataset.
 
     The documents are held in memory and copied into Ray's object store, and files are read

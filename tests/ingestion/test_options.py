@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from jina_connectors.documents import Document
 from jina_connectors.errors import InvalidDocumentError, OptionError
+from jina_connectors.ingestion.documents import Document
 from jina_connectors.ingestion.options import BadRecords, IngestOptions
-from jina_connectors.pipeline import content_hash
+from jina_connectors.ingestion.stages import content_hash
 
 # One bad value per checked field (what a user could type).
 BAD_VALUES: dict[str, dict[str, Any]] = {

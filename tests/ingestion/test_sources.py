@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from jina_connectors import documents
-from jina_connectors.documents import CheckedSources, check_sources, iter_documents
 from jina_connectors.errors import SourcePathError
+from jina_connectors.ingestion import documents
+from jina_connectors.ingestion.documents import CheckedSources, check_sources, iter_documents
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_each_path_is_checked_once_in_a_python_run(
     folder: Path, monkeypatch: pytest.MonkeyPatch, minilm_dir: Path
 ) -> None:
     from jina_connectors.ingestion.options import IngestOptions
-    from jina_connectors.pipeline import ingest
+    from jina_connectors.ingestion.run import ingest
     from jina_connectors.qdrant import QdrantSink
 
     calls = spy_path_checks(monkeypatch)

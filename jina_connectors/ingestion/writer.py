@@ -15,8 +15,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .errors import InvalidDocumentError
-from .sink import ChunkRecord, VectorSink
+from ..errors import InvalidDocumentError
+from ..sink import ChunkRecord, VectorSink
 
 logger = logging.getLogger("jina_connectors.writer")
 

@@ -7,12 +7,12 @@ and written into the new collection with the same point ids and payloads. Only w
 the model changes: ``model``, ``task``, ``dimensions``, ``embedding_type`` and
 ``content_hash``.
 
-It runs the ingestion pipeline's own stages (:mod:`jina_connectors.pipeline`): a document
+It runs the ingestion pipeline's own stages (:mod:`jina_connectors.ingestion.stages`): a document
 whose chunks are stored complete in the new collection with the same content hash is skipped
-(:func:`~jina_connectors.pipeline.changed_documents`), the others are embedded
-(:func:`~jina_connectors.pipeline.embed_isolating`) and written by the background writer
+(:func:`~jina_connectors.ingestion.stages.changed_documents`), the others are embedded
+(:func:`~jina_connectors.ingestion.stages.embed_isolating`) and written by the background writer
 (upsert, then stale-chunk deletion). So a run is idempotent, and an interrupted run is
-completed by running it again, exactly as for :func:`~jina_connectors.pipeline.ingest`.
+completed by running it again, exactly as for :func:`~jina_connectors.ingestion.run.ingest`.
 
 How a document is rebuilt: its chunks keep their boundaries (the ``start``/``end`` stored
 with each chunk), which the new model embeds as a custom chunker's spans. With late chunking
@@ -37,13 +37,12 @@ from contextlib import closing
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..errors import CollectionMismatchError, InvalidDocumentError
+from ..sink import PASSAGE_TASK, ChunkRecord, CollectionSpec, VectorSink, resolve_embedder
 from .documents import Document
-from .errors import CollectionMismatchError, InvalidDocumentError
-from .ingestion.options import IngestOptions
-from .pipeline import (
-    EmbeddingSettings,
-    IngestInterrupted,
-    IngestReport,
+from .options import EmbeddingSettings, IngestOptions
+from .run import IngestInterrupted, IngestReport
+from .stages import (
     PreparedDocument,
     changed_documents,
     check_records,
@@ -51,7 +50,6 @@ from .pipeline import (
     embed_isolating,
     metadata_error,
 )
-from .sink import PASSAGE_TASK, ChunkRecord, CollectionSpec, VectorSink, resolve_embedder
 from .writer import BackgroundWriter, WriteJob
 
 if TYPE_CHECKING:

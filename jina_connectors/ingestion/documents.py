@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Union
 
-from .errors import EmptyDocumentError, InvalidDocumentError, SourcePathError
+from ..errors import EmptyDocumentError, InvalidDocumentError, SourcePathError
 
 DocumentSource = Union[str, Mapping[str, Any], "os.PathLike[str]", "Document"]
 DOCUMENT_SUFFIXES = (".txt", ".md", ".jsonl")
@@ -388,7 +388,7 @@ def iter_documents(
 
     Files are read lazily. Close the generator (``close()``, or ``contextlib.closing``) when
     you stop early: that closes the file being read at once, and ``sources`` too when it is a
-    generator. :func:`~jina_connectors.pipeline.ingest` always closes it.
+    generator. :func:`~jina_connectors.ingestion.run.ingest` always closes it.
     """
     checked: frozenset[str] = frozenset()
     if isinstance(sources, CheckedSources):
