@@ -60,9 +60,9 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
         "jina_connectors.ray needs Ray Data: pip install 'jina-connectors[ray]'"
     ) from error
 
-from ._loading import deferred_embedder
-from .errors import EmptyDocumentError, InvalidDocumentError
-from .ingestion.documents import (
+from .._loading import deferred_embedder
+from ..errors import EmptyDocumentError, InvalidDocumentError
+from ..ingestion.documents import (
     CheckedSources,
     Document,
     DocumentSource,
@@ -70,7 +70,7 @@ from .ingestion.documents import (
     iter_documents,
     text_document_id,
 )
-from .ingestion.options import (
+from ..ingestion.options import (
     BadRecords,
     EmbeddingSettings,
     IngestOptions,
@@ -78,8 +78,8 @@ from .ingestion.options import (
     bad_record_logger,
     sink_options,
 )
-from .ingestion.run import IngestReport, check_id_scheme, delete_unseen
-from .ingestion.stages import (
+from ..ingestion.run import IngestReport, check_id_scheme, delete_unseen
+from ..ingestion.stages import (
     PreparedDocument,
     changed_documents,
     check_records,
@@ -87,8 +87,8 @@ from .ingestion.stages import (
     metadata_error,
     prepare_document,
 )
-from .ingestion.writer import BackgroundWriter, WriteJob, write_job
-from .sink import ChunkRecord, VectorSink
+from ..ingestion.writer import BackgroundWriter, WriteJob, write_job
+from ..sink import ChunkRecord, VectorSink
 
 if TYPE_CHECKING:
     from embedder_core import Embedder
