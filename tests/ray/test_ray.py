@@ -252,6 +252,25 @@ def test_embed_dataset_equals_embed_documents_row_for_row(
             np.testing.assert_allclose(row["embedding"], chunk.embedding, atol=1e-5)
 
 
+def test_the_input_metadata_json_is_decoded_once_and_copied_to_the_output(
+    local_ray: LocalRay, tiny_jina_dir: Path
+) -> None:
+    """A row whose metadata is its JSON text alone keeps that text, as given (compact,
+    non-ASCII): the actor decodes it once, to hash the document, and copies the text to the
+    output instead of encoding the metadata again."""
+    given = ['{"b":1,"a":"été"}', '{"n": 2,  "tags": ["x"]}']
+    items = [
+        {"id": f"doc-{i}", "text": "One short text. With two sentences.", "metadata": text}
+        for i, text in enumerate(given)
+    ]
+    out = embed_dataset(
+        ray.data.from_items(items), model=str(tiny_jina_dir), chunk_size=8, actors=1
+    ).take_all()
+    assert {row["doc_id"]: row["metadata"] for row in out} == {
+        f"doc-{i}": text for i, text in enumerate(given)
+    }
+
+
 def test_embed_dataset_runs_jina_v2_as_embed_documents(
     local_ray: LocalRay, tiny_jina_v2_dir: Path
 ) -> None:
