@@ -24,9 +24,11 @@ from . import adapters as _adapters
 # ``.reembed``) from the function to the module (the import system sets a package attribute
 # on a submodule's first import).
 from . import ingest as _ingest_module  # noqa: F401
-from . import reembed as _reembed_module
 from ._lazy import lazy_getattr
-from .documents import Document, iter_documents
+
+with warnings.catch_warnings():  # the old path, quietly: the same rebinding applies to it
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from . import reembed as _reembed_module
 from .errors import (
     CollectionMismatchError,
     CollectionNotFoundError,
@@ -34,11 +36,14 @@ from .errors import (
     IdSchemeError,
     InvalidDocumentError,
     MissingApiKeyError,
+    OptionError,
     SourcePathError,
     StoreLockedError,
     StoreNotFoundError,
 )
-from .pipeline import IngestInterrupted, IngestReport, ingest
+from .ingestion.documents import Document, iter_documents
+from .ingestion.options import IngestOptions
+from .ingestion.run import IngestInterrupted, IngestReport, ingest
 from .sinks.base import VectorSink
 from .sinks.records import CollectionSpec, Hit, SearchFilter
 
@@ -73,7 +78,7 @@ _LEFT_THE_FACE = {
     "ChunkState": "jina_connectors.sinks",
     "CollectionInfo": "jina_connectors.sinks",
     "chunk_id": "jina_connectors.sinks",
-    "EmbeddingSettings": "jina_connectors.pipeline",
+    "EmbeddingSettings": "jina_connectors.ingestion.options",
     "RemoteReranker": "jina_connectors.server.rerank_client",
 }
 
@@ -86,6 +91,7 @@ __all__ = [
     "Hit",
     "IdSchemeError",
     "IngestInterrupted",
+    "IngestOptions",
     "IngestReport",
     "InvalidDocumentError",
     "JinaDocumentEmbedder",
@@ -99,6 +105,7 @@ __all__ = [
     "JinaTextEmbedder",
     "MilvusSink",
     "MissingApiKeyError",
+    "OptionError",
     "PineconeSink",
     "QdrantSink",
     "RayJinaLateChunking",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,6 +29,24 @@ def load_embedder(
     from embedder_core import get_embedder
 
     return get_embedder(model, device=device, dtype=dtype, quantization=quantization)
+
+
+def deferred_embedder(
+    model: str | None, *, device: str | None = None, quantization: str | None = None
+) -> Embedder | DeferredEmbedder:
+    """``model`` described from its configuration and loaded (on ``device``) only when
+    something needs its weights (:class:`DeferredEmbedder`); a server URL, or a config that
+    does not give the width, is loaded now."""
+    from embedder_core import default_model, inspect_model
+
+    load = partial(load_embedder, model, device=device, quantization=quantization)
+    name = model or default_model()
+    if "://" in name:
+        return load()
+    info = inspect_model(name)
+    if info.dimension is None:
+        return load()
+    return DeferredEmbedder(info, load, quantization=quantization)
 
 
 def check_options(embedder: Embedder, *, tasks: tuple[str, ...], dimensions: int | None) -> None:
@@ -58,6 +77,7 @@ class DeferredEmbedder:
         self.dimension = info.dimension
         self.max_tokens = info.max_tokens
         self.tasks = info.tasks
+        self.supports_late_chunking = info.supports_late_chunking
         self.quantization = quantization  # as requested (Ray actors load with it)
         self._load = load
         self._embedder: Embedder | None = None

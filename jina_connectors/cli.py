@@ -38,19 +38,21 @@ from .errors import (
     CollectionMismatchError,
     CollectionNotFoundError,
     MissingApiKeyError,
+    OptionError,
     SourcePathError,
     StoreLockedError,
     StoreNotFoundError,
 )
-from .sink import DEFAULT_COLLECTION, PASSAGE_TASK, CollectionSpec
 from .sinks import open as sinks_open
 from .sinks.open import check_collection_listed, check_store_unlocked
+from .sinks.records import DEFAULT_COLLECTION, PASSAGE_TASK, CollectionSpec
 
 if TYPE_CHECKING:
-    from embedder_core import Embedder, LateChunkingOptions, ModelInfo
+    from embedder_core import Embedder, ModelInfo
 
-    from .pipeline import IngestReport
-    from .sink import VectorSink
+    from .ingestion.options import IngestOptions
+    from .ingestion.run import IngestReport
+    from .sinks.base import VectorSink
 
 #: The reranker of a bare ``search --rerank``: ``$JINA_CONNECTORS_RERANKER``, else this.
 DEFAULT_RERANKER = "jina-reranker-v3"
@@ -114,7 +116,7 @@ ModelOption = Annotated[
 ]
 DimensionsOption = Annotated[
     int | None,
-    typer.Option(min=1, help="Matryoshka dimensions [default: the model's full width]."),
+    typer.Option(help="Matryoshka dimensions [default: the model's full width]."),
 ]
 QuantizationOption = Annotated[
     Quantization | None,
@@ -216,43 +218,54 @@ def _model_not_found(name: str, error: Exception) -> str:
 
 
 @dataclass(frozen=True)
-class IngestOptions:
-    """The ``ingest`` flags, checked (everything here is known before any model loads)."""
+class IngestFlags:
+    """The ``ingest`` command: its checked :class:`IngestOptions` (every option of the run)
+    and the flags that only say where and how it runs."""
 
+    options: IngestOptions
     paths: list[Path]
     db: Database
     collection: str
     location: str | None
     model: str | None
-    dimensions: int | None
-    late_chunking: bool
-    late_chunking_options: LateChunkingOptions | None
-    chunk_size: int
-    chunker: ChunkerName
-    embedding_type: VectorType
-    batch_size: int
     binary_quantization: bool
-    root: Path | None
-    sync: bool
-    progress: bool
     quantization: Quantization | None = None
     engine: Engine = Engine.local
     ray_address: str | None = None
     actors: int | None = None
     gpus_per_actor: float | None = None
     verbose: bool = False
+    #: ``paths`` checked once (:func:`~jina_connectors.ingestion.documents.check_sources`),
+    #: as the run reads them.
+    sources: Any = None
+
+
+def ingest_options(ctx: typer.Context, **flags: Any) -> IngestOptions:
+    """:class:`IngestOptions` of the flags named as its fields; a bad value is a usage
+    error naming the flag (``--`` + the field with ``-``)."""
+    from .ingestion.options import IngestOptions
+
+    try:
+        return IngestOptions(**flags)
+    except OptionError as error:
+        raise flag_error(error, ctx) from None
+
+
+def flag_error(error: OptionError, ctx: typer.Context | None = None) -> Exception:
+    """The usage error of a bad flag, worded as typer words its own bounds."""
+    if error.minimum is not None:
+        problem = UsageProblem(f"{error.flag} must be at least {error.minimum}, got {error.value}")
+        problem.ctx = ctx  # main adds "see '... --help'" as for typer's own bounds
+        return problem
+    return typer.BadParameter(error.reason, ctx=ctx, param_hint=f"'{error.flag}'")
 
 
 @app.command()
 def ingest(
+    ctx: typer.Context,
     paths: Annotated[
         list[Path],
-        typer.Argument(
-            help="Files (.txt, .md, .jsonl) or folders of them.",
-            exists=True,
-            readable=True,
-            show_default=False,
-        ),
+        typer.Argument(help="Files (.txt, .md, .jsonl) or folders of them.", show_default=False),
     ],
     db: DbOption = Database.qdrant,
     collection: CollectionOption = DEFAULT_COLLECTION,
@@ -270,7 +283,6 @@ def ingest(
     late_chunking_window: Annotated[
         int | None,
         typer.Option(
-            min=1,
             help="Late chunking: tokens per window of a document longer than one window "
             "[default: the model's limit].",
         ),
@@ -278,18 +290,17 @@ def ingest(
     late_chunking_overlap: Annotated[
         int | None,
         typer.Option(
-            min=0,
             help="Late chunking: tokens of left context each window keeps [default: 512].",
         ),
     ] = None,
-    chunk_size: Annotated[int, typer.Option(min=1, help="Maximum tokens per chunk.")] = 256,
+    chunk_size: Annotated[int, typer.Option(help="Maximum tokens per chunk.")] = 256,
     chunker: Annotated[
         ChunkerName, typer.Option(help="Chunk by sentences or by tokens.")
     ] = ChunkerName.sentences,
     embedding_type: Annotated[
         VectorType, typer.Option(help="'ubinary': packed bits, Hamming (Milvus only).")
     ] = VectorType.float,
-    batch_size: Annotated[int, typer.Option(min=1, help="Documents embedded together.")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Documents embedded together.")] = 16,
     binary_quantization: Annotated[
         bool,
         typer.Option(help="Qdrant: create the collection with binary quantization."),
@@ -297,9 +308,7 @@ def ingest(
     root: Annotated[
         Path | None,
         typer.Option(
-            exists=True,
-            file_okay=False,
-            help="Make document ids paths relative to this folder [default: absolute paths].",
+            help="Make document ids paths relative to this folder [default: absolute paths]."
         ),
     ] = None,
     sync: Annotated[
@@ -322,7 +331,7 @@ def ingest(
     ] = None,
     actors: Annotated[
         int | None,
-        typer.Option(min=1, help="Ray actors, one model each [default: one per node or GPU]."),
+        typer.Option(help="Ray actors, one model each [default: one per node or GPU]."),
     ] = None,
     gpus_per_actor: Annotated[
         float | None,
@@ -338,32 +347,35 @@ def ingest(
     whatever path reaches it; a .jsonl line's id is its record's "id", else FILE:LINE.
     """
     options = _check_ingest_flags(
-        IngestOptions(
+        IngestFlags(
+            options=ingest_options(
+                ctx,
+                dimensions=dimensions,
+                embedding_type=embedding_type.value,
+                late_chunking=late_chunking,
+                late_chunking_window=late_chunking_window,
+                late_chunking_overlap=late_chunking_overlap,
+                chunker=chunker.value,
+                chunk_size=chunk_size,
+                batch_size=batch_size,
+                show_progress=progress,
+                root=root,
+                sync=sync,
+            ),
             paths=paths,
             db=db,
             collection=collection,
             location=location,
             model=model,
-            dimensions=dimensions,
-            late_chunking=late_chunking,
-            late_chunking_options=_late_chunking_options(
-                late_chunking, late_chunking_window, late_chunking_overlap
-            ),
-            chunk_size=chunk_size,
-            chunker=chunker,
-            embedding_type=embedding_type,
-            batch_size=batch_size,
             binary_quantization=binary_quantization,
-            root=root,
-            sync=sync,
-            progress=progress,
             quantization=quantization,
             engine=engine,
             ray_address=ray_address,
             actors=actors,
             gpus_per_actor=gpus_per_actor,
             verbose=verbose,
-        )
+        ),
+        ctx,
     )
     options = _ray_fallback(options)
     engine = options.engine
@@ -371,7 +383,7 @@ def ingest(
         _check_pinecone_key()
     check_store_unlocked(db, location)
     info = inspect_model(model)
-    spec = _check_model(options, info) if info is not None else None
+    spec = _check_model(options.options, info) if info is not None else None
     with closing(
         open_sink(db, collection, location, binary_quantization=binary_quantization)
     ) as sink:
@@ -438,26 +450,8 @@ def _sync_summary(report: IngestReport, paths: Sequence[Path]) -> str:
     return line
 
 
-def _late_chunking_options(
-    late_chunking: bool, window: int | None, overlap: int | None
-) -> LateChunkingOptions | None:
-    if window is None and overlap is None:
-        return None
-    if not late_chunking:
-        flag = "--late-chunking-window" if window is not None else "--late-chunking-overlap"
-        raise typer.BadParameter(
-            "applies to late chunking; drop it or --no-late-chunking", param_hint=f"'{flag}'"
-        )
-    from embedder_core import LateChunkingOptions
-
-    given = {"window": window, "overlap": overlap}
-    return LateChunkingOptions(**{k: v for k, v in given.items() if v is not None})
-
-
-def _check_ingest_flags(options: IngestOptions) -> IngestOptions:
+def _check_ingest_flags(options: IngestFlags, ctx: typer.Context) -> IngestFlags:
     """Flag combinations and paths: no store, no model, no network."""
-    from .documents import check_source_path
-
     _check_quantization(options.model, options.quantization)
 
     ray_flags = {
@@ -468,13 +462,14 @@ def _check_ingest_flags(options: IngestOptions) -> IngestOptions:
     given = [flag for flag, value in ray_flags.items() if value is not None]
     if options.engine is Engine.local and given:
         raise typer.BadParameter(f"{', '.join(given)} need --engine ray", param_hint="'--engine'")
-    if options.gpus_per_actor is not None and not options.gpus_per_actor > 0:
-        raise typer.BadParameter(
-            f"must be a positive number, got {options.gpus_per_actor}",
-            param_hint="'--gpus-per-actor'",
-        )
+    from .ingestion.options import RayOptions
+
+    try:
+        RayOptions(options.actors, options.gpus_per_actor)
+    except OptionError as error:
+        raise flag_error(error, ctx) from None
     db = options.db
-    if options.embedding_type is VectorType.ubinary and db is not Database.milvus:
+    if options.options.embedding_type == VectorType.ubinary.value and db is not Database.milvus:
         hint = (
             "for 1-bit vectors in RAM use --binary-quantization (float vectors, rescored), "
             "or store packed bits with --db milvus"
@@ -489,28 +484,36 @@ def _check_ingest_flags(options: IngestOptions) -> IngestOptions:
         raise typer.BadParameter(
             f"applies to --db qdrant, not {db.value}", param_hint="'--binary-quantization'"
         )
-    for path in options.paths:
-        try:
-            check_source_path(path, options.root)
-        except SourcePathError as error:
-            hint = "'--root'" if options.root is not None and path.exists() else "'PATHS'"
-            raise typer.BadParameter(str(error), param_hint=hint) from None
-    return options
+    from .ingestion.documents import check_sources
+
+    root = options.options.root
+    try:  # the paths' one check: the run reads them as checked here
+        sources = check_sources(options.paths, root=root, sync=options.options.sync)
+    except SourcePathError as error:
+        raise _source_path_error(error, root) from None
+    return replace(options, sources=sources)
+
+
+def _source_path_error(error: SourcePathError, root: Path | None) -> typer.BadParameter:
+    """A path (or --root) that cannot be read, worded as typer words a missing path."""
+    path = Path(error.path)
+    if root is not None and error.path == str(root):
+        reason = error.reason if path.exists() else f"dir {error.path!r} does not exist"
+        return typer.BadParameter(reason, param_hint="'--root'")
+    if not path.exists():
+        return typer.BadParameter(f"path {error.path!r} does not exist", param_hint="'paths'")
+    hint = "'--root'" if root is not None else "'PATHS'"
+    return typer.BadParameter(str(error), param_hint=hint)
 
 
 def _check_model(options: IngestOptions, info: ModelInfo) -> CollectionSpec | None:
-    """The options against the model's configuration; the collection spec they write."""
-    wanted, width = options.dimensions, info.dimension
-    if wanted is not None and width is not None and wanted > width:
-        raise typer.BadParameter(
-            f"{wanted} is more than the {width} dimensions of {info.model}",
-            param_hint="'--dimensions'",
-        )
-    if options.late_chunking and not info.supports_late_chunking:
-        raise CommandError(
-            f"{info.model} pools one token per text ({info.pooling} pooling), so it cannot "
-            "late-chunk: add --no-late-chunking"
-        )
+    """The options against the model's configuration (no weights loaded); the collection
+    spec they write (None when the configuration does not give the width)."""
+    try:
+        options.check_model(info)
+    except OptionError as error:
+        raise flag_error(error) from None
+    # A CLI rule only: Python callers may embed chunks over the limit (the core cuts them).
     if not options.late_chunking and options.chunk_size > info.max_tokens:
         raise typer.BadParameter(
             f"{options.chunk_size} tokens is over the {info.max_tokens}-token limit of "
@@ -518,13 +521,12 @@ def _check_model(options: IngestOptions, info: ModelInfo) -> CollectionSpec | No
             f"it would be cut; use --chunk-size {info.max_tokens} or less, or late chunking",
             param_hint="'--chunk-size'",
         )
-    dimensions = options.dimensions or info.dimension
-    if dimensions is None:  # the config does not say: the load will tell
+    if info.dimension is None:  # the config does not say: the load will tell
         return None
-    return CollectionSpec(info.model, dimensions, options.embedding_type.value, PASSAGE_TASK)
+    return options.settings(info).spec
 
 
-def _check_collection(options: IngestOptions, sink: VectorSink, spec: CollectionSpec) -> None:
+def _check_collection(options: IngestFlags, sink: VectorSink, spec: CollectionSpec) -> None:
     """An existing collection must match what this run writes (checked before the load)."""
     try:
         sink.check_collection(spec)
@@ -543,18 +545,19 @@ def _check_collection(options: IngestOptions, sink: VectorSink, spec: Collection
         ) from None
 
 
-def _check_id_scheme(options: IngestOptions, sink: VectorSink) -> None:
+def _check_id_scheme(options: IngestFlags, sink: VectorSink) -> None:
     """Files the collection holds under ids of another --root are refused (they would be
     stored twice), before the model loads."""
     from .errors import IdSchemeError
-    from .pipeline import check_id_scheme
+    from .ingestion.run import check_id_scheme
 
     try:
-        check_id_scheme(sink, options.paths, options.root)
+        check_id_scheme(sink, options.sources, options.options.root)
     except IdSchemeError as error:
         root = error.stored_root
         before = "without --root" if root is None else f"with --root {root}"
-        now = "without --root" if options.root is None else f"with --root {options.root}"
+        root_flag = options.options.root
+        now = "without --root" if root_flag is None else f"with --root {root_flag}"
         raise CommandError(
             f"{error.where} holds {error.path} as {error.stored_id!r}, ingested {before}; "
             f"this run {now} would store it a second time as {error.new_id!r}. Ingest "
@@ -562,8 +565,9 @@ def _check_id_scheme(options: IngestOptions, sink: VectorSink) -> None:
         ) from None
 
 
-def _run_ingest(options: IngestOptions, sink: VectorSink) -> IngestReport:
-    from .pipeline import IngestInterrupted, IngestReport, bad_record_logger
+def _run_ingest(options: IngestFlags, sink: VectorSink) -> IngestReport:
+    from .ingestion.options import bad_record_logger
+    from .ingestion.run import IngestInterrupted, IngestReport
 
     run_ingest: Any
     if options.engine is Engine.ray:
@@ -581,27 +585,13 @@ def _run_ingest(options: IngestOptions, sink: VectorSink) -> IngestReport:
             },
         )
     else:
-        from .pipeline import ingest as run_ingest
+        from .ingestion.run import ingest as run_ingest
     where = f"{options.db.value} collection {options.collection!r} in {sink.location}"
     try:
         embedder = _embedder_for(options)
         # Bad records are listed after the run; per-record warnings would repeat them.
         logging.getLogger(bad_record_logger.name).setLevel(logging.ERROR)
-        return run_ingest(
-            options.paths,
-            sink,
-            model=embedder,
-            dimensions=options.dimensions,
-            embedding_type=options.embedding_type.value,  # type: ignore[arg-type]
-            late_chunking=options.late_chunking,
-            late_chunking_options=options.late_chunking_options,
-            chunker=options.chunker.value,
-            chunk_size=options.chunk_size,
-            batch_size=options.batch_size,
-            show_progress=options.progress,
-            root=options.root,
-            sync=options.sync,
-        )
+        return run_ingest(options.sources, sink, model=embedder, options=options.options)
     except IngestInterrupted as interrupted:
         raise Interrupted(_interrupted_message(interrupted.report, where)) from None
     except KeyboardInterrupt:  # while the model loaded
@@ -614,10 +604,10 @@ def _run_ingest(options: IngestOptions, sink: VectorSink) -> IngestReport:
 RAY_MIN_INPUT_BYTES = 4 * 1024 * 1024
 
 
-def _ray_fallback(options: IngestOptions) -> IngestOptions:
+def _ray_fallback(options: IngestFlags) -> IngestFlags:
     """--engine ray on a small input, with no cluster named (--ray-address, $RAY_ADDRESS,
     --actors, --gpus-per-actor): the local engine, said in one line."""
-    from .documents import input_size
+    from .ingestion.documents import input_size
 
     named = options.ray_address or os.environ.get("RAY_ADDRESS")
     if options.engine is not Engine.ray or named or options.actors or options.gpus_per_actor:
@@ -655,7 +645,7 @@ def _quiet_ray(verbose: bool) -> None:
     warnings.filterwarnings("ignore", "The maximum number of concurrent tasks", UserWarning)
 
 
-def _embedder_for(options: IngestOptions) -> Any:
+def _embedder_for(options: IngestFlags) -> Any:
     """The local engine gets the model deferred: documents found unchanged by their content
     hashes need none, so an unchanged re-ingest never loads it (nor imports torch)."""
     from ._loading import DeferredEmbedder
@@ -1022,6 +1012,7 @@ def delete(
 
 @app.command()
 def reembed(
+    ctx: typer.Context,
     into: Annotated[
         str,
         typer.Option(
@@ -1042,16 +1033,24 @@ def reembed(
             help="Embed each document whole (rebuilt from its chunks), then pool per chunk.",
         ),
     ] = True,
-    batch_size: Annotated[int, typer.Option(min=1, help="Documents embedded together.")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Documents embedded together.")] = 16,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Embed the collection -c again with another --model into a new collection --into, from
     the texts it stores: same point ids, texts, offsets and metadata, new vectors. Re-running
     skips what is already stored, so an interrupted run is completed by running it again."""
-    from .pipeline import IngestInterrupted
-    from .reembed import TextsNotStoredError, source_spec
-    from .reembed import reembed as run_reembed
+    from .ingestion.reembed import TextsNotStoredError, source_spec
+    from .ingestion.reembed import reembed as run_reembed
+    from .ingestion.run import IngestInterrupted
 
+    options = ingest_options(
+        ctx,
+        task=task,
+        dimensions=dimensions,
+        late_chunking=late_chunking,
+        batch_size=batch_size,
+        show_progress=progress,
+    )
     if into == collection:
         raise typer.BadParameter(
             f"is the collection to read (-c {collection}); name a new one", param_hint="'--into'"
@@ -1075,7 +1074,10 @@ def reembed(
             raise CommandError(f"{error}; pick another -c/--collection") from None
         info = inspect_model(model)
         if info is not None:
-            _check_reembed_model(info, task, dimensions, late_chunking)
+            try:
+                options.check_model(info)
+            except OptionError as error:
+                raise flag_error(error, ctx) from None
         with closing(_sink_beside(db, source, into, location)) as target:
             where = f"{db.value} collection {into!r} in {target.location}"
             if info is not None and (dimensions or info.dimension):
@@ -1119,38 +1121,19 @@ def reembed(
         raise CommandError(f"{len(report.errors)} document(s) not re-embedded, listed above")
 
 
-def _check_reembed_model(
-    info: ModelInfo, task: str, dimensions: int | None, late_chunking: bool
-) -> None:
-    if task not in info.tasks:
-        raise typer.BadParameter(
-            f"{info.model} has tasks {', '.join(info.tasks)}, not {task!r}", param_hint="'--task'"
-        )
-    if dimensions is not None and info.dimension is not None and dimensions > info.dimension:
-        raise typer.BadParameter(
-            f"{dimensions} is more than the {info.dimension} dimensions of {info.model}",
-            param_hint="'--dimensions'",
-        )
-    if late_chunking and not info.supports_late_chunking:
-        raise CommandError(
-            f"{info.model} pools one token per text ({info.pooling} pooling), so it cannot "
-            "late-chunk: add --no-late-chunking"
-        )
-
-
 def _sink_beside(db: Database, source: VectorSink, name: str, location: str | None) -> VectorSink:
     """A writable sink on collection ``name`` of the store ``source`` is open on (an embedded
     store opens once per process: the new sink shares its client)."""
     try:
         if db is Database.qdrant:
-            from .qdrant import QdrantSink
+            from .sinks.qdrant import QdrantSink
 
             return QdrantSink(name, client=source.client)  # type: ignore[attr-defined]
         if db is Database.milvus:
-            from .milvus import MilvusSink
+            from .sinks.milvus import MilvusSink
 
             return MilvusSink(name, client=source.client)  # type: ignore[attr-defined]
-        from .pinecone import PineconeSink
+        from .sinks.pinecone import PineconeSink
 
         return PineconeSink(name, location=location)
     except ValueError as error:  # a collection name the database does not take
@@ -1160,7 +1143,7 @@ def _sink_beside(db: Database, source: VectorSink, name: str, location: str | No
 def _as_path_id(text: str) -> str:
     """``text`` read as a file path, in the form of a file's document id (its canonical
     absolute path, as ``ingest`` makes it without --root); a trailing / is kept."""
-    from .documents import file_id
+    from .ingestion.documents import file_id
 
     spelled = file_id(Path(text).expanduser())
     return spelled + "/" if text.endswith("/") and not spelled.endswith("/") else spelled
@@ -1223,6 +1206,7 @@ class UsageProblem(Exception):
     by ``main`` like click's usage errors)."""
 
     exit_code = 2
+    ctx: Any = None  # the command's context, when a flag's value caused it
 
     def format_message(self) -> str:
         return str(self)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 
 class CollectionMismatchError(ValueError):
@@ -98,6 +99,35 @@ class SourcePathError(ValueError):
 
     def __reduce__(self) -> tuple[type[SourcePathError], tuple[str, str]]:
         return (type(self), (self.path, self.reason))
+
+
+class OptionError(ValueError):
+    """An ingest option has a value it cannot take (checked once, by
+    :class:`~jina_connectors.ingestion.options.IngestOptions`, before anything is read,
+    loaded or written). ``option`` is the field name (``chunk_size``); the CLI names its flag
+    ``--`` + the name with ``-`` (``--chunk-size``). ``reason`` is the message without the
+    name; ``minimum`` is the least value of a number that was below it, else None."""
+
+    def __init__(
+        self, option: str, reason: str, *, value: object = None, minimum: int | None = None
+    ) -> None:
+        super().__init__(f"{option} {reason}")
+        self.option = option
+        self.reason = reason
+        self.value = value
+        self.minimum = minimum
+
+    @property
+    def flag(self) -> str:
+        """The CLI flag of the option (``--chunk-size``)."""
+        return "--" + self.option.replace("_", "-")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_option_error, (self.option, self.reason, self.value, self.minimum))
+
+
+def _option_error(option: str, reason: str, value: object, minimum: int | None) -> OptionError:
+    return OptionError(option, reason, value=value, minimum=minimum)
 
 
 class StoreNotFoundError(FileNotFoundError):

@@ -3,9 +3,9 @@
 Documents go in (strings, ``{"id", "text", "metadata"}`` dicts, or ``.txt``/``.md``/``.jsonl``
 paths and folders), are chunked and embedded with ``retrieval.passage`` (late chunking by
 default), and are written to a :class:`VectorSink` in batches while the next batch is
-being embedded. The code lives in :mod:`~jina_connectors.documents` (reading),
-:mod:`~jina_connectors.pipeline` (settings, hashing, change detection, embedding),
-:mod:`~jina_connectors.writer` (the background writer) and :mod:`~jina_connectors.sink`
+being embedded. The code lives in :mod:`jina_connectors.ingestion`: ``documents`` (reading),
+``options`` (the options, checked once), ``stages`` (hashing, change detection, embedding),
+``run`` (``ingest``), ``writer`` (the background writer); and :mod:`~jina_connectors.sink`
 (records and the sink base class); this module re-exports their public names.
 
 Idempotence and crash safety (the design every sink relies on):
@@ -30,34 +30,38 @@ Idempotence and crash safety (the design every sink relies on):
 
 from __future__ import annotations
 
-from .documents import (
-    DOCUMENT_SUFFIXES,
-    MAX_DOC_ID_CHARS,
-    SOURCE_KEY,
-    Document,
-    DocumentSource,
-    file_id,
-    iter_documents,
-    sync_scope,
-    text_document_id,
-)
 from .errors import (
     CollectionMismatchError,
     EmptyDocumentError,
     IdSchemeError,
     InvalidDocumentError,
+    OptionError,
     SourcePathError,
     StoreLockedError,
     StoreNotFoundError,
 )
-from .pipeline import (
+from .ingestion.documents import (
+    DOCUMENT_SUFFIXES,
+    MAX_DOC_ID_CHARS,
+    SOURCE_KEY,
+    Document,
+    DocumentSource,
+    SyncScope,
+    file_id,
+    iter_documents,
+    sync_scope,
+    text_document_id,
+)
+from .ingestion.options import (
+    BadRecords,
     Chunker,
     EmbeddingSettings,
-    IngestInterrupted,
-    IngestReport,
-    PreparedDocument,
-    SyncScope,
+    IngestOptions,
     bad_record_logger,
+)
+from .ingestion.run import IngestInterrupted, IngestReport, ingest
+from .ingestion.stages import (
+    PreparedDocument,
     changed_documents,
     check_records,
     chunk_records,
@@ -65,13 +69,20 @@ from .pipeline import (
     document_batches,
     embed_isolating,
     embed_records,
-    ingest,
     is_input_error,
     passage_spec,
     prepare_document,
     resolve_settings,
 )
-from .sink import (
+from .ingestion.writer import BackgroundWriter, WriteJob, WriteOutcome, write_job
+from .sinks.base import (
+    CollectionLayout,
+    VectorSink,
+    check_layout,
+    check_recorded_spec,
+    with_retries,
+)
+from .sinks.records import (
     CHUNK_NAMESPACE,
     DEFAULT_COLLECTION,
     PASSAGE_TASK,
@@ -80,22 +91,18 @@ from .sink import (
     ChunkRecord,
     ChunkState,
     CollectionInfo,
-    CollectionLayout,
     CollectionSpec,
     FilterValue,
     Hit,
     SearchFilter,
     SinkEmbeddingType,
-    VectorSink,
-    check_layout,
-    check_recorded_spec,
     chunk_id,
-    embed_query,
     filter_items,
-    resolve_embedder,
-    with_retries,
 )
-from .writer import BackgroundWriter, WriteJob, WriteOutcome, write_job
+from .sinks.search import (
+    embed_query,
+    resolve_embedder,
+)
 
 __all__ = [
     "CHUNK_NAMESPACE",
@@ -107,6 +114,7 @@ __all__ = [
     "QUERY_TASK",
     "SOURCE_KEY",
     "BackgroundWriter",
+    "BadRecords",
     "ChunkRecord",
     "ChunkState",
     "Chunker",
@@ -122,8 +130,10 @@ __all__ = [
     "Hit",
     "IdSchemeError",
     "IngestInterrupted",
+    "IngestOptions",
     "IngestReport",
     "InvalidDocumentError",
+    "OptionError",
     "PreparedDocument",
     "SearchFilter",
     "SinkEmbeddingType",

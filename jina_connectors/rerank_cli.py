@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from .sink import Hit
+    from .sinks.records import Hit
 
 
 def check_reranker_dir(path: Path) -> str | None:

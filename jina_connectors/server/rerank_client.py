@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import numpy as np
 
+from embedder_core.pending import PendingEmbeddings
 from embedder_core.reranking import (
     Reranker,
     RerankResult,
     check_rerank_input,
     check_top_n,
 )
-from embedder_core.pending import PendingEmbeddings
 
 from .client import RemoteEmbedder
 from .wire import ServerError

@@ -2,7 +2,7 @@
 
 The Ray test module starts Ray with ``worker_process_setup_hook="ray_faults.install"`` and
 ``$JINA_CONNECTORS_TEST_FAULTS`` naming a folder. Every worker process then wraps
-``jina_connectors.pipeline.embed_records``; while the folder holds a file ``exit-at``
+``jina_connectors.ingestion.stages.embed_records``; while the folder holds a file ``exit-at``
 containing ``N``, the process that makes its N-th call to it claims the file (renames it
 to ``exit-at.fired``, so exactly one process fires, once) and exits at once with
 ``os._exit``: an actor dying mid-run, as a crash or a lost node kills one. Without the file
@@ -24,9 +24,9 @@ def install() -> None:
     folder = os.environ.get(FAULTS_ENV)
     if not folder:
         return
-    from jina_connectors import pipeline
+    from jina_connectors.ingestion import stages
 
-    original = pipeline.embed_records
+    original = stages.embed_records
     calls = 0
 
     def embed_records(*args: Any, **kwargs: Any) -> Any:
@@ -46,4 +46,4 @@ def install() -> None:
                 os._exit(1)
         return original(*args, **kwargs)
 
-    pipeline.embed_records = embed_records
+    stages.embed_records = embed_records

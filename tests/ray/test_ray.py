@@ -252,6 +252,25 @@ def test_embed_dataset_equals_embed_documents_row_for_row(
             np.testing.assert_allclose(row["embedding"], chunk.embedding, atol=1e-5)
 
 
+def test_the_input_metadata_json_is_decoded_once_and_copied_to_the_output(
+    local_ray: LocalRay, tiny_jina_dir: Path
+) -> None:
+    """A row whose metadata is its JSON text alone keeps that text, as given (compact,
+    non-ASCII): the actor decodes it once, to hash the document, and copies the text to the
+    output instead of encoding the metadata again."""
+    given = ['{"b":1,"a":"été"}', '{"n": 2,  "tags": ["x"]}']
+    items = [
+        {"id": f"doc-{i}", "text": "One short text. With two sentences.", "metadata": text}
+        for i, text in enumerate(given)
+    ]
+    out = embed_dataset(
+        ray.data.from_items(items), model=str(tiny_jina_dir), chunk_size=8, actors=1
+    ).take_all()
+    assert {row["doc_id"]: row["metadata"] for row in out} == {
+        f"doc-{i}": text for i, text in enumerate(given)
+    }
+
+
 def test_embed_dataset_runs_jina_v2_as_embed_documents(
     local_ray: LocalRay, tiny_jina_v2_dir: Path
 ) -> None:
@@ -560,6 +579,38 @@ def test_only_a_database_server_is_opened_from_the_workers(
         assert isinstance(other, PineconeSink)
         assert (other.collection, other.namespace) == ("opened", "n")
         assert other._options == sink._options
+
+
+# -- one IngestOptions for both engines -------------------------------------------------------
+
+
+def test_the_same_options_give_the_same_points_by_ingest_and_by_ray(
+    local_ray: LocalRay, tiny_jina_dir: Path
+) -> None:
+    """Options given once (``options=IngestOptions(...)``, not the defaults) mean the same to
+    both engines: the same point ids, payloads and vectors."""
+    from jina_connectors.ingestion.options import IngestOptions
+    from jina_connectors.ray import ingest_documents
+
+    options = IngestOptions(
+        dimensions=32,
+        chunker="tokens",
+        chunk_size=8,
+        late_chunking_window=24,
+        late_chunking_overlap=4,
+        batch_size=2,
+        show_progress=False,
+    )
+    records = CORPUS_V1[:3]
+    with QdrantSink("local", location=":memory:") as sink:
+        ingest(records, sink, model=str(tiny_jina_dir), options=options)
+        local = dump_qdrant(sink.client, "local")
+    with QdrantSink("ray", location=":memory:") as sink:
+        report = ingest_documents(records, sink, model=str(tiny_jina_dir), options=options)
+        assert report.resources is not None  # it ran on Ray
+        by_ray = dump_qdrant(sink.client, "ray")
+    assert len(local) > len(records)  # several chunks per document
+    assert_same_collection(by_ray, local)
 
 
 # -- the CLI -------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Re-embedding a collection with another model (``jina_connectors.reembed``) on every sink, and
-the sinks' read-back (``read_points``/``fetch_points``) it rests on.
+"""Re-embedding a collection with another model (``jina_connectors.ingestion.reembed``) on
+every sink, and the sinks' read-back (``read_points``/``fetch_points``) it rests on.
 
 The old collection is written with the tiny jina-embeddings-v3-format checkpoint, the new one
 with all-MiniLM-L6-v2 (real weights, so that searching the new collection means something).
@@ -39,7 +39,7 @@ from jina_connectors.ingest import (
     chunk_id,
     ingest,
 )
-from jina_connectors.reembed import TextsNotStoredError, reembed
+from jina_connectors.ingestion.reembed import TextsNotStoredError, reembed
 
 API_KEY = "test-key"
 OLD_SETTINGS: dict[str, Any] = {"chunk_size": 48, "show_progress": False}
