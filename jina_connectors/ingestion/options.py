@@ -17,12 +17,14 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 from ..errors import InvalidDocumentError, OptionError
 from ..sinks.records import PASSAGE_TASK, CollectionSpec, SinkEmbeddingType
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from embedder_core import LateChunkingOptions
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "BadRecords",
     "Chunker",
     "EmbeddingSettings",
+    "IngestKeywords",
     "IngestOptions",
     "RayOptions",
     "bad_record_logger",
@@ -145,6 +148,29 @@ class EmbeddingSettings:
         return {"model": self.model, **{name: getattr(self, name) for name in _hashed_names()}}
 
 
+class IngestKeywords(TypedDict, total=False):
+    """:class:`IngestOptions`' fields as keyword arguments (``**keywords`` of ``ingest`` and
+    the Ray engine), so that type checkers and editors know each one; a test keeps the two
+    lists equal."""
+
+    task: str
+    dimensions: int | None
+    embedding_type: SinkEmbeddingType
+    late_chunking: bool
+    late_chunking_window: int | None
+    late_chunking_overlap: int | None
+    late_chunking_options: LateChunkingOptions | None
+    chunker: str | Chunker
+    chunk_size: int
+    batch_size: int
+    write_batch_size: int
+    max_pending_batches: int
+    on_error: Literal["skip", "raise"]
+    show_progress: bool
+    root: str | os.PathLike[str] | None
+    sync: bool
+
+
 @dataclass(frozen=True)
 class IngestOptions:
     """Every ingest option that needs no model, checked when made.
@@ -210,7 +236,9 @@ class IngestOptions:
         _one_of("on_error", self.on_error, ON_ERROR)
 
     @classmethod
-    def of(cls, options: IngestOptions | None = None, /, **keywords: Any) -> IngestOptions:
+    def of(
+        cls, options: IngestOptions | None = None, /, **keywords: Unpack[IngestKeywords]
+    ) -> IngestOptions:
         """``options`` (default: the defaults) with ``keywords`` set: the fields, and
         ``late_chunking_options`` (a ``LateChunkingOptions``) for the window and overlap.
         An unknown keyword raises ``TypeError``, as a function's would."""

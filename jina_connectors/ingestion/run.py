@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import EmptyDocumentError, IdSchemeError, InvalidDocumentError
 from ..sinks.base import VectorSink
@@ -35,7 +35,11 @@ from .stages import document_batches, embed_batch
 from .writer import BackgroundWriter, WriteJob
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from embedder_core import Embedder
+
+    from .options import IngestKeywords
 
 
 @dataclass
@@ -92,7 +96,7 @@ def ingest(
     *,
     model: str | Embedder | None = None,
     options: IngestOptions | None = None,
-    **keywords: Any,
+    **keywords: Unpack[IngestKeywords],
 ) -> IngestReport:
     """Chunk, embed (``retrieval.passage``) and write ``documents`` into ``sink``.
 

@@ -49,7 +49,11 @@ from .writes import (
 )
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from embedder_core import Embedder
+
+    from ..ingestion.options import IngestKeywords
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,7 @@ def embed_dataset(
     actors: int | None = None,
     gpus_per_actor: float | None = None,
     cpus_per_actor: float | None = None,
-    **keywords: Any,
+    **keywords: Unpack[IngestKeywords],
 ) -> Dataset:
     """A Dataset of the chunks of ``ds``'s documents, embedded by a pool of actors.
 
@@ -176,7 +180,7 @@ def ingest_dataset(
     actors: int | None = None,
     gpus_per_actor: float | None = None,
     cpus_per_actor: float | None = None,
-    **keywords: Any,
+    **keywords: Unpack[IngestKeywords],
 ) -> RayIngestReport:
     """Chunk, embed (``retrieval.passage``) and write the documents of ``ds`` into ``sink``
     with a pool of Ray actors; the same result as :func:`~jina_connectors.ingest` on the
@@ -268,7 +272,7 @@ def ingest_documents(
     cpus_per_actor: float | None = None,
     address: str | None = None,
     init_options: Mapping[str, Any] | None = None,
-    **keywords: Any,
+    **keywords: Unpack[IngestKeywords],
 ) -> RayIngestReport:
     """:func:`ingest_dataset` on what :func:`~jina_connectors.ingest` takes (texts, records,
     ``.txt``/``.md``/``.jsonl`` files and folders): this process reads them with

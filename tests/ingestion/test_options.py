@@ -14,7 +14,7 @@ import pytest
 
 from jina_connectors.errors import InvalidDocumentError, OptionError
 from jina_connectors.ingestion.documents import Document
-from jina_connectors.ingestion.options import BadRecords, IngestOptions
+from jina_connectors.ingestion.options import BadRecords, IngestKeywords, IngestOptions
 from jina_connectors.ingestion.stages import content_hash
 
 # One bad value per checked field (what a user could type).
@@ -76,6 +76,21 @@ def test_keywords_fold_into_options_once() -> None:
         IngestOptions.of(chunksize=3)
     with pytest.raises(TypeError, match="LateChunkingOptions"):
         IngestOptions.of(late_chunking_options={"window": 3})
+
+
+def test_the_typed_keywords_are_the_options_and_every_entry_point_takes_them() -> None:
+    """``**keywords: Unpack[IngestKeywords]`` tells editors each option; the TypedDict must
+    name exactly the fields (plus the core's late-chunking options object)."""
+    import inspect
+
+    from jina_connectors.ingestion.run import ingest
+    from jina_connectors.ray import embed_dataset, ingest_dataset, ingest_documents
+
+    fields = {field.name for field in dataclasses.fields(IngestOptions)}
+    assert set(IngestKeywords.__annotations__) == fields | {"late_chunking_options"}
+    for function in (ingest, embed_dataset, ingest_dataset, ingest_documents, IngestOptions.of):
+        keywords = inspect.signature(function).parameters["keywords"]
+        assert keywords.annotation == "Unpack[IngestKeywords]", function.__qualname__
 
 
 def test_the_model_check_names_the_option() -> None:
