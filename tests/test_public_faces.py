@@ -19,6 +19,7 @@ FACE = {
     # what a script writes: ingest and reembed, and the documents they read
     "ingest",
     "reembed",
+    "IngestOptions",
     "IngestReport",
     "IngestInterrupted",
     "Document",
@@ -38,6 +39,7 @@ FACE = {
     "IdSchemeError",
     "InvalidDocumentError",
     "MissingApiKeyError",
+    "OptionError",
     "SourcePathError",
     "StoreLockedError",
     "StoreNotFoundError",
@@ -100,7 +102,7 @@ LEFT_THE_FACE = {
     "ChunkState": "jina_connectors.sinks",
     "CollectionInfo": "jina_connectors.sinks",
     "chunk_id": "jina_connectors.sinks",
-    "EmbeddingSettings": "jina_connectors.pipeline",
+    "EmbeddingSettings": "jina_connectors.ingestion.options",
     "RemoteReranker": "jina_connectors.server.rerank_client",
 }
 
