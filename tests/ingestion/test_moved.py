@@ -70,7 +70,7 @@ def test_old_paths_warn_and_give_the_same_objects() -> None:
 
 def test_the_old_reembed_path_never_hides_the_function() -> None:
     code = (
-        "import jina_connectors, jina_connectors.reembed as old; "
+        "import importlib, jina_connectors; old = importlib.import_module('jina_connectors.reembed'); "
         "print(callable(jina_connectors.reembed), old.reembed is jina_connectors.reembed)"
     )
     result = subprocess.run(
