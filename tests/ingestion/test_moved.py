@@ -70,7 +70,8 @@ def test_old_paths_warn_and_give_the_same_objects() -> None:
 
 def test_the_old_reembed_path_never_hides_the_function() -> None:
     code = (
-        "import importlib, jina_connectors; old = importlib.import_module('jina_connectors.reembed'); "
+        "import importlib, jina_connectors; "
+        "old = importlib.import_module('jina_connectors.reembed'); "
         "print(callable(jina_connectors.reembed), old.reembed is jina_connectors.reembed)"
     )
     result = subprocess.run(
