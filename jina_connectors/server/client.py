@@ -36,7 +36,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -45,8 +45,8 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponent
 
 from embedder_core import (
     EMBEDDING_TYPES,
-    ArrayEmbeddingType,
     DocumentChunk,
+    EmbeddingType,
     LateChunkingOptions,
     ModelInfo,
 )
@@ -491,51 +491,6 @@ class RemoteEmbedder:
         return counts
 
     # ----------------------------------------------------------------------- encode
-    @overload
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: ArrayEmbeddingType = ...,
-        truncate: bool = ...,
-        show_progress: bool = ...,
-    ) -> np.ndarray: ...
-
-    @overload
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: Literal["base64"],
-        truncate: bool = ...,
-        show_progress: bool = ...,
-    ) -> list[str]: ...
-
-    @overload
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        task: str | Sequence[str | None] | None = ...,
-        dimensions: int | None = ...,
-        late_chunking: bool = ...,
-        late_chunking_options: LateChunkingOptions | None = ...,
-        normalized: bool = ...,
-        embedding_type: str,
-        truncate: bool = ...,
-        show_progress: bool = ...,
-    ) -> np.ndarray | list[str]: ...
-
     def encode(
         self,
         texts: str | Sequence[str],
@@ -545,10 +500,10 @@ class RemoteEmbedder:
         late_chunking: bool = False,
         late_chunking_options: LateChunkingOptions | None = None,
         normalized: bool = True,
-        embedding_type: str = "float",
+        embedding_type: EmbeddingType = "float",
         truncate: bool = True,
         show_progress: bool = False,
-    ) -> np.ndarray | list[str]:
+    ) -> np.ndarray:
         """``Embedder.encode`` on the server (``POST /v1/embeddings``); same results.
 
         Float rows travel as base64 float32, exactly. A list of tasks (one per text) is sent
