@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from jina_connectors import InvalidDocumentError, ingest, iter_documents
-from jina_connectors.ingest import resolve_embedder
 from jina_connectors.milvus import MilvusSink
 from jina_connectors.qdrant import QdrantSink
+from jina_connectors.sinks.search import resolve_embedder
 
 SPEECHES = Path(__file__).resolve().parent / "data"
 

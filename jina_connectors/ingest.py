@@ -5,8 +5,10 @@ paths and folders), are chunked and embedded with ``retrieval.passage`` (late ch
 default), and are written to a :class:`VectorSink` in batches while the next batch is
 being embedded. The code lives in :mod:`jina_connectors.ingestion`: ``documents`` (reading),
 ``options`` (the options, checked once), ``stages`` (hashing, change detection, embedding),
-``run`` (``ingest``), ``writer`` (the background writer); and :mod:`~jina_connectors.sink`
-(records and the sink base class); this module re-exports their public names.
+``run`` (``ingest``), ``writer`` (the background writer); and :mod:`jina_connectors.sinks`
+(records and the sink base class). This module re-exports the names a script needs (as
+:mod:`jina_connectors` does); the internals it used to re-export still import from here for
+one release, with a DeprecationWarning naming their home.
 
 Idempotence and crash safety (the design every sink relies on):
 
@@ -30,6 +32,10 @@ Idempotence and crash safety (the design every sink relies on):
 
 from __future__ import annotations
 
+import warnings
+from importlib import import_module
+from typing import Any
+
 from .errors import (
     CollectionMismatchError,
     EmptyDocumentError,
@@ -41,92 +47,35 @@ from .errors import (
     StoreNotFoundError,
 )
 from .ingestion.documents import (
-    DOCUMENT_SUFFIXES,
-    MAX_DOC_ID_CHARS,
-    SOURCE_KEY,
     Document,
     DocumentSource,
-    SyncScope,
-    file_id,
     iter_documents,
-    sync_scope,
-    text_document_id,
 )
 from .ingestion.options import (
-    BadRecords,
     Chunker,
-    EmbeddingSettings,
     IngestOptions,
-    bad_record_logger,
 )
-from .ingestion.run import IngestInterrupted, IngestReport, ingest
-from .ingestion.stages import (
-    PreparedDocument,
-    changed_documents,
-    check_records,
-    chunk_records,
-    content_hash,
-    document_batches,
-    embed_isolating,
-    embed_records,
-    is_input_error,
-    passage_spec,
-    prepare_document,
-    resolve_settings,
+from .ingestion.run import (
+    IngestInterrupted,
+    IngestReport,
+    ingest,
 )
-from .ingestion.writer import BackgroundWriter, WriteJob, WriteOutcome, write_job
 from .sinks.base import (
-    CollectionLayout,
     VectorSink,
-    check_layout,
-    check_recorded_spec,
-    with_retries,
 )
 from .sinks.records import (
-    CHUNK_NAMESPACE,
-    DEFAULT_COLLECTION,
-    PASSAGE_TASK,
-    PAYLOAD_KEYS,
-    QUERY_TASK,
-    ChunkRecord,
-    ChunkState,
-    CollectionInfo,
     CollectionSpec,
-    FilterValue,
     Hit,
     SearchFilter,
-    SinkEmbeddingType,
-    chunk_id,
-    filter_items,
-)
-from .sinks.search import (
-    embed_query,
-    resolve_embedder,
 )
 
 __all__ = [
-    "CHUNK_NAMESPACE",
-    "DEFAULT_COLLECTION",
-    "DOCUMENT_SUFFIXES",
-    "MAX_DOC_ID_CHARS",
-    "PASSAGE_TASK",
-    "PAYLOAD_KEYS",
-    "QUERY_TASK",
-    "SOURCE_KEY",
-    "BackgroundWriter",
-    "BadRecords",
-    "ChunkRecord",
-    "ChunkState",
     "Chunker",
-    "CollectionInfo",
-    "CollectionLayout",
     "CollectionMismatchError",
     "CollectionSpec",
     "Document",
     "DocumentSource",
-    "EmbeddingSettings",
     "EmptyDocumentError",
-    "FilterValue",
     "Hit",
     "IdSchemeError",
     "IngestInterrupted",
@@ -134,39 +83,73 @@ __all__ = [
     "IngestReport",
     "InvalidDocumentError",
     "OptionError",
-    "PreparedDocument",
     "SearchFilter",
-    "SinkEmbeddingType",
     "SourcePathError",
     "StoreLockedError",
     "StoreNotFoundError",
-    "SyncScope",
     "VectorSink",
-    "WriteJob",
-    "WriteOutcome",
-    "bad_record_logger",
-    "changed_documents",
-    "check_layout",
-    "check_recorded_spec",
-    "check_records",
-    "chunk_id",
-    "chunk_records",
-    "content_hash",
-    "document_batches",
-    "embed_isolating",
-    "embed_query",
-    "embed_records",
-    "file_id",
-    "filter_items",
     "ingest",
-    "is_input_error",
     "iter_documents",
-    "passage_spec",
-    "prepare_document",
-    "resolve_embedder",
-    "resolve_settings",
-    "sync_scope",
-    "text_document_id",
-    "with_retries",
-    "write_job",
 ]
+
+# Internals this module re-exported before the rooms: importable for one release, with a
+# DeprecationWarning naming their home.
+_MOVED = {
+    "BackgroundWriter": "jina_connectors.ingestion.writer",
+    "BadRecords": "jina_connectors.ingestion.options",
+    "CHUNK_NAMESPACE": "jina_connectors.sinks.records",
+    "ChunkRecord": "jina_connectors.sinks.records",
+    "ChunkState": "jina_connectors.sinks.records",
+    "CollectionInfo": "jina_connectors.sinks.records",
+    "CollectionLayout": "jina_connectors.sinks.base",
+    "DEFAULT_COLLECTION": "jina_connectors.sinks.records",
+    "DOCUMENT_SUFFIXES": "jina_connectors.ingestion.documents",
+    "EmbeddingSettings": "jina_connectors.ingestion.options",
+    "FilterValue": "jina_connectors.sinks.records",
+    "MAX_DOC_ID_CHARS": "jina_connectors.ingestion.documents",
+    "PASSAGE_TASK": "jina_connectors.sinks.records",
+    "PAYLOAD_KEYS": "jina_connectors.sinks.records",
+    "PreparedDocument": "jina_connectors.ingestion.stages",
+    "QUERY_TASK": "jina_connectors.sinks.records",
+    "SOURCE_KEY": "jina_connectors.ingestion.documents",
+    "SinkEmbeddingType": "jina_connectors.sinks.records",
+    "SyncScope": "jina_connectors.ingestion.documents",
+    "WriteJob": "jina_connectors.ingestion.writer",
+    "WriteOutcome": "jina_connectors.ingestion.writer",
+    "bad_record_logger": "jina_connectors.ingestion.options",
+    "changed_documents": "jina_connectors.ingestion.stages",
+    "check_layout": "jina_connectors.sinks.base",
+    "check_recorded_spec": "jina_connectors.sinks.base",
+    "check_records": "jina_connectors.ingestion.stages",
+    "chunk_id": "jina_connectors.sinks.records",
+    "chunk_records": "jina_connectors.ingestion.stages",
+    "content_hash": "jina_connectors.ingestion.stages",
+    "document_batches": "jina_connectors.ingestion.stages",
+    "embed_isolating": "jina_connectors.ingestion.stages",
+    "embed_query": "jina_connectors.sinks.search",
+    "embed_records": "jina_connectors.ingestion.stages",
+    "file_id": "jina_connectors.ingestion.documents",
+    "filter_items": "jina_connectors.sinks.records",
+    "is_input_error": "jina_connectors.ingestion.stages",
+    "passage_spec": "jina_connectors.ingestion.stages",
+    "prepare_document": "jina_connectors.ingestion.stages",
+    "resolve_embedder": "jina_connectors.sinks.search",
+    "resolve_settings": "jina_connectors.ingestion.stages",
+    "sync_scope": "jina_connectors.ingestion.documents",
+    "text_document_id": "jina_connectors.ingestion.documents",
+    "with_retries": "jina_connectors.sinks.base",
+    "write_job": "jina_connectors.ingestion.writer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _MOVED.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"jina_connectors.ingest.{name} is internal: import it from {home} (this alias goes in "
+        "the next release)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(import_module(home), name)

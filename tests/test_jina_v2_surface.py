@@ -66,7 +66,8 @@ def _milvus(tmp_path: Path, name: str) -> Any:
 def test_ingest_and_search(
     v2: Embedder, tmp_path: Path, make_sink: Any, late_chunking: bool
 ) -> None:
-    from jina_connectors.ingest import chunk_id, ingest
+    from jina_connectors.ingest import ingest
+    from jina_connectors.sinks.records import chunk_id
 
     with make_sink(tmp_path, "v2docs") as sink:
         report = ingest(

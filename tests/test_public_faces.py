@@ -146,6 +146,20 @@ def test_every_name_of_a_face_resolves_without_a_warning(module: object) -> None
             assert getattr(module, name) is not None, name
 
 
+def test_the_ingest_module_face_is_what_a_script_needs_and_internals_warn() -> None:
+    """``jina_connectors.ingest`` re-exported 64 names, internals included; now the script's
+    names (a subset of the package face, plus the types of ``ingest``'s arguments)."""
+    face = importlib.import_module("jina_connectors.ingest")
+    assert set(face.__all__) - FACE == {"DocumentSource", "Chunker"}
+    assert len(face.__all__) == 20
+    with pytest.warns(DeprecationWarning, match="import it from jina_connectors.ingestion.stages"):
+        embed_isolating = face.embed_isolating
+    assert (
+        embed_isolating
+        is importlib.import_module("jina_connectors.ingestion.stages").embed_isolating
+    )
+
+
 def test_ingest_and_reembed_are_the_functions_even_after_their_modules_import() -> None:
     importlib.import_module("jina_connectors.ingest")
     importlib.import_module("jina_connectors.reembed")

@@ -18,8 +18,8 @@ from jina_connectors.ingest import (
     InvalidDocumentError,
     ingest,
     iter_documents,
-    sync_scope,
 )
+from jina_connectors.ingestion.documents import sync_scope
 
 pytest.importorskip("qdrant_client")
 

@@ -66,15 +66,3 @@ def test_old_paths_warn_and_give_the_same_objects() -> None:
     expected = {old: [True, ["DeprecationWarning"]] for old in [*MOVED, *SPLIT]}
     expected["jina_connectors.reembed"] = [True, []]
     assert found == expected
-
-
-def test_the_old_reembed_path_never_hides_the_function() -> None:
-    code = (
-        "import importlib, jina_connectors; "
-        "old = importlib.import_module('jina_connectors.reembed'); "
-        "print(callable(jina_connectors.reembed), old.reembed is jina_connectors.reembed)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert result.stdout.split() == ["True", "True"], result.stderr

@@ -11,11 +11,8 @@ import numpy as np
 import pytest
 from ingest_corpus import CORPUS_V1, EmbedderWrapper, dump_qdrant
 
-from jina_connectors.ingest import (
-    ingest,
-    iter_documents,
-    resolve_settings,
-)
+from jina_connectors.ingest import ingest, iter_documents
+from jina_connectors.ingestion.stages import resolve_settings
 
 pytest.importorskip("qdrant_client")
 
@@ -124,8 +121,8 @@ class ReportingEmbedder:
 
 
 def test_token_reports_move_the_bar_inside_a_batch(minilm: Any) -> None:
-    from jina_connectors.ingest import embed_records, prepare_document
     from jina_connectors.ingestion.progress import IngestProgress
+    from jina_connectors.ingestion.stages import embed_records, prepare_document
 
     settings = resolve_settings(minilm, chunk_size=16)
     prepared = [prepare_document(d, settings) for d in iter_documents(CORPUS_V1)]  # type: ignore[arg-type]

@@ -30,16 +30,14 @@ from sink_contract import SinkFactory
 
 from jina_connectors.cli import main
 from jina_connectors.ingest import (
-    PASSAGE_TASK,
-    ChunkRecord,
     CollectionMismatchError,
     CollectionSpec,
     IngestInterrupted,
     VectorSink,
-    chunk_id,
     ingest,
 )
 from jina_connectors.ingestion.reembed import TextsNotStoredError, reembed
+from jina_connectors.sinks.records import PASSAGE_TASK, ChunkRecord, chunk_id
 
 API_KEY = "test-key"
 OLD_SETTINGS: dict[str, Any] = {"chunk_size": 48, "show_progress": False}

@@ -14,15 +14,9 @@ import numpy as np
 import pytest
 from ingest_corpus import CORPUS_V1, EmbedderWrapper, assert_same_points, dump_qdrant
 
-from jina_connectors.ingest import (
-    Document,
-    IdSchemeError,
-    InvalidDocumentError,
-    chunk_id,
-    content_hash,
-    ingest,
-    resolve_settings,
-)
+from jina_connectors.ingest import Document, IdSchemeError, InvalidDocumentError, ingest
+from jina_connectors.ingestion.stages import content_hash, resolve_settings
+from jina_connectors.sinks.records import chunk_id
 
 pytest.importorskip("qdrant_client")
 

@@ -15,14 +15,8 @@ import numpy as np
 import pytest
 from ingest_corpus import CORPUS_V1, EmbedderWrapper, assert_same_points, dump_qdrant
 
-from jina_connectors.ingest import (
-    ChunkRecord,
-    IngestInterrupted,
-    InvalidDocumentError,
-    chunk_id,
-    ingest,
-    iter_documents,
-)
+from jina_connectors.ingest import IngestInterrupted, InvalidDocumentError, ingest, iter_documents
+from jina_connectors.sinks.records import ChunkRecord, chunk_id
 
 pytest.importorskip("qdrant_client")
 
@@ -178,7 +172,8 @@ def test_a_document_written_in_two_jobs_keeps_every_chunk(sink: QdrantSink) -> N
     # The Ray engine can get a document's chunks in two blocks, written as two jobs (in
     # either order, by two writers): each job's stale-chunk deletion must spare the chunks
     # of the other, so it keeps the document's chunk_count, not the chunks it holds.
-    from jina_connectors.ingest import CollectionSpec, WriteJob, write_job
+    from jina_connectors.ingest import CollectionSpec
+    from jina_connectors.ingestion.writer import WriteJob, write_job
 
     spec = CollectionSpec("test-model", 4)
     sink.ensure_collection(spec)

@@ -35,7 +35,8 @@ from pinecone_server import PineconeTestServer, running_server
 from ray_faults import FAULTS_ENV, FIRED, TRIGGER
 from ray_ingest_worker import RAY_CRASH_SETTINGS
 
-from jina_connectors.ingest import chunk_id, ingest, prepare_document, resolve_settings
+from jina_connectors.ingest import ingest
+from jina_connectors.ingestion.stages import prepare_document, resolve_settings
 from jina_connectors.pinecone import PineconeSink
 from jina_connectors.qdrant import QdrantSink
 from jina_connectors.ray import (
@@ -45,6 +46,7 @@ from jina_connectors.ray import (
     ingest_dataset,
     plan_actors,
 )
+from jina_connectors.sinks.records import chunk_id
 
 API_KEY = "test-key"
 # The speeches' subset: the six shortest whole speeches (about 12k MiniLM tokens).

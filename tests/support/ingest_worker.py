@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest_corpus import CRASH_SETTINGS
 
-from jina_connectors.ingest import ChunkRecord, VectorSink, ingest
+from jina_connectors.ingest import VectorSink, ingest
+from jina_connectors.sinks.records import ChunkRecord
 
 
 class KillingSink:
