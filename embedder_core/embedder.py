@@ -8,7 +8,6 @@ dimensions/normalization -> output type.
 
 from __future__ import annotations
 
-import operator
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -92,6 +91,7 @@ class Embedder(OnModelDevice):
         # tasks mean for this model.
         self._truncatable = truncatable
         self._task_note = task_note
+        self._info: ModelInfo | None = None
         self.model_name = model_name
         self.max_tokens = max_tokens
         self.has_adapters = has_adapters
@@ -184,17 +184,21 @@ class Embedder(OnModelDevice):
 
     @property
     def info(self) -> ModelInfo:
-        """This model's description, as ``inspect_model`` and ``RemoteEmbedder.info`` give it."""
-        return ModelInfo(
-            model_name=self.model_name,
-            dimension=self.dimension,
-            max_tokens=self.max_tokens,
-            tasks=self.tasks,
-            pooling=self.pooling,
-            has_adapters=self.has_adapters,
-            instructions={task: self.instruction(task) for task in self.tasks},
-            default_instruction=self.instruction(None),
-        )
+        """This model's description, as ``inspect_model`` and ``RemoteEmbedder.info`` give it
+        (made once: it also checks every call's ``dimensions``)."""
+        if self._info is None:
+            self._info = ModelInfo(
+                model_name=self.model_name,
+                dimension=self.dimension,
+                max_tokens=self.max_tokens,
+                tasks=self.tasks,
+                pooling=self.pooling,
+                has_adapters=self.has_adapters,
+                instructions={task: self.instruction(task) for task in self.tasks},
+                default_instruction=self.instruction(None),
+                matryoshka=self._truncatable,
+            )
+        return self._info
 
     def count_tokens(self, texts: str | Sequence[str], task: str | None = None) -> list[int]:
         """Tokens each text takes, special tokens and task instruction included, untruncated."""
@@ -493,31 +497,12 @@ class Embedder(OnModelDevice):
     def _resolve_tasks(self, task: str | Sequence[str | None] | None, count: int) -> list[TaskSpec]:
         if task is None or isinstance(task, str):
             return [self._task(task)] * count
-        names = list(task)
-        if len(names) != count:
-            raise ValueError(f"got {len(names)} tasks for {count} texts; give one task per text")
-        return [self._task(name) for name in names]
+        return [self._task(name) for name in ModelInfo.check_tasks(task, count)]
 
     def _check_dimensions(self, dimensions: int | None) -> int:
-        if dimensions is None:
-            return self.dimension
-        if isinstance(dimensions, bool):
-            raise ValueError(f"dimensions must be an int, got {dimensions!r}")
-        try:
-            value = operator.index(dimensions)
-        except TypeError:
-            raise ValueError(
-                f"dimensions must be an int, got {type(dimensions).__name__}"
-            ) from None
-        if not self._truncatable and value != self.dimension:
-            raise ValueError(
-                f"dimensions={value}: {self.model_name} has no Matryoshka training, so its "
-                f"embeddings are only meaningful at their full width; pass {self.dimension} "
-                "or omit dimensions"
-            )
-        if not 1 <= value <= self.dimension:
-            raise ValueError(f"dimensions must be between 1 and {self.dimension}, got {value}")
-        return value
+        width = self.info.check_dimensions(dimensions)
+        assert width is not None  # a loaded model always knows its width
+        return width
 
     def _check_late_chunking(self) -> None:
         if not self.supports_late_chunking:

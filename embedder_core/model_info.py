@@ -76,7 +76,9 @@ class ModelInfo:
     (jina-embeddings-v3); ``model_dir``: the checkpoint's folder (None for a served model);
     ``instructions``: the text prepended to inputs of each task, and
     ``default_instruction`` to inputs without one (known once the tokenizer is read: empty
-    from :func:`inspect_model`). ``model=`` is accepted for ``model_name=``, deprecated.
+    from :func:`inspect_model`); ``matryoshka``: its leading dimensions are meaningful on
+    their own (False for jina-embeddings-v2, which takes its full width only).
+    ``model=`` is accepted for ``model_name=``, deprecated.
     """
 
     model_name: str
@@ -88,6 +90,7 @@ class ModelInfo:
     model_dir: Path | None = field(default=None, compare=False, repr=False)
     instructions: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     default_instruction: str = field(default="", compare=False, repr=False)
+    matryoshka: bool = True
 
     def __init__(
         self,
@@ -100,6 +103,7 @@ class ModelInfo:
         model_dir: Path | None = None,
         instructions: Mapping[str, str] | None = None,
         default_instruction: str = "",
+        matryoshka: bool = True,
         *,
         model: str | None = None,
     ) -> None:
@@ -120,6 +124,7 @@ class ModelInfo:
             "model_dir": model_dir,
             "instructions": dict(instructions or {}),
             "default_instruction": default_instruction,
+            "matryoshka": matryoshka,
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -163,7 +168,9 @@ class ModelInfo:
 
     def check_dimensions(self, dimensions: int | None) -> int | None:
         """The output width for ``dimensions``: the full width for None, else ``dimensions``
-        when it is an int from 1 to ``dimension`` (``ValueError`` otherwise)."""
+        when it is an int from 1 to ``dimension`` and the model allows it (a model without
+        Matryoshka training: its full width only); ``ValueError`` otherwise. The one check of
+        ``dimensions`` against a model, wherever the model runs."""
         if dimensions is None:
             return self.dimension
         if isinstance(dimensions, bool):
@@ -176,6 +183,12 @@ class ModelInfo:
             if value < 1:
                 raise ValueError(f"dimensions must be positive, got {value}")
             return value
+        if not self.matryoshka and value != self.dimension:
+            raise ValueError(
+                f"dimensions={value}: {self.model_name} has no Matryoshka training, so its "
+                f"embeddings are only meaningful at their full width; pass {self.dimension} "
+                "or omit dimensions"
+            )
         if not 1 <= value <= self.dimension:
             raise ValueError(f"dimensions must be between 1 and {self.dimension}, got {value}")
         return value
@@ -198,6 +211,7 @@ class ModelInfo:
             "has_adapters": self.has_adapters,
             "pooling": self.pooling,
             "supports_late_chunking": self.supports_late_chunking,
+            "matryoshka": self.matryoshka,
         }
 
     @classmethod
@@ -213,6 +227,7 @@ class ModelInfo:
             has_adapters=bool(data["has_adapters"]),
             instructions=dict(data["instructions"]),
             default_instruction=str(data["default_instruction"]),
+            matryoshka=bool(data.get("matryoshka", True)),  # servers before it: every width
         )
 
 
@@ -255,6 +270,7 @@ def inspect_model(
                 pooling="mean",
                 has_adapters=False,
                 model_dir=model_dir,
+                matryoshka=False,
             )
         if is_jina_v3_config(config):
             check_native_auto_map(model_dir, config, "jina-embeddings-v3")

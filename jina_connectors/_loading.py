@@ -72,8 +72,9 @@ class DeferredEmbedder:
         self, info: ModelInfo, load: Callable[[], Embedder], *, quantization: str | None = None
     ) -> None:
         if info.dimension is None:
-            raise ValueError(f"the configuration of {info.model} does not give its dimension")
-        self.model_name = info.model
+            raise ValueError(f"the configuration of {info.model_name} does not give its dimension")
+        self.info = info
+        self.model_name = info.model_name
         self.dimension = info.dimension
         self.max_tokens = info.max_tokens
         self.tasks = info.tasks

@@ -25,7 +25,7 @@ from ..sinks.records import PASSAGE_TASK, CollectionSpec, SinkEmbeddingType
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from embedder_core import LateChunkingOptions
+    from embedder_core import LateChunkingOptions, ModelInfo
 
 __all__ = [
     "BUILTIN_CHUNKERS",
@@ -103,9 +103,28 @@ class DescribedModel(Protocol):
 
 
 def model_name(model: Any) -> str:
-    """The canonical model id of an embedder (``model_name``) or a ``ModelInfo``."""
-    name = getattr(model, "model_name", None)
-    return str(name if name is not None else model.model)
+    """The canonical model id of an embedder or a ``ModelInfo`` (both say ``model_name``)."""
+    return str(model.model_name)
+
+
+def describe_model(model: Any) -> ModelInfo:
+    """``model``'s ``ModelInfo``: itself, its ``info`` (``Embedder``, ``RemoteEmbedder``, a
+    deferred embedder), or one made from what the embedder protocol exposes."""
+    from embedder_core import ModelInfo
+
+    if isinstance(model, ModelInfo):
+        return model
+    info = getattr(model, "info", None)
+    if isinstance(info, ModelInfo):
+        return info
+    return ModelInfo(
+        model_name=model.model_name,
+        dimension=model.dimension,
+        max_tokens=getattr(model, "max_tokens", 0),
+        tasks=tuple(model.tasks),
+        pooling=getattr(model, "pooling", "mean"),
+        has_adapters=getattr(model, "has_adapters", False),
+    )
 
 
 @dataclass(frozen=True)
@@ -276,35 +295,33 @@ class IngestOptions:
 
     def check_model(self, model: Any) -> None:
         """The options against ``model`` (an embedder, or a ``ModelInfo`` before loading):
-        its tasks, its width, and whether it can late-chunk. The only model check."""
-        name, width = model_name(model), model.dimension
-        tasks = tuple(model.tasks)
-        if self.task not in tasks:
+        its tasks, its width (through ``ModelInfo.check_dimensions``, the one owner of that
+        rule, Matryoshka included), and whether it can late-chunk. The only model check;
+        it loads nothing."""
+        info = describe_model(model)
+        if self.task not in info.tasks:
             raise OptionError(
-                "task", f"must be one of {', '.join(tasks)}, got {self.task!r}", value=self.task
+                "task",
+                f"must be one of {', '.join(info.tasks)}, got {self.task!r}",
+                value=self.task,
             )
-        if self.dimensions is not None and width is not None and self.dimensions > width:
-            raise OptionError(
-                "dimensions",
-                f"must be an integer in [1, {width}] for {name!r}, got {self.dimensions!r}",
-                value=self.dimensions,
-            )
-        if self.late_chunking and not getattr(model, "supports_late_chunking", True):
-            # Read from a ModelInfo only: asking a deferred embedder would load the model.
-            pooling = vars(model).get("pooling") if hasattr(model, "__dict__") else None
-            how = f" ({pooling} pooling)" if pooling else ""
+        try:
+            info.check_dimensions(self.dimensions)
+        except ValueError as error:
+            reason = str(error).removeprefix("dimensions ")
+            raise OptionError("dimensions", f"{reason} (for {info.model_name!r})") from None
+        # An embedder may say so itself (a deferred one without loading); else its pooling.
+        can_late_chunk = getattr(model, "supports_late_chunking", None)
+        if can_late_chunk is None:
+            can_late_chunk = info.supports_late_chunking
+        if self.late_chunking and not can_late_chunk:
+            how = "" if info.pooling in ("mean", "max") else f" ({info.pooling} pooling)"
             raise OptionError(
                 "late_chunking",
-                f"is not possible with {name}: it pools one token per text{how}, so it has "
-                "no vector per chunk; turn late chunking off (late_chunking=False, "
-                "--no-late-chunking)",
+                f"is not possible with {info.model_name}: it pools one token per text{how}, "
+                "so it has no vector per chunk; turn late chunking off "
+                "(late_chunking=False, --no-late-chunking)",
             )
-        # The model's own rules too (a model without Matryoshka training takes its full
-        # width only): an empty call checks them and runs nothing. Only a narrower width has
-        # such a rule, so the common run does not load a deferred model just to check it.
-        narrower = self.dimensions is not None and self.dimensions != width
-        if narrower and callable(getattr(model, "encode", None)):  # an embedder, not a config
-            model.encode([], task=self.task, dimensions=self.dimensions)
 
     def settings(self, model: Any) -> EmbeddingSettings:
         """:meth:`check_model`, then the frozen settings every document is hashed and

@@ -544,7 +544,7 @@ def test_bad_options_raise_before_any_ray_work_or_write(
             ({"batch_size": 0}, "batch_size must be a positive integer"),
             ({"actors": 0}, "actors must be a positive integer"),
             ({"gpus_per_actor": -1.0}, "gpus_per_actor must be a positive number"),
-            ({"dimensions": 10_000}, "dimensions must be an integer"),
+            ({"dimensions": 10_000}, "dimensions must be between 1 and"),
             ({"text_column": "body"}, "the dataset has no 'body' column"),
             ({"id_column": "text"}, "must differ"),
             ({"on_error": "ignore"}, "on_error must be"),
