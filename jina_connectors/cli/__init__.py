@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import rerank_cli
-from .errors import (
+from .. import rerank_cli
+from ..errors import (
     CollectionMismatchError,
     CollectionNotFoundError,
     MissingApiKeyError,
@@ -43,16 +43,16 @@ from .errors import (
     StoreLockedError,
     StoreNotFoundError,
 )
-from .sinks import open as sinks_open
-from .sinks.open import check_collection_listed, check_store_unlocked
-from .sinks.records import DEFAULT_COLLECTION, PASSAGE_TASK, CollectionSpec
+from ..sinks import open as sinks_open
+from ..sinks.open import check_collection_listed, check_store_unlocked
+from ..sinks.records import DEFAULT_COLLECTION, PASSAGE_TASK, CollectionSpec
 
 if TYPE_CHECKING:
     from embedder_core import Embedder, ModelInfo
 
-    from .ingestion.options import IngestOptions
-    from .ingestion.run import IngestReport
-    from .sinks.base import VectorSink
+    from ..ingestion.options import IngestOptions
+    from ..ingestion.run import IngestReport
+    from ..sinks.base import VectorSink
 
 #: The reranker of a bare ``search --rerank``: ``$JINA_CONNECTORS_RERANKER``, else this.
 DEFAULT_RERANKER = "jina-reranker-v3"
@@ -177,7 +177,7 @@ def inspect_model(model: str | None) -> ModelInfo | None:
 def load_model(model: str | None, quantization: Quantization | None = None) -> Embedder:
     from embedder_core import ModelNotFoundError, default_model
 
-    from ._loading import load_embedder
+    from .._loading import load_embedder
 
     try:
         return load_embedder(
@@ -243,7 +243,7 @@ class IngestFlags:
 def ingest_options(ctx: typer.Context, **flags: Any) -> IngestOptions:
     """:class:`IngestOptions` of the flags named as its fields; a bad value is a usage
     error naming the flag (``--`` + the field with ``-``)."""
-    from .ingestion.options import IngestOptions
+    from ..ingestion.options import IngestOptions
 
     try:
         return IngestOptions(**flags)
@@ -462,7 +462,7 @@ def _check_ingest_flags(options: IngestFlags, ctx: typer.Context) -> IngestFlags
     given = [flag for flag, value in ray_flags.items() if value is not None]
     if options.engine is Engine.local and given:
         raise typer.BadParameter(f"{', '.join(given)} need --engine ray", param_hint="'--engine'")
-    from .ingestion.options import RayOptions
+    from ..ingestion.options import RayOptions
 
     try:
         RayOptions(options.actors, options.gpus_per_actor)
@@ -484,7 +484,7 @@ def _check_ingest_flags(options: IngestFlags, ctx: typer.Context) -> IngestFlags
         raise typer.BadParameter(
             f"applies to --db qdrant, not {db.value}", param_hint="'--binary-quantization'"
         )
-    from .ingestion.documents import check_sources
+    from ..ingestion.documents import check_sources
 
     root = options.options.root
     try:  # the paths' one check: the run reads them as checked here
@@ -548,8 +548,8 @@ def _check_collection(options: IngestFlags, sink: VectorSink, spec: CollectionSp
 def _check_id_scheme(options: IngestFlags, sink: VectorSink) -> None:
     """Files the collection holds under ids of another --root are refused (they would be
     stored twice), before the model loads."""
-    from .errors import IdSchemeError
-    from .ingestion.run import check_id_scheme
+    from ..errors import IdSchemeError
+    from ..ingestion.run import check_id_scheme
 
     try:
         check_id_scheme(sink, options.sources, options.options.root)
@@ -566,12 +566,12 @@ def _check_id_scheme(options: IngestFlags, sink: VectorSink) -> None:
 
 
 def _run_ingest(options: IngestFlags, sink: VectorSink) -> IngestReport:
-    from .ingestion.options import bad_record_logger
-    from .ingestion.run import IngestInterrupted, IngestReport
+    from ..ingestion.options import bad_record_logger
+    from ..ingestion.run import IngestInterrupted, IngestReport
 
     run_ingest: Any
     if options.engine is Engine.ray:
-        from .ray import ingest_documents
+        from ..ray import ingest_documents
 
         _quiet_ray(options.verbose)
         run_ingest = partial(
@@ -585,7 +585,7 @@ def _run_ingest(options: IngestFlags, sink: VectorSink) -> IngestReport:
             },
         )
     else:
-        from .ingestion.run import ingest as run_ingest
+        from ..ingestion.run import ingest as run_ingest
     where = f"{options.db.value} collection {options.collection!r} in {sink.location}"
     try:
         embedder = _embedder_for(options)
@@ -607,7 +607,7 @@ RAY_MIN_INPUT_BYTES = 4 * 1024 * 1024
 def _ray_fallback(options: IngestFlags) -> IngestFlags:
     """--engine ray on a small input, with no cluster named (--ray-address, $RAY_ADDRESS,
     --actors, --gpus-per-actor): the local engine, said in one line."""
-    from .ingestion.documents import input_size
+    from ..ingestion.documents import input_size
 
     named = options.ray_address or os.environ.get("RAY_ADDRESS")
     if options.engine is not Engine.ray or named or options.actors or options.gpus_per_actor:
@@ -648,7 +648,7 @@ def _quiet_ray(verbose: bool) -> None:
 def _embedder_for(options: IngestFlags) -> Any:
     """The local engine gets the model deferred: documents found unchanged by their content
     hashes need none, so an unchanged re-ingest never loads it (nor imports torch)."""
-    from ._loading import DeferredEmbedder
+    from .._loading import DeferredEmbedder
 
     load = partial(load_model, options.model, options.quantization)
     info = inspect_model(options.model)
@@ -873,7 +873,7 @@ def serve(
         )
     _check_serve(model, host, port)
     try:
-        from .server import ModelLoadError, run_server
+        from ..server import ModelLoadError, run_server
     except ImportError as error:
         raise CommandError(
             f"serve needs the server extra: pip install 'jina-connectors[server]' ({error})"
@@ -1039,9 +1039,9 @@ def reembed(
     """Embed the collection -c again with another --model into a new collection --into, from
     the texts it stores: same point ids, texts, offsets and metadata, new vectors. Re-running
     skips what is already stored, so an interrupted run is completed by running it again."""
-    from .ingestion.reembed import TextsNotStoredError, source_spec
-    from .ingestion.reembed import reembed as run_reembed
-    from .ingestion.run import IngestInterrupted
+    from ..ingestion.reembed import TextsNotStoredError, source_spec
+    from ..ingestion.reembed import reembed as run_reembed
+    from ..ingestion.run import IngestInterrupted
 
     options = ingest_options(
         ctx,
@@ -1126,14 +1126,14 @@ def _sink_beside(db: Database, source: VectorSink, name: str, location: str | No
     store opens once per process: the new sink shares its client)."""
     try:
         if db is Database.qdrant:
-            from .sinks.qdrant import QdrantSink
+            from ..sinks.qdrant import QdrantSink
 
             return QdrantSink(name, client=source.client)  # type: ignore[attr-defined]
         if db is Database.milvus:
-            from .sinks.milvus import MilvusSink
+            from ..sinks.milvus import MilvusSink
 
             return MilvusSink(name, client=source.client)  # type: ignore[attr-defined]
-        from .sinks.pinecone import PineconeSink
+        from ..sinks.pinecone import PineconeSink
 
         return PineconeSink(name, location=location)
     except ValueError as error:  # a collection name the database does not take
@@ -1143,7 +1143,7 @@ def _sink_beside(db: Database, source: VectorSink, name: str, location: str | No
 def _as_path_id(text: str) -> str:
     """``text`` read as a file path, in the form of a file's document id (its canonical
     absolute path, as ``ingest`` makes it without --root); a trailing / is kept."""
-    from .ingestion.documents import file_id
+    from ..ingestion.documents import file_id
 
     spelled = file_id(Path(text).expanduser())
     return spelled + "/" if text.endswith("/") and not spelled.endswith("/") else spelled
@@ -1327,7 +1327,3 @@ def _plain_usage_message(error: Exception) -> str | None:
 
 def _one_line(message: str) -> str:
     return " ".join(message.split())
-
-
-if __name__ == "__main__":
-    sys.exit(main())
