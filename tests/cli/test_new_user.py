@@ -44,7 +44,7 @@ def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any) -> Any:
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr("jina_connectors.cli.load_model", refuse)
+    monkeypatch.setattr("jina_connectors.cli.models.load_model", refuse)
 
 
 def absolute(path: Path) -> str:

@@ -61,7 +61,7 @@ def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any) -> Any:
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr("jina_connectors.cli.load_model", refuse)
+    monkeypatch.setattr("jina_connectors.cli.models.load_model", refuse)
 
 
 # -- 1. document ids -----------------------------------------------------------------------
@@ -236,7 +236,7 @@ def test_ctrl_c_before_anything_is_written_says_so_and_leaves_nothing(
     def interrupted(model: Any, quantization: Any = None) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("jina_connectors.cli.load_model", interrupted)
+    monkeypatch.setattr("jina_connectors.cli.models.load_model", interrupted)
     code, out, err = run(capsys, "ingest", "a.md", "--no-progress")
     assert code == 130 and out == ""
     assert err == (
