@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import CollectionMismatchError, OptionError
-from ..sinks.open import check_collection_listed, check_pinecone_key, check_store_unlocked
+from ..sinks.open import (
+    check_collection_listed,
+    check_pinecone_key,
+    check_store_unlocked,
+    sink_class,
+)
 from ..sinks.records import DEFAULT_COLLECTION, PASSAGE_TASK, CollectionSpec
 from . import models
 from .errors import CommandError, Interrupted, flag_error
@@ -143,17 +148,10 @@ def reembed(
 def _sink_beside(db: Database, source: VectorSink, name: str, location: str | None) -> VectorSink:
     """A writable sink on collection ``name`` of the store ``source`` is open on (an embedded
     store opens once per process: the new sink shares its client)."""
+    sink = sink_class(db)  # imported already: ``source`` is open
     try:
-        if db is Database.qdrant:
-            from ..sinks.qdrant import QdrantSink
-
-            return QdrantSink(name, client=source.client)  # type: ignore[attr-defined]
-        if db is Database.milvus:
-            from ..sinks.milvus import MilvusSink
-
-            return MilvusSink(name, client=source.client)  # type: ignore[attr-defined]
-        from ..sinks.pinecone import PineconeSink
-
-        return PineconeSink(name, location=location)
+        if db is Database.pinecone:  # a server store: nothing to share
+            return sink(name, location=location)  # type: ignore[call-arg]
+        return sink(name, client=source.client)  # type: ignore[attr-defined,call-arg]
     except ValueError as error:  # a collection name the database does not take
         raise typer.BadParameter(str(error), param_hint="'--into'") from None

@@ -84,12 +84,15 @@ def search(
             raise missing_collection(db, sink)
         query_model = model or spec.model
         info = inspect_model(query_model)
-        if info is not None and info.dimension is not None and info.dimension < spec.dimensions:
+        try:  # the query vectors must reach the stored width (ModelInfo's rule)
+            if info is not None:
+                info.check_dimensions(spec.dimensions)
+        except ValueError:
             raise typer.BadParameter(
                 f"{info.model} gives {info.dimension} dimensions; the collection holds "
                 f"{spec.dimensions}-dimensional vectors of {spec.model}",
                 param_hint="'--model'",
-            )
+            ) from None
         embedder = models.load_model(query_model, quantization)
         retrieve = k if rerank is None else (candidates or 4 * k)
         hits = sink.search(query, k=retrieve, filter=filter or None, model=embedder)

@@ -381,8 +381,7 @@ def test_an_unchanged_ray_run_starts_no_ray_and_embeds_nothing(
 ) -> None:
     """Before: an unchanged re-run on Ray started Ray and its hashing tasks (22 s)."""
     ray = pytest.importorskip("ray")
-    from jina_connectors import ingest
-    from jina_connectors import QdrantSink
+    from jina_connectors import QdrantSink, ingest
     from jina_connectors.ray import ingest_documents
 
     (workdir / "notes").mkdir()

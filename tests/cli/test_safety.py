@@ -369,8 +369,7 @@ def test_errors_that_need_no_model_import_no_torch(
 ) -> None:
     """Each of these fails before the model loads, and without importing torch (which,
     with the model load, cost 5-10 s before any of them was reported)."""
-    from jina_connectors import ingest
-    from jina_connectors import QdrantSink
+    from jina_connectors import QdrantSink, ingest
 
     (workdir / "a.md").write_text("Alpha.", encoding="utf-8")
     with QdrantSink("plain", location=workdir / "store") as sink:
@@ -461,8 +460,7 @@ def test_late_chunking_window_and_overlap_reach_the_embedder(
 ) -> None:
     """The flags give the vectors of ``LateChunkingOptions(window, overlap)``."""
     from embedder_core import LateChunkingOptions
-    from jina_connectors import ingest
-    from jina_connectors import QdrantSink
+    from jina_connectors import QdrantSink, ingest
 
     text = " ".join(f"Sentence {i} is about rivers and hills." for i in range(60))
     (workdir / "long.md").write_text(text, encoding="utf-8")
