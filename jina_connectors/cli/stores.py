@@ -28,6 +28,7 @@ def open_sink(db: Database, collection: str, location: str | None, **options: An
 
 
 def missing_collection(db: Database, sink: VectorSink) -> CommandError:
+    """The error for a missing or empty collection, naming the ones the store holds."""
     names = sorted(info.name for info in sink.describe_collections() if info.count)
     there = f"; collections there: {', '.join(names)}" if names else "; it holds no collection"
     return CommandError(
