@@ -229,3 +229,14 @@ def test_quantization_flag_loads_the_int8_model_for_ingest_and_search(
 
     usable = int8_support(torch.device("cpu")).usable
     assert ("int8", "int8" if usable else None) in loaded
+
+
+def test_search_refuses_a_query_model_narrower_than_the_collection(
+    workdir: Path, minilm_dir: Path, tiny_jina_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "a.txt").write_text("Lyndon Johnson declared a war on poverty.", encoding="utf-8")
+    assert run(capsys, "ingest", "a.txt", "--no-progress")[0] == 0  # MiniLM: 384 dimensions
+    code, out, err = run(capsys, "search", "poverty", "--model", str(tiny_jina_dir))
+    assert (code, out) == (2, "")
+    assert err.startswith("error: Invalid value for '--model': ")
+    assert "gives 32 dimensions; the collection holds 384-dimensional vectors of" in err

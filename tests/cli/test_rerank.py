@@ -113,3 +113,18 @@ def test_serve_refuses_a_reranker_as_model(tmp_path: Path, minilm_dir: Path, cap
     assert "'--model'" in err and f"--reranker {reranker}" in err
     assert main(["serve", "--model", str(minilm_dir), "--reranker", str(minilm_dir)]) == 2
     assert "'--reranker'" in capsys.readouterr().err
+
+
+def test_the_old_rerank_cli_path_warns_and_gives_the_same_functions() -> None:
+    import importlib
+    import sys
+
+    from jina_connectors.cli import search, serve
+
+    sys.modules.pop("jina_connectors.rerank_cli", None)
+    with pytest.warns(DeprecationWarning, match="jina_connectors.rerank_cli moved to"):
+        old = importlib.import_module("jina_connectors.rerank_cli")
+    for name in ("bare_rerank", "check_reranker", "check_reranker_dir", "hits_json"):
+        assert getattr(old, name) is getattr(search, name)
+    assert old.rerank_hits is search.rerank_hits
+    assert old.check_serve_models is serve.check_serve_models

@@ -34,7 +34,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str
 
 
 def stored_doc_ids(collection: str = "documents") -> set[str]:
-    from jina_connectors.qdrant import QdrantSink
+    from jina_connectors import QdrantSink
 
     with QdrantSink(collection, read_only=True) as sink:
         return sink.doc_ids()
@@ -44,7 +44,7 @@ def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any) -> Any:
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr("jina_connectors.cli.load_model", refuse)
+    monkeypatch.setattr("jina_connectors.cli.models.load_model", refuse)
 
 
 def absolute(path: Path) -> str:
@@ -319,7 +319,7 @@ def test_info_on_a_locked_store_answers_before_importing_the_database_client(
 
 HOLDER = (
     "import sys, time\n"
-    "from jina_connectors.qdrant import QdrantSink\n"
+    "from jina_connectors import QdrantSink\n"
     "sink = QdrantSink('docs', location=sys.argv[1])\n"
     "print('ready', flush=True)\n"
     "time.sleep(300)\n"
@@ -381,8 +381,7 @@ def test_an_unchanged_ray_run_starts_no_ray_and_embeds_nothing(
 ) -> None:
     """Before: an unchanged re-run on Ray started Ray and its hashing tasks (22 s)."""
     ray = pytest.importorskip("ray")
-    from jina_connectors.ingest import ingest
-    from jina_connectors.qdrant import QdrantSink
+    from jina_connectors import QdrantSink, ingest
     from jina_connectors.ray import ingest_documents
 
     (workdir / "notes").mkdir()

@@ -49,7 +49,7 @@ def home() -> Path:
 
 
 def stored_doc_ids(collection: str = "documents", location: Path | None = None) -> set[str]:
-    from jina_connectors.qdrant import QdrantSink
+    from jina_connectors import QdrantSink
 
     with QdrantSink(collection, location=location, read_only=True) as sink:
         return sink.doc_ids()
@@ -61,7 +61,7 @@ def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any) -> Any:
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr("jina_connectors.cli.load_model", refuse)
+    monkeypatch.setattr("jina_connectors.cli.models.load_model", refuse)
 
 
 # -- 1. document ids -----------------------------------------------------------------------
@@ -236,7 +236,7 @@ def test_ctrl_c_before_anything_is_written_says_so_and_leaves_nothing(
     def interrupted(model: Any, quantization: Any = None) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("jina_connectors.cli.load_model", interrupted)
+    monkeypatch.setattr("jina_connectors.cli.models.load_model", interrupted)
     code, out, err = run(capsys, "ingest", "a.md", "--no-progress")
     assert code == 130 and out == ""
     assert err == (
@@ -287,9 +287,9 @@ HOLDER = textwrap.dedent(
     import sys, time
     kind, location = sys.argv[1], sys.argv[2]
     if kind == "qdrant":
-        from jina_connectors.qdrant import QdrantSink as Sink
+        from jina_connectors import QdrantSink as Sink
     elif kind == "milvus":
-        from jina_connectors.milvus import MilvusSink as Sink
+        from jina_connectors import MilvusSink as Sink
     else:
         from qdrant_client import QdrantClient
         Sink = lambda collection, location: QdrantClient(path=location)
@@ -369,8 +369,7 @@ def test_errors_that_need_no_model_import_no_torch(
 ) -> None:
     """Each of these fails before the model loads, and without importing torch (which,
     with the model load, cost 5-10 s before any of them was reported)."""
-    from jina_connectors.ingest import ingest
-    from jina_connectors.qdrant import QdrantSink
+    from jina_connectors import QdrantSink, ingest
 
     (workdir / "a.md").write_text("Alpha.", encoding="utf-8")
     with QdrantSink("plain", location=workdir / "store") as sink:
@@ -461,8 +460,7 @@ def test_late_chunking_window_and_overlap_reach_the_embedder(
 ) -> None:
     """The flags give the vectors of ``LateChunkingOptions(window, overlap)``."""
     from embedder_core import LateChunkingOptions
-    from jina_connectors.ingest import ingest
-    from jina_connectors.qdrant import QdrantSink
+    from jina_connectors import QdrantSink, ingest
 
     text = " ".join(f"Sentence {i} is about rivers and hills." for i in range(60))
     (workdir / "long.md").write_text(text, encoding="utf-8")
