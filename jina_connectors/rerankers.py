@@ -1,10 +1,10 @@
 """Deprecated: :class:`JinaRerankFunction` moved to :mod:`jina_connectors.adapters.pymilvus`,
-``load_reranker`` and ``DEFAULT_RERANKER`` to :mod:`jina_connectors.adapters.models`."""
+``load_reranker`` and ``DEFAULT_RERANKER`` to :mod:`jina_connectors.shared_models`."""
 
 from jina_connectors._compat import warn_moved
 
-from .adapters.models import DEFAULT_RERANKER, load_reranker
 from .adapters.pymilvus import JinaRerankFunction, RerankResult
+from .shared_models import DEFAULT_RERANKER, load_reranker
 
 __all__ = ["DEFAULT_RERANKER", "JinaRerankFunction", "RerankResult", "load_reranker"]
 

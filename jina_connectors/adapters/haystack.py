@@ -38,8 +38,7 @@ from tqdm.auto import tqdm
 
 from embedder_core import EmbedderProtocol, Reranker
 
-from .._loading import check_options, load_embedder
-from .models import DEFAULT_RERANKER, load_reranker
+from ..shared_models import DEFAULT_RERANKER, check_options, load_embedder, load_reranker
 from .source_groups import SourceChunk, late_chunk
 
 __all__ = [

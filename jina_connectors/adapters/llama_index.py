@@ -39,8 +39,7 @@ from llama_index.core.schema import (
 from embedder_core import EmbedderProtocol
 from embedder_core.output import convert_embeddings
 
-from .._loading import check_options, load_embedder
-from .models import DEFAULT_RERANKER, load_reranker
+from ..shared_models import DEFAULT_RERANKER, check_options, load_embedder, load_reranker
 from .source_groups import SourceChunk, late_chunk
 
 __all__ = ["JinaEmbedding", "JinaLateChunking", "JinaRerank"]

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..shared_models import DEFAULT_RERANKER, load_reranker
 from ..sinks.records import PASSAGE_TASK, QUERY_TASK
-from .models import DEFAULT_RERANKER, load_reranker
 
 if TYPE_CHECKING:
     from embedder_core import EmbedderProtocol
@@ -50,7 +50,7 @@ class JinaEmbeddingFunction:
         device: str | None = None,
         dtype: str | None = None,
     ) -> None:
-        from .._loading import load_embedder
+        from ..shared_models import load_embedder
 
         del api_key  # accepted for drop-in compatibility; never stored
         if model_name is None or isinstance(model_name, (str, os.PathLike)):

@@ -403,7 +403,7 @@ def _run_ingest(options: IngestFlags, sink: VectorSink) -> IngestReport:
 def _embedder_for(options: IngestFlags) -> Any:
     """The local engine gets the model deferred: documents found unchanged by their content
     hashes need none, so an unchanged re-ingest never loads it (nor imports torch)."""
-    from .._loading import DeferredEmbedder
+    from ..shared_models import DeferredEmbedder
 
     load = partial(models.load_model, options.model, options.quantization)
     info = inspect_model(options.model)

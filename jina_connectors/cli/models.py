@@ -33,7 +33,7 @@ def inspect_model(model: str | None) -> ModelInfo | None:
 def load_model(model: str | None, quantization: Quantization | None = None) -> Embedder:
     from embedder_core import ModelNotFoundError, default_model
 
-    from .._loading import load_embedder
+    from ..shared_models import load_embedder
 
     try:
         return load_embedder(

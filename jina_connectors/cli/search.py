@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..shared_models import DEFAULT_RERANKER
 from ..sinks.open import check_collection_listed, check_store_unlocked
 from ..sinks.records import DEFAULT_COLLECTION
 from . import models
@@ -23,8 +24,7 @@ if TYPE_CHECKING:
     from ..sinks.records import Hit
 
 
-#: The reranker of a bare ``search --rerank``: ``$JINA_CONNECTORS_RERANKER``, else this.
-DEFAULT_RERANKER = "jina-reranker-v3"
+#: A bare ``search --rerank`` uses ``$JINA_CONNECTORS_RERANKER``, else ``DEFAULT_RERANKER``.
 RERANKER_ENV_VAR = "JINA_CONNECTORS_RERANKER"
 
 

@@ -13,7 +13,6 @@ import ray
 import ray.data
 from ray.data import Dataset
 
-from .._loading import deferred_embedder
 from ..errors import EmptyDocumentError, InvalidDocumentError
 from ..ingestion.documents import (
     CheckedSources,
@@ -33,6 +32,7 @@ from ..ingestion.stages import (
     changed_documents,
     prepare_document,
 )
+from ..shared_models import deferred_embedder
 from ..sinks.base import VectorSink
 from .actor import _embedded, _EmbedJob
 from .plan import ActorResources, actor_resources, connect

@@ -19,7 +19,7 @@ def resolve_embedder(model: str | os.PathLike[str] | Embedder | None) -> Embedde
     """An :class:`embedder_core.Embedder`: given, or the shared one for a model id or path
     (None: the default model; the hosted name ``jina-embeddings-v3`` is its Hub id)."""
     if model is None or isinstance(model, (str, os.PathLike)):
-        from .._loading import load_embedder
+        from ..shared_models import load_embedder
 
         return load_embedder(None if model is None else os.fspath(model))
     return model

@@ -179,7 +179,7 @@ def test_the_framework_loader_still_maps_the_hosted_name(
     fake_hub: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     from embedder_core import HOSTED_MODEL_NAMES
-    from jina_connectors._loading import load_embedder
+    from jina_connectors.shared_models import load_embedder
 
     monkeypatch.chdir(tmp_path)
     assert HOSTED_MODEL_NAMES["jina-embeddings-v3"] == DEFAULT_MODEL

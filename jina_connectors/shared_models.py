@@ -1,6 +1,8 @@
-"""How adapters and sinks get their embedder: one shared model per (model, device, dtype).
+"""The models the adapters, sinks, CLI and Ray engine run: one shared embedder or reranker per
+(model, device, dtype), through ``embedder_core``'s registry, or an embedder described from
+its configuration and loaded on first use (:class:`DeferredEmbedder`).
 
-Imports ``embedder_core`` (and so torch) only when a model is loaded.
+Imports ``embedder_core``'s model code (and so torch) only when a model is loaded.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from embedder_core import Embedder, ModelInfo
+    from embedder_core import Embedder, ModelInfo, Reranker
+
+#: The reranker the adapters and ``search --rerank`` use when none is given.
+DEFAULT_RERANKER = "jina-reranker-v3"
 
 
 def load_embedder(
@@ -29,6 +34,15 @@ def load_embedder(
     from embedder_core import get_embedder
 
     return get_embedder(model, device=device, dtype=dtype, quantization=quantization)
+
+
+def load_reranker(
+    model: str | None, *, device: str | None = None, dtype: str | None = None
+) -> Reranker:
+    """The shared reranker for ``model`` (None: ``DEFAULT_RERANKER``)."""
+    from embedder_core import get_reranker
+
+    return get_reranker(model or DEFAULT_RERANKER, device=device, dtype=dtype)
 
 
 def deferred_embedder(
