@@ -199,6 +199,24 @@ class ModelInfo:
             return self.default_instruction
         return self.instructions[task]  # type: ignore[index]
 
+    @classmethod
+    def of(cls, model: Any) -> ModelInfo:
+        """``model``'s description: itself, its ``info`` (``Embedder``, ``RemoteEmbedder``, a
+        deferred embedder), or one made from what the embedder protocol exposes."""
+        if isinstance(model, ModelInfo):
+            return model
+        info = getattr(model, "info", None)
+        if isinstance(info, ModelInfo):
+            return info
+        return cls(
+            model_name=model.model_name,
+            dimension=model.dimension,
+            max_tokens=getattr(model, "max_tokens", 0),
+            tasks=tuple(model.tasks),
+            pooling=getattr(model, "pooling", "mean"),
+            has_adapters=getattr(model, "has_adapters", False),
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The description as JSON (the model part of the server's ``/v1/x/model``)."""
         return {

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from embedder_core import ModelInfo
+
 from ..shared_models import DEFAULT_RERANKER, load_reranker
 from ..sinks.records import PASSAGE_TASK, QUERY_TASK
 
@@ -62,15 +64,8 @@ class JinaEmbeddingFunction:
             self._embedder = model_name
         if task not in self._embedder.tasks:
             raise ValueError(f"unknown task {task!r}; expected one of {self._embedder.tasks}")
-        if dimensions is not None and (
-            isinstance(dimensions, bool)
-            or not isinstance(dimensions, int)
-            or not 1 <= dimensions <= self._embedder.dimension
-        ):
-            raise ValueError(
-                f"dimensions must be an integer in [1, {self._embedder.dimension}], "
-                f"got {dimensions!r}"
-            )
+        if dimensions is not None:
+            ModelInfo.of(self._embedder).check_dimensions(dimensions)
         self.model_name = self._embedder.model_name
         self.task = task
         self.dimensions = dimensions

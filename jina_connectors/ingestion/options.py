@@ -25,7 +25,7 @@ from ..sinks.records import PASSAGE_TASK, CollectionSpec, SinkEmbeddingType
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from embedder_core import LateChunkingOptions, ModelInfo
+    from embedder_core import LateChunkingOptions
 
 __all__ = [
     "BUILTIN_CHUNKERS",
@@ -105,26 +105,6 @@ class DescribedModel(Protocol):
 def model_name(model: Any) -> str:
     """The canonical model id of an embedder or a ``ModelInfo`` (both say ``model_name``)."""
     return str(model.model_name)
-
-
-def describe_model(model: Any) -> ModelInfo:
-    """``model``'s ``ModelInfo``: itself, its ``info`` (``Embedder``, ``RemoteEmbedder``, a
-    deferred embedder), or one made from what the embedder protocol exposes."""
-    from embedder_core import ModelInfo
-
-    if isinstance(model, ModelInfo):
-        return model
-    info = getattr(model, "info", None)
-    if isinstance(info, ModelInfo):
-        return info
-    return ModelInfo(
-        model_name=model.model_name,
-        dimension=model.dimension,
-        max_tokens=getattr(model, "max_tokens", 0),
-        tasks=tuple(model.tasks),
-        pooling=getattr(model, "pooling", "mean"),
-        has_adapters=getattr(model, "has_adapters", False),
-    )
 
 
 @dataclass(frozen=True)
@@ -298,7 +278,9 @@ class IngestOptions:
         its tasks, its width (through ``ModelInfo.check_dimensions``, the one owner of that
         rule, Matryoshka included), and whether it can late-chunk. The only model check;
         it loads nothing."""
-        info = describe_model(model)
+        from embedder_core import ModelInfo
+
+        info = ModelInfo.of(model)
         if self.task not in info.tasks:
             raise OptionError(
                 "task",
