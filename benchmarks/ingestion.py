@@ -33,8 +33,8 @@ def _documents(ctx: Context) -> list[dict[str, Any]]:
 
 def run(ctx: Context) -> CaseResult:
     from embedder_core.testing import minilm_path
+    from jina_connectors import QdrantSink
     from jina_connectors.ingest import PASSAGE_TASK, ingest
-    from jina_connectors.qdrant import QdrantSink
 
     embedder = ctx.load_embedder(minilm_path())
     documents = _documents(ctx)

@@ -51,8 +51,8 @@ def run(ctx: Context) -> CaseResult:
     import ray
 
     from embedder_core.testing import minilm_path, write_tiny_jina_checkpoint
+    from jina_connectors import QdrantSink
     from jina_connectors.ingest import PASSAGE_TASK, ingest
-    from jina_connectors.qdrant import QdrantSink
     from jina_connectors.ray import connect, ingest_dataset
 
     cores = os.cpu_count() or 1

@@ -23,9 +23,10 @@ from sphinx.util.typing import stringify_annotation
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout first, whatever is installed
-# The server's face first: imported after the other faces (their frameworks) within a Sphinx
-# build, FastAPI's models failed pydantic's schema generation (sphinx 9.0.4, pydantic 2.14).
-import jina_connectors.server  # noqa: E402, F401
+# The server's app (FastAPI and its models) first: imported after the other faces (their
+# frameworks) within a Sphinx build, FastAPI's models failed pydantic's schema generation
+# (sphinx 9.0.4, pydantic 2.14). The server's face loads the app on first use only.
+import jina_connectors.server.app  # noqa: E402, F401
 
 FACES = ("embedder_core", "jina_connectors", "jina_connectors.ray", "jina_connectors.server")
 
@@ -57,12 +58,12 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_type_aliases = {
     name: f"embedder_core.{name}" for name in ("EmbeddingType", "ArrayEmbeddingType", "Chunker")
 } | {
-    "SinkEmbeddingType": "jina_connectors.sink.SinkEmbeddingType",
+    "SinkEmbeddingType": "jina_connectors.sinks.SinkEmbeddingType",
     "SearchFilter": "jina_connectors.SearchFilter",
-    "DocumentSource": "jina_connectors.documents.DocumentSource",
+    "DocumentSource": "jina_connectors.ingestion.documents.DocumentSource",
     "Span": "embedder_core.Span",
     "PoolingMode": "embedder_core.model_info.PoolingMode",
-    "Reduction": "embedder_core.Reduction",
+    "Reduction": "embedder_core.late_chunking.Reduction",
 }
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
@@ -137,7 +138,7 @@ def _expand_face(app: Sphinx, docname: str, source: list[str]) -> None:
 
 
 # -- cross-references that autodoc's docstrings make ----------------------------------------
-# A docstring names code by the path it lives at (``jina_connectors.pipeline.ingest``) or by
+# A docstring names code by the path it lives at (``jina_connectors.ingestion.run.ingest``) or by
 # a bare name in its class (``close``). Such a reference links to the object's page entry
 # when a face documents that same object; it stays code without a link when the object
 # exists but is internal (not on the site); it warns only when it names nothing that exists.

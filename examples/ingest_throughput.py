@@ -19,10 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from jina_connectors import InvalidDocumentError, ingest, iter_documents
+from jina_connectors import InvalidDocumentError, MilvusSink, QdrantSink, ingest, iter_documents
 from jina_connectors.ingest import resolve_embedder
-from jina_connectors.milvus import MilvusSink
-from jina_connectors.qdrant import QdrantSink
 
 SPEECHES = Path(__file__).resolve().parent / "data"
 

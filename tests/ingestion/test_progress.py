@@ -19,7 +19,7 @@ from jina_connectors.ingest import (
 
 pytest.importorskip("qdrant_client")
 
-from jina_connectors.qdrant import QdrantSink
+from jina_connectors import QdrantSink
 
 SETTINGS: dict[str, Any] = {"chunk_size": 16, "show_progress": False}
 
