@@ -96,7 +96,7 @@ def installed_backends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def server(tiny_jina_embedder: Embedder) -> Iterator[str]:
-    # The model's folder as its id, so remote and local collections match (see docs/guide/server.md).
+    # The model's folder as its id, so remote and local collections match (docs/guide/server.md).
     with serve_app(create_app(tiny_jina_embedder, expose_model_path=True)) as url:
         yield url
 
