@@ -33,8 +33,7 @@ def _documents(ctx: Context) -> list[dict[str, Any]]:
 
 def run(ctx: Context) -> CaseResult:
     from embedder_core.testing import minilm_path
-    from jina_connectors.ingest import ingest
-    from jina_connectors.qdrant import QdrantSink
+    from jina_connectors import QdrantSink, ingest
     from jina_connectors.sinks.records import PASSAGE_TASK
 
     embedder = ctx.load_embedder(minilm_path())

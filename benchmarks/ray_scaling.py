@@ -51,8 +51,7 @@ def run(ctx: Context) -> CaseResult:
     import ray
 
     from embedder_core.testing import minilm_path, write_tiny_jina_checkpoint
-    from jina_connectors.ingest import ingest
-    from jina_connectors.qdrant import QdrantSink
+    from jina_connectors import QdrantSink, ingest
     from jina_connectors.ray import connect, ingest_dataset
     from jina_connectors.sinks.records import PASSAGE_TASK
 

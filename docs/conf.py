@@ -23,11 +23,20 @@ from sphinx.util.typing import stringify_annotation
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout first, whatever is installed
-# The server's face first: imported after the other faces (their frameworks) within a Sphinx
-# build, FastAPI's models failed pydantic's schema generation (sphinx 9.0.4, pydantic 2.14).
-import jina_connectors.server  # noqa: E402, F401
+# The server's app (FastAPI and its models) first: imported after the other faces (their
+# frameworks) within a Sphinx build, FastAPI's models failed pydantic's schema generation
+# (sphinx 9.0.4, pydantic 2.14). The server's face loads the app on first use only.
+import jina_connectors.server.app  # noqa: E402, F401
 
-FACES = ("embedder_core", "jina_connectors", "jina_connectors.ray", "jina_connectors.server")
+FACES = (
+    "embedder_core",
+    "jina_connectors",
+    "jina_connectors.sinks",
+    "jina_connectors.ingestion.options",
+    "jina_connectors.ray",
+    "jina_connectors.server",
+    "jina_connectors.server.wire",
+)
 
 # Sphinx 9.0's autodoc prints an alias of autodoc_type_aliases nested in another type
 # (``Sequence[Span]``) by its repr, "TypeAliasForwardRef('...')": print its name instead.
@@ -57,12 +66,12 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_type_aliases = {
     name: f"embedder_core.{name}" for name in ("EmbeddingType", "ArrayEmbeddingType", "Chunker")
 } | {
-    "SinkEmbeddingType": "jina_connectors.sink.SinkEmbeddingType",
+    "SinkEmbeddingType": "jina_connectors.sinks.SinkEmbeddingType",
     "SearchFilter": "jina_connectors.SearchFilter",
-    "DocumentSource": "jina_connectors.documents.DocumentSource",
+    "DocumentSource": "jina_connectors.ingestion.documents.DocumentSource",
     "Span": "embedder_core.Span",
     "PoolingMode": "embedder_core.model_info.PoolingMode",
-    "Reduction": "embedder_core.Reduction",
+    "Reduction": "embedder_core.late_chunking.Reduction",
 }
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
@@ -103,20 +112,40 @@ def _attribute_doc(face: str, name: str, value: object) -> list[str]:
 _MISSING = object()
 
 
+def _faces_before(face: str) -> tuple[str, ...]:
+    return FACES[: FACES.index(face)] if face in FACES else FACES
+
+
+def _earlier_face(face: str, value: object) -> str | None:
+    """The face before ``face`` (in FACES order) that also exports ``value``, if any: the
+    object's entry there is the one cross-references link to."""
+    for earlier in _faces_before(face):
+        module = importlib.import_module(earlier)
+        if any(getattr(module, name) is value for name in module.__all__):
+            return earlier
+    return None
+
+
 def _directive(face: str, name: str) -> str:
     value = getattr(importlib.import_module(face), name)
+    # An object a previous face documents is shown again here, but indexed there only.
+    no_index = "   :no-index:\n" if _earlier_face(face, value) is not None else ""
     if inspect.isclass(value):
         kind = "autoexception" if issubclass(value, BaseException) else "autoclass"
-        return f".. {kind}:: {face}.{name}\n"
+        return f".. {kind}:: {face}.{name}\n{no_index}"
     if inspect.isfunction(value) or inspect.isbuiltin(value):
-        return f".. autofunction:: {face}.{name}\n"
+        return f".. autofunction:: {face}.{name}\n{no_index}"
     shown = (
         stringify_annotation(value, "fully-qualified-except-typing")
         if _is_alias(value)
         else object_description(value)
     )
     body = "".join(f"   {line}\n" for line in _attribute_doc(face, name, value))
-    return f".. py:data:: {face}.{name}\n   :value: {shown}\n\n{body}"
+    # A constant or alias of a name an earlier face exports (``Chunker``, ``SearchFilter``):
+    # indexed there only, so that its short name in annotations has one target.
+    if no_index or any(name in importlib.import_module(f).__all__ for f in _faces_before(face)):
+        no_index = "   :no-index:\n"
+    return f".. py:data:: {face}.{name}\n{no_index}   :value: {shown}\n\n{body}"
 
 
 def _is_alias(value: object) -> bool:
@@ -137,7 +166,7 @@ def _expand_face(app: Sphinx, docname: str, source: list[str]) -> None:
 
 
 # -- cross-references that autodoc's docstrings make ----------------------------------------
-# A docstring names code by the path it lives at (``jina_connectors.pipeline.ingest``) or by
+# A docstring names code by the path it lives at (``jina_connectors.ingestion.run.ingest``) or by
 # a bare name in its class (``close``). Such a reference links to the object's page entry
 # when a face documents that same object; it stays code without a link when the object
 # exists but is internal (not on the site); it warns only when it names nothing that exists.

@@ -22,7 +22,7 @@ __all__ = ["EmbedderProtocol"]
 
 @runtime_checkable
 class EmbedderProtocol(Protocol):
-    """What adapters call on an embedder; see ``docs/API.md`` for the semantics.
+    """What adapters call on an embedder; see ``docs/guide/python-api.md`` for the semantics.
 
     Bad input raises the same typed errors whichever implementation runs it
     (``ValueError``, ``TypeError``, ``TokenLimitError``, ``UnsupportedModelError``).

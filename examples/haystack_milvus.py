@@ -37,8 +37,12 @@ from haystack.components.preprocessors import DocumentSplitter
 from haystack.components.writers import DocumentWriter
 from milvus_haystack import MilvusDocumentStore, MilvusEmbeddingRetriever
 
-from jina_connectors import InvalidDocumentError, iter_documents
-from jina_connectors.haystack import JinaLateChunkingDocumentEmbedder, JinaTextEmbedder
+from jina_connectors import (
+    InvalidDocumentError,
+    JinaLateChunkingDocumentEmbedder,
+    JinaTextEmbedder,
+    iter_documents,
+)
 
 # Noise that is not this example's to fix: milvus-lite 2.5 imports the deprecated
 # pkg_resources (when the first connection starts it), and milvus-haystack 0.0.18 sets

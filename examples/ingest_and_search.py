@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jina_connectors import ingest
-from jina_connectors.milvus import MilvusSink
-from jina_connectors.qdrant import QdrantSink
+from jina_connectors import MilvusSink, QdrantSink, ingest
 
 DATA = Path(__file__).resolve().parent / "data"
 QUESTIONS = [

@@ -19,9 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from jina_connectors import InvalidDocumentError, ingest, iter_documents
-from jina_connectors.milvus import MilvusSink
-from jina_connectors.qdrant import QdrantSink
+from jina_connectors import InvalidDocumentError, MilvusSink, QdrantSink, ingest, iter_documents
 from jina_connectors.sinks.search import resolve_embedder
 
 SPEECHES = Path(__file__).resolve().parent / "data"

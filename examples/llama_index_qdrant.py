@@ -29,8 +29,7 @@ from llama_index.core.storage.docstore import SimpleDocumentStore
 from llama_index.vector_stores.qdrant import QdrantVectorStore
 from qdrant_client import QdrantClient
 
-from jina_connectors import InvalidDocumentError, iter_documents
-from jina_connectors.llama_index import JinaEmbedding, JinaLateChunking
+from jina_connectors import InvalidDocumentError, JinaEmbedding, JinaLateChunking, iter_documents
 
 # Not this example's to fix: the LlamaIndex Qdrant store creates payload indexes, which
 # the embedded Qdrant ignores, and says so on every run.

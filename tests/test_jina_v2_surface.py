@@ -49,14 +49,14 @@ def v2(tiny_jina_v2_dir: Path) -> Embedder:
 
 def _qdrant(tmp_path: Path, name: str) -> Any:
     pytest.importorskip("qdrant_client")
-    from jina_connectors.qdrant import QdrantSink
+    from jina_connectors import QdrantSink
 
     return QdrantSink(name, location=":memory:")
 
 
 def _milvus(tmp_path: Path, name: str) -> Any:
     pytest.importorskip("milvus_lite")
-    from jina_connectors.milvus import MilvusSink
+    from jina_connectors import MilvusSink
 
     return MilvusSink(name, location=tmp_path / f"{name}.db")
 
@@ -100,7 +100,7 @@ def test_llama_index(v2: Embedder, tiny_jina_v2_dir: Path) -> None:
     from llama_index.core import Document
     from llama_index.core.node_parser import SentenceSplitter
 
-    from jina_connectors.llama_index import JinaEmbedding, JinaLateChunking
+    from jina_connectors import JinaEmbedding, JinaLateChunking
 
     embedding = JinaEmbedding(model=str(tiny_jina_v2_dir), device="cpu")
     query = embedding.get_query_embedding("harbour wall")
@@ -125,7 +125,7 @@ def test_haystack(v2: Embedder, tiny_jina_v2_dir: Path) -> None:
     pytest.importorskip("haystack")
     from haystack import Document
 
-    from jina_connectors.haystack import (
+    from jina_connectors import (
         JinaDocumentEmbedder,
         JinaLateChunkingDocumentEmbedder,
         JinaTextEmbedder,
@@ -155,7 +155,7 @@ def server(v2: Embedder) -> Iterator[str]:
 
 
 def test_server_and_remote_embedder(v2: Embedder, server: str) -> None:
-    from jina_connectors.remote import RemoteEmbedder
+    from jina_connectors.server.client import RemoteEmbedder
 
     with RemoteEmbedder(server) as remote:
         assert (remote.dimension, remote.max_tokens, remote.tasks) == (

@@ -241,7 +241,8 @@ class JinaTextEmbedder(_LocalModel):
 class JinaDocumentEmbedder(_LocalModel):
     """Embeds Documents, by default as retrieval passages; returns new Documents.
 
-    :param model, device, dtype, dimensions, normalized: as for ``JinaTextEmbedder``.
+    :param model: as for ``JinaTextEmbedder``; so are ``device``, ``dtype``, ``dimensions``
+        and ``normalized``.
     :param prefix: added before each text.
     :param suffix: added after each text.
     :param batch_size: Documents per call to the model (the core batches by tokens within it).
@@ -363,7 +364,8 @@ class JinaLateChunkingDocumentEmbedder(_LocalModel):
     replaced in the output by its chunks, which carry the same meta as ``DocumentSplitter``
     gives (``source_id``, ``split_id``, ``split_idx_start``, ``page_number``).
 
-    :param model, device, dtype, dimensions, normalized: as for ``JinaTextEmbedder``.
+    :param model: as for ``JinaTextEmbedder``; so are ``device``, ``dtype``, ``dimensions``
+        and ``normalized``.
     :param task: ``retrieval.passage`` by default; None uses the model without a task adapter.
     :param chunker: how whole Documents are split: ``"sentences"`` or ``"tokens"``.
     :param chunk_size: maximum tokens per chunk when splitting whole Documents.

@@ -78,8 +78,9 @@ class JinaEmbedding(BaseEmbedding):
         normalized: L2-normalize the embeddings.
         embed_batch_size: texts per call to the model (the core batches by tokens within it).
         show_progress: show a progress bar for every batch embedding, not only when asked.
-        encoding_queries / encoding_documents: ``"float"``, or ``"ubinary"``/``"binary"`` for
-            the sign bits as 0/1 values (one per dimension), as the hosted integration returns.
+        encoding_queries: ``"float"``, or ``"ubinary"``/``"binary"`` for the sign bits as 0/1
+            values (one per dimension), as the hosted integration returns.
+        encoding_documents: the same, for documents.
 
     Accepted for drop-in compatibility with ``llama-index-embeddings-jinaai``: ``api_key`` is
     ignored (nothing is sent anywhere) and never stored. ``late_chunking=True`` raises: a batch

@@ -170,8 +170,8 @@ def reembed(
         embedding_type: ``"float"`` or ``"ubinary"``; None: the old collection's.
         late_chunking: embed each rebuilt document whole and pool per stored chunk
             (default), or each chunk's text on its own.
-        late_chunking_options, batch_size (documents per batch), write_batch_size,
-        max_pending_batches, on_error, show_progress: as for ``ingest``.
+        batch_size: documents per batch, as for ``ingest``; so are ``late_chunking_options``,
+            ``write_batch_size``, ``max_pending_batches``, ``on_error`` and ``show_progress``.
 
     Returns the run's :class:`IngestReport`: ``documents`` read from ``source``,
     ``skipped`` already stored in ``target``, ``errors`` the bad records (a document stored

@@ -57,7 +57,7 @@ _MALLOC_ARENAS = 2
 #: oneDNN's cache of compiled CPU kernels is keyed by input shape, and a padded model sees a
 #: new (batch, length) shape in nearly every forward: with its default of 1024 entries the
 #: resident size grew ~250 MB over five rounds of load on MiniLM, ~200 MB at 64 entries, and
-#: stayed flat uncached (docs/SERVER.md).
+#: stayed flat uncached (docs/guide/server.md).
 ONEDNN_CACHE_ENV_VAR = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
 ONEDNN_CACHE_CAPACITY = "0"
 

@@ -63,7 +63,7 @@ def test_a_hub_model_is_inspected_from_its_json_files_only(
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     info = inspect_model("sentence-transformers/all-MiniLM-L6-v2@abc123")
-    assert (info.model, info.dimension, info.max_tokens) == (
+    assert (info.model_name, info.dimension, info.max_tokens) == (
         "sentence-transformers/all-MiniLM-L6-v2@abc123",
         384,
         256,

@@ -521,7 +521,7 @@ def _inspected(model_dir: Path) -> tuple[Any, ...]:
 
     info = inspect_model(model_dir)
     return (
-        info.model,
+        info.model_name,
         info.dimension,
         info.max_tokens,
         info.tasks,

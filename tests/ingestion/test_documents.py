@@ -23,7 +23,7 @@ from jina_connectors.ingestion.documents import sync_scope
 
 pytest.importorskip("qdrant_client")
 
-from jina_connectors.qdrant import QdrantSink
+from jina_connectors import QdrantSink
 
 SETTINGS: dict[str, Any] = {"chunk_size": 16, "show_progress": False}
 

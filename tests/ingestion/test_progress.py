@@ -16,7 +16,7 @@ from jina_connectors.ingestion.stages import resolve_settings
 
 pytest.importorskip("qdrant_client")
 
-from jina_connectors.qdrant import QdrantSink
+from jina_connectors import QdrantSink
 
 SETTINGS: dict[str, Any] = {"chunk_size": 16, "show_progress": False}
 

@@ -71,7 +71,7 @@ def reembed_reference(
 ) -> dict[str, StoredPoint]:
     """What re-embedding ``old`` must give: CORPUS_V1 ingested with ``embedder`` and the old
     collection's chunk boundaries (a custom chunker), into an in-memory Qdrant."""
-    from jina_connectors.qdrant import QdrantSink
+    from jina_connectors import QdrantSink
 
     spans = stored_spans(old)
     by_text = {document["text"]: spans[document["id"]] for document in CORPUS_V1}
@@ -339,7 +339,7 @@ class TestQdrantReembed(ReembedTests):
         pytest.importorskip("qdrant_client")
         from qdrant_client import QdrantClient
 
-        from jina_connectors.qdrant import QdrantSink
+        from jina_connectors import QdrantSink
 
         client = QdrantClient(location=":memory:")
         sinks: list[VectorSink] = []
@@ -413,7 +413,7 @@ class TestMilvusReembed(ReembedTests):
     @pytest.fixture
     def make_sink(self, tmp_path: Path) -> Iterator[SinkFactory]:
         pytest.importorskip("milvus_lite")
-        from jina_connectors.milvus import MilvusSink
+        from jina_connectors import MilvusSink
 
         owner = MilvusSink("docs", location=tmp_path / "milvus.db")  # owns the Lite server
         sinks: list[VectorSink] = []
@@ -493,7 +493,7 @@ class TestPineconeReembed(ReembedTests):
         pytest.importorskip("pinecone")
         from pinecone_server import running_server
 
-        from jina_connectors.pinecone import PineconeSink
+        from jina_connectors import PineconeSink
 
         with running_server(API_KEY) as server:
             self.server = server
@@ -522,8 +522,7 @@ def test_a_collection_moves_to_another_database(tiny_jina_embedder: Any, minilm:
     pytest.importorskip("pinecone")
     from pinecone_server import running_server
 
-    from jina_connectors.pinecone import PineconeSink
-    from jina_connectors.qdrant import QdrantSink
+    from jina_connectors import PineconeSink, QdrantSink
 
     with (
         running_server(API_KEY) as server,
@@ -619,7 +618,7 @@ def test_the_command(
 def test_the_command_names_what_to_do_for_a_collection_without_texts(
     tmp_path: Path, minilm_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from jina_connectors.qdrant import QdrantSink
+    from jina_connectors import QdrantSink
 
     store = tmp_path / "qdrant"
     with QdrantSink("old", location=store) as old:

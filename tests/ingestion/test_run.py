@@ -20,7 +20,7 @@ from jina_connectors.sinks.records import chunk_id
 
 pytest.importorskip("qdrant_client")
 
-from jina_connectors.qdrant import QdrantSink
+from jina_connectors import QdrantSink
 
 SETTINGS: dict[str, Any] = {"chunk_size": 16, "show_progress": False}
 

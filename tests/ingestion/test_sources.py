@@ -54,9 +54,9 @@ def test_checked_sources_read_as_the_paths_do(folder: Path) -> None:
 def test_each_path_is_checked_once_in_a_python_run(
     folder: Path, monkeypatch: pytest.MonkeyPatch, minilm_dir: Path
 ) -> None:
+    from jina_connectors import QdrantSink
     from jina_connectors.ingestion.options import IngestOptions
     from jina_connectors.ingestion.run import ingest
-    from jina_connectors.qdrant import QdrantSink
 
     calls = spy_path_checks(monkeypatch)
     paths = [folder / "a.md", folder / "sub"]

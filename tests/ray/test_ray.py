@@ -35,10 +35,8 @@ from pinecone_server import PineconeTestServer, running_server
 from ray_faults import FAULTS_ENV, FIRED, TRIGGER
 from ray_ingest_worker import RAY_CRASH_SETTINGS
 
-from jina_connectors.ingest import ingest
+from jina_connectors import PineconeSink, QdrantSink, ingest
 from jina_connectors.ingestion.stages import prepare_document, resolve_settings
-from jina_connectors.pinecone import PineconeSink
-from jina_connectors.qdrant import QdrantSink
 from jina_connectors.ray import (
     CHUNK_COLUMNS,
     ActorResources,
@@ -703,7 +701,7 @@ def test_llama_index_ray_pipeline_equals_the_plain_pipeline(
     from llama_index.core.ingestion import IngestionPipeline
     from llama_index.core.node_parser import SentenceSplitter
 
-    from jina_connectors.llama_index import JinaLateChunking
+    from jina_connectors import JinaLateChunking
 
     namespace = run_snippet(readme_ray_snippets()[1], monkeypatch, minilm)
     plain = IngestionPipeline(
@@ -738,8 +736,7 @@ def test_a_plain_ray_step_splits_documents_across_batches_and_changes_their_vect
     from llama_index.core.node_parser import SentenceSplitter
     from llama_index.ingestion.ray import RayIngestionPipeline, RayTransformComponent
 
-    from jina_connectors.llama_index import JinaLateChunking
-    from jina_connectors.llama_index_ray import RayJinaLateChunking
+    from jina_connectors import JinaLateChunking, RayJinaLateChunking
 
     docs = [Document(text=r["text"] * 3, id_=r["id"]) for r in CORPUS_V1[:3]]
     splitter = {"chunk_size": 32, "chunk_overlap": 0}

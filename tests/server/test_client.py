@@ -96,7 +96,7 @@ def installed_backends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def server(tiny_jina_embedder: Embedder) -> Iterator[str]:
-    # The model's folder as its id, so remote and local collections match (see SERVER.md).
+    # The model's folder as its id, so remote and local collections match (docs/guide/server.md).
     with serve_app(create_app(tiny_jina_embedder, expose_model_path=True)) as url:
         yield url
 
@@ -602,7 +602,7 @@ def test_llama_index_remote_equals_local(
     from llama_index.core import Document
     from llama_index.core.node_parser import SentenceSplitter
 
-    from jina_connectors.llama_index import JinaEmbedding, JinaLateChunking
+    from jina_connectors import JinaEmbedding, JinaLateChunking
 
     local = JinaEmbedding(model=str(tiny_jina_dir), device="cpu", dimensions=16)
     remote = JinaEmbedding(model=server, dimensions=16)
@@ -635,7 +635,7 @@ def test_haystack_remote_equals_local(
     pytest.importorskip("haystack")
     from haystack import Document
 
-    from jina_connectors.haystack import (
+    from jina_connectors import (
         JinaDocumentEmbedder,
         JinaLateChunkingDocumentEmbedder,
         JinaTextEmbedder,
@@ -679,8 +679,8 @@ def test_ingest_and_search_through_a_server(
     installed_backends: None, server: str, tiny_jina_dir: Path, tmp_path: Path
 ) -> None:
     pytest.importorskip("qdrant_client")
+    from jina_connectors import QdrantSink
     from jina_connectors.ingest import ingest
-    from jina_connectors.qdrant import QdrantSink
 
     documents = [
         {"id": "harbour", "text": TEXT},

@@ -39,7 +39,7 @@ def qdrant_reference(embedder: Any, corpus: list[dict[str, Any]], **settings: An
 
 
 def test_binary_vectors_with_hamming(minilm: Any, tmp_path: Path) -> None:
-    from embedder_core import convert_embeddings
+    from embedder_core.output import convert_embeddings
 
     with MilvusSink("bits", location=tmp_path / "m.db") as sink:
         ingest(CORPUS_V1, sink, model=minilm, embedding_type="ubinary", dimensions=100, **SETTINGS)

@@ -71,14 +71,14 @@ class KillingSink:
 
 def open_sink(db: str, location: str, collection: str) -> VectorSink:
     if db == "qdrant":
-        from jina_connectors.qdrant import QdrantSink
+        from jina_connectors import QdrantSink
 
         return QdrantSink(collection, location=location)
     if db == "milvus":
-        from jina_connectors.milvus import MilvusSink
+        from jina_connectors import MilvusSink
 
         return MilvusSink(collection, location=location)
-    from jina_connectors.pinecone import PineconeSink
+    from jina_connectors import PineconeSink
 
     return PineconeSink(collection, location=location)
 
