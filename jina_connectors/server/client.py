@@ -34,7 +34,6 @@ import random
 import re
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -44,14 +43,13 @@ import numpy as np
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
 
 from embedder_core import (
-    EMBEDDING_TYPES,
     DocumentChunk,
     EmbeddingType,
     LateChunkingOptions,
     ModelInfo,
 )
 from embedder_core.chunking import Chunker, Span, check_spans
-from embedder_core.output import convert_embeddings, document_chunks
+from embedder_core.output import check_embedding_type, convert_embeddings, document_chunks
 
 from .wire import (
     API_KEY_ENV_VAR,
@@ -512,19 +510,7 @@ class RemoteEmbedder:
         accepted and ignored.
         """
         items = _text_list(texts)
-        if embedding_type not in EMBEDDING_TYPES:
-            raise ValueError(
-                f"unknown embedding_type {embedding_type!r}; "
-                f"expected one of {', '.join(EMBEDDING_TYPES)}"
-            )
-        if embedding_type == "base64":
-            warnings.warn(
-                'embedding_type="base64" is deprecated: encode returns arrays (float32 rows '
-                "travel as base64 anyway; jina_connectors.server.wire.encode_base64_rows "
-                "writes them); it goes in the next release",
-                DeprecationWarning,
-                stacklevel=2,
-            )
+        check_embedding_type(embedding_type)  # base64 warns: the wire's, not encode's
         if late_chunking_options is not None and not isinstance(
             late_chunking_options, LateChunkingOptions
         ):
