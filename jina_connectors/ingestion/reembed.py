@@ -401,6 +401,9 @@ class _PointsProgress:
             disable=not enabled,
             dynamic_ncols=True,
             mininterval=0.5,
+            # tqdm's default (dynamic miniters) learns "iterations between prints" from one
+            # burst, after which small batches may not redraw the bar again until the end.
+            miniters=1,
         )
         self._stats: dict[str, int] = {}
 

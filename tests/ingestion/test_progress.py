@@ -138,3 +138,21 @@ def test_token_reports_move_the_bar_inside_a_batch(minilm: Any) -> None:
         np.testing.assert_allclose(
             np.stack([r.vector for r in ours]), np.stack([r.vector for r in theirs]), atol=1e-6
         )
+
+
+def test_the_bar_keeps_moving_after_a_burst(capsys: pytest.CaptureFixture[str]) -> None:
+    """One big batch then small ones: every small one past the half-second interval redraws
+    the bar (tqdm's dynamic miniters would wait for another burst's worth of bytes)."""
+    import time
+
+    from jina_connectors.ingestion.progress import IngestProgress
+
+    progress = IngestProgress(100_000, description="ingest", enabled=True)
+    time.sleep(0.55)
+    progress.done(50_000)
+    for _ in range(3):
+        time.sleep(0.55)
+        progress.done(3_000)
+    shown = capsys.readouterr().err  # before close(), which draws the last state anyway
+    progress.close(complete=False)
+    assert "53%" in shown and "56%" in shown, shown
