@@ -505,7 +505,15 @@ def test_sigint_mid_ingest_says_what_was_stored_and_a_rerun_completes(
     command = [sys.executable, "-m", "jina_connectors.cli", "ingest", str(corpus)]
     command += ["--batch-size", "2", "--chunk-size", "16"]
     env = {**os.environ, "JINA_CONNECTORS_MODEL": str(minilm_dir), "COLUMNS": "200"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The child takes Ctrl-C as a user's terminal process does, whatever this process
+    # inherited: a suite started in the background ignores SIGINT, and children inherit that.
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     stderr: list[bytes] = []
 
     def read() -> None:
